@@ -1,0 +1,119 @@
+"""One checkpoint format and one loader, for resume, inference, transfer and the Kaggle kernel.
+
+A checkpoint is a plain dict (tensors, numbers, strings, lists, dicts) so that it loads with
+`torch.load(weights_only=True)`: a crafted pickle cannot run code. It describes itself: the model
+name and config rebuild the network without the command that trained it.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from src.models import build_model
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(Exception):
+    """A file that is missing, not a checkpoint, of a future format, or of another model."""
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The bare model inside DistributedDataParallel and/or torch.compile wrappers."""
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call write(tmp_path), then rename tmp over path: a crash mid-write leaves the old file intact."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+    except OSError as e:
+        raise OSError(e.errno, f"cannot write to {path.parent}: {e.strerror}") from None
+    try:
+        write(Path(tmp))
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise OSError(e.errno, f"cannot write {path}: {e.strerror or e}") from None
+        raise
+
+
+def make_checkpoint(model: nn.Module, *, kind: str, model_name: str, model_config: dict,
+                    config: dict, **state: Any) -> dict:
+    """The checkpoint dict: weights on CPU plus everything needed to rebuild and resume."""
+    weights = {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
+    return dict(format_version=FORMAT_VERSION, kind=kind, model_name=model_name,
+                model_config=dict(model_config), model=weights, config=dict(config), **state)
+
+
+def save_checkpoint(path: Path, checkpoint: dict) -> None:
+    atomic_write(Path(path), lambda tmp: torch.save(checkpoint, tmp))
+
+
+def load_checkpoint(path: Path, kind: str | None = None) -> dict:
+    """Load and check a checkpoint (weights_only=True). Raises CheckpointError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for truncated files, pickles, non-zip data
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a loadable checkpoint of this package ({first})") from None
+    if not isinstance(ckpt, dict) or "format_version" not in ckpt or "model" not in ckpt:
+        raise CheckpointError(f"{path}: not a checkpoint of this package (no format_version/model keys)")
+    if ckpt["format_version"] > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format {ckpt['format_version']} is newer than this "
+                              f"package reads ({FORMAT_VERSION}); update the package")
+    if kind is not None and ckpt.get("kind") != kind:
+        raise CheckpointError(f"{path}: holds a {ckpt.get('kind')!r} checkpoint, expected {kind!r}")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict, path: Path | str = "checkpoint") -> nn.Module:
+    """Rebuild the network a checkpoint describes and load its weights (strict)."""
+    try:
+        model = build_model(ckpt["model_name"], **ckpt["model_config"])
+        model.load_state_dict(ckpt["model"])
+    except (ValueError, TypeError, RuntimeError, KeyError) as e:
+        msg = str(e).strip().splitlines()[0][:300]
+        raise CheckpointError(f"{path}: weights do not fit model {ckpt.get('model_name')!r}: {msg}") from None
+    return model.eval()
+
+
+def load_model(path: Path, kind: str | None = None, device: str | torch.device = "cpu"):
+    """(model in eval mode on device, checkpoint dict) from a checkpoint file."""
+    ckpt = load_checkpoint(path, kind)
+    return model_from_checkpoint(ckpt, path).to(device), ckpt
+
+
+def init_encoder_from(model: nn.Module, path: Path) -> list[str]:
+    """Copy a pretrained autoencoder's encoder weights into `model.encoder` (transfer learning).
+
+    Loads every `encoder.*` tensor the model also has (a shallower autoencoder fills the first
+    levels). Returns the names loaded. Raises CheckpointError on a shape mismatch or no overlap.
+    """
+    ckpt = load_checkpoint(path, kind="autoencoder")
+    own = unwrap(model).state_dict()
+    src = {k: v for k, v in ckpt["model"].items() if k.startswith("encoder.")}
+    shared = sorted(k for k in src if k in own)
+    bad = [f"{k} {tuple(src[k].shape)} vs {tuple(own[k].shape)}" for k in shared if src[k].shape != own[k].shape]
+    if bad:
+        raise CheckpointError(f"{path}: encoder weights do not fit this model ({'; '.join(bad[:3])}); "
+                              f"use the same --width as the pretraining")
+    if not shared:
+        raise CheckpointError(f"{path}: no encoder weights in common with this model")
+    unwrap(model).load_state_dict({**own, **{k: src[k] for k in shared}})
+    return shared

@@ -1,0 +1,283 @@
+"""Find, prepare and load the competition data.
+
+The data may arrive as the outer zip Kaggle's CLI downloads (zips inside a zip), as the four inner
+zips, or as extracted folders (a Kaggle kernel mount). `prepare_data` accepts all three, extracts
+what is missing once (atomically, refusing members that would escape the target) and returns the
+checked page lists.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+COMPETITION = "denoising-dirty-documents"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = Path("competition")
+TRAIN, CLEAN, TEST = "train", "train_cleaned", "test"
+SAMPLE = "sampleSubmission.csv"
+IMAGE_SUFFIXES = (".png",)
+
+
+class DataError(Exception):
+    """Bad or missing input data; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class CompetitionData:
+    root: Path                           # folder holding train/, train_cleaned/, test/
+    train_pairs: list[tuple[Path, Path]]  # (noisy, clean), sorted by page id
+    test_images: list[Path]
+    sample_submission: Path | None
+    synthetic: bool = False
+
+    def summary(self) -> str:
+        kind = "SYNTHETIC (embedded default, not the competition)" if self.synthetic else "competition"
+        sample = "none" if self.sample_submission is None else f"{count_csv_rows(self.sample_submission):,} rows"
+        return (f"{kind} data in {self.root}: {len(self.train_pairs)} training pairs, "
+                f"{len(self.test_images)} test pages, sample submission: {sample}")
+
+
+def kaggle_data_dirs(kaggle_root: Path = Path("/kaggle")) -> list[Path]:
+    """Where a Kaggle kernel mounts this competition (the layout has changed over the years)."""
+    inputs = kaggle_root / "input"
+    return [inputs / COMPETITION, inputs / "competitions" / COMPETITION]
+
+
+def page_sort_key(path: Path):
+    """Numeric page ids sort as numbers (2 before 10), other names after them."""
+    return (0, int(path.stem), "") if path.stem.isdigit() else (1, 0, path.stem)
+
+
+# ---------------------------------------------------------------- archives
+
+def safe_extract(archive: Path, dest: Path) -> None:
+    """Extract a zip into dest atomically; a member that would land outside dest is refused.
+
+    Extraction happens in a temporary sibling folder whose contents are moved into dest only when the
+    whole archive extracted, so an interrupted run leaves no half-extracted folder behind.
+    """
+    archive, dest = Path(archive), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            members = zf.infolist()
+            root = dest.resolve()
+            for m in members:
+                target = (root / m.filename).resolve()
+                if m.filename.startswith(("/", "\\")) or (target != root and root not in target.parents):
+                    raise DataError(f"{archive}: member {m.filename!r} would be written outside {dest}; refused")
+            tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest))
+            try:
+                for m in members:
+                    zf.extract(m, tmp)
+                for item in tmp.iterdir():
+                    final = dest / item.name
+                    if final.exists():
+                        shutil.rmtree(final) if final.is_dir() else final.unlink()
+                    os.replace(item, final)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+    except (zipfile.BadZipFile, EOFError, zlib.error) as e:
+        raise DataError(f"{archive}: corrupt or truncated zip ({e}); download it again") from None
+    except FileNotFoundError:
+        raise DataError(f"{archive}: file not found") from None
+    except OSError as e:  # disk full, read-only or unwritable target
+        raise DataError(f"{archive}: cannot extract into {dest}: {e.strerror or e}") from None
+
+
+def _extract_if_missing(zip_path: Path, dest: Path, expect: str) -> None:
+    if (dest / expect).exists():
+        return
+    log.info("extracting %s", zip_path)
+    safe_extract(zip_path, dest)
+    if not (dest / expect).exists():
+        raise DataError(f"{zip_path}: extracted, but it holds no {expect!r}")
+
+
+def _find_outer_zip(folder: Path) -> Path | None:
+    named = folder / f"{COMPETITION}.zip"
+    if named.is_file():
+        return named
+    for z in sorted(folder.glob("*.zip")):   # a hand-downloaded zip may be renamed
+        try:
+            with zipfile.ZipFile(z) as zf:
+                if any(Path(n).name == f"{TRAIN}.zip" for n in zf.namelist()):
+                    return z
+        except zipfile.BadZipFile:
+            raise DataError(f"{z}: corrupt or truncated zip; download it again") from None
+    return None
+
+
+def prepare_data(data_dir: Path = DEFAULT_DATA_DIR, work_dir: Path | None = None) -> CompetitionData:
+    """Find the competition data under data_dir, extracting what is needed into work_dir.
+
+    Args:
+        data_dir: a folder holding the outer zip, the inner zips, or extracted folders.
+        work_dir: where extracted files go (default: data_dir; a Kaggle mount is read-only, so
+            kernels pass /kaggle/working).
+    Returns: the checked CompetitionData.
+    Raises: DataError naming the file and the problem.
+    """
+    data_dir = Path(data_dir)
+    work_dir = Path(work_dir) if work_dir is not None else data_dir
+    if not data_dir.is_dir():
+        raise DataError(f"{data_dir}: no such folder")
+    sources = [data_dir] if work_dir == data_dir else [data_dir, work_dir]
+
+    def find(name: str) -> Path | None:
+        for s in sources:
+            if (s / name).exists():
+                return s / name
+        return None
+
+    if find(TRAIN) is None or find(CLEAN) is None or find(TEST) is None:
+        outer = _find_outer_zip(data_dir)
+        if outer is not None:
+            inner = [f"{n}.zip" for n in (TRAIN, CLEAN, TEST)] + [f"{SAMPLE}.zip"]
+            if not all((work_dir / n).exists() for n in inner[:3]):
+                safe_extract(outer, work_dir)
+    for name in (TRAIN, CLEAN, TEST):
+        if find(name) is None and find(f"{name}.zip") is not None:
+            _extract_if_missing(find(f"{name}.zip"), work_dir, name)
+    if find(SAMPLE) is None and find(f"{SAMPLE}.zip") is not None:
+        _extract_if_missing(find(f"{SAMPLE}.zip"), work_dir, SAMPLE)
+
+    train, clean, test = find(TRAIN), find(CLEAN), find(TEST)
+    if train is None or clean is None:
+        raise DataError(
+            f"{data_dir}: no competition data found (expected {COMPETITION}.zip, train.zip + "
+            f"train_cleaned.zip, or train/ + train_cleaned/ folders). Run `python -m src.download` "
+            f"or drop the zip from the competition's data page into {data_dir}/")
+    pairs = find_pairs(train, clean)
+    tests = list_images(test) if test is not None else []
+    return CompetitionData(root=train.parent, train_pairs=pairs, test_images=tests,
+                           sample_submission=find(SAMPLE), synthetic=(train.parent / ".synthetic").exists())
+
+
+def prepare_or_synthesize(data_dir: Path = DEFAULT_DATA_DIR, work_dir: Path | None = None,
+                          log=print) -> CompetitionData:
+    """prepare_data, or, for the default folder holding no data, the embedded synthetic set.
+
+    Only the default folder falls back: a folder the user named that holds nothing is an error.
+    """
+    data_dir = Path(data_dir)
+    if has_competition_data(data_dir) or data_dir != DEFAULT_DATA_DIR:
+        return prepare_data(data_dir, work_dir)
+    from src.synthetic import make_synthetic_competition  # only needed on this path
+    root = make_synthetic_competition(data_dir / "synthetic")
+    log(f"NOTE: no competition data in {data_dir}/ - using the SYNTHETIC embedded default in {root}/. "
+        f"Its scores say nothing about the competition; run `python -m src.download` for the real data.")
+    return prepare_data(root)
+
+
+def split_pages(n: int, val_fraction: float = 0.15, folds: int = 0, fold: int = 0,
+                seed: int = 0) -> tuple[list[int], list[int]]:
+    """Reproducible split of page indices into (train, validation), by page.
+
+    folds > 1: K-fold, validation is fold `fold` (folds cover every page once, for fold ensembles).
+    Otherwise a random `val_fraction` share (at least one page when the share is positive).
+    """
+    order = np.random.default_rng(seed).permutation(n).tolist()
+    if folds > 1:
+        if not 0 <= fold < folds:
+            raise ValueError(f"--fold {fold} is outside 0..{folds - 1}")
+        val = order[fold::folds]
+    elif val_fraction > 0:
+        if not val_fraction < 1:
+            raise ValueError(f"--val-fraction {val_fraction} must be below 1")
+        val = order[:max(1, round(n * val_fraction))]
+    else:
+        val = []
+    held = set(val)
+    train = [i for i in range(n) if i not in held]
+    if not train:
+        raise ValueError(f"no training pages left out of {n} after the validation split")
+    return train, sorted(val)
+
+
+def has_competition_data(data_dir: Path) -> bool:
+    """True when data_dir holds anything prepare_data can work from."""
+    d = Path(data_dir)
+    return d.is_dir() and ((d / TRAIN).is_dir() or (d / f"{TRAIN}.zip").is_file()
+                           or any(d.glob("*.zip")))
+
+
+# ---------------------------------------------------------------- pages
+
+def list_images(folder: Path) -> list[Path]:
+    """PNG pages in folder, sorted by page id. Raises DataError for a missing or empty folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such folder")
+    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
+                   key=page_sort_key)
+    if not files:
+        raise DataError(f"{folder}: no .png pages in this folder")
+    return files
+
+
+def find_pairs(noisy_dir: Path, clean_dir: Path) -> list[tuple[Path, Path]]:
+    """Match noisy pages to their clean twins by file name; an unpaired page is an error."""
+    noisy = {p.name: p for p in list_images(noisy_dir)}
+    clean = {p.name: p for p in list_images(clean_dir)}
+    for name in sorted(set(noisy) - set(clean)):
+        raise DataError(f"{noisy[name]}: noisy page has no clean partner in {clean_dir}")
+    for name in sorted(set(clean) - set(noisy)):
+        raise DataError(f"{clean[name]}: clean page has no noisy partner in {noisy_dir}")
+    return [(noisy[n], clean[n]) for n in sorted(noisy, key=lambda n: page_sort_key(Path(n)))]
+
+
+def load_page(path: Path) -> np.ndarray:
+    """Read a page as float32 grayscale in [0, 1], shape (H, W).
+
+    Colour pages are converted to gray with a warning (scans are sometimes saved as RGB);
+    unreadable, truncated or non-image files raise DataError.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    buf = np.fromfile(path, dtype=np.uint8)
+    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    if img is None:
+        raise DataError(f"{path}: not a readable image (truncated or not a PNG)")
+    if img.ndim == 3:
+        log.warning("%s: colour image (%d channels) converted to grayscale", path, img.shape[2])
+        code = cv2.COLOR_BGRA2GRAY if img.shape[2] == 4 else cv2.COLOR_BGR2GRAY
+        img = cv2.cvtColor(img, code)
+    scale = 65535.0 if img.dtype == np.uint16 else 255.0
+    return img.astype(np.float32) / scale
+
+
+def load_pair(noisy: Path, clean: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Load a noisy/clean pair; differing sizes raise DataError naming both files."""
+    x, y = load_page(noisy), load_page(clean)
+    if x.shape != y.shape:
+        raise DataError(f"{noisy}: size {x.shape[1]}x{x.shape[0]} differs from its clean partner "
+                        f"{clean} ({y.shape[1]}x{y.shape[0]})")
+    return x, y
+
+
+def load_pairs(pairs: list[tuple[Path, Path]]) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [load_pair(n, c) for n, c in pairs]
+
+
+def count_csv_rows(path: Path) -> int:
+    """Data rows in a CSV (header excluded), counted in binary chunks: fast on the 186 MB sample."""
+    n = 0
+    last = b"\n"
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            n += chunk.count(b"\n")
+            last = chunk[-1:]
+    return max(0, n + (last != b"\n") - 1)

@@ -1,0 +1,78 @@
+"""Networks by name: the document denoiser and its building blocks.
+
+`build_model(name, **config)` is the only way commands create a model; the same (name, config) is
+stored in checkpoints so a checkpoint rebuilds itself. Every model takes any image size: the input
+is padded to the network's multiple and the output cropped back.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def conv_block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.LeakyReLU(0.1, inplace=True),
+                         nn.Conv2d(cout, cout, 3, padding=1), nn.LeakyReLU(0.1, inplace=True))
+
+
+class Encoder(nn.Module):
+    """Space-to-depth stem, then `depth` levels that halve the size and double the channels.
+
+    The stem folds each 2x2 block into 4 channels (lossless, FFDNet-style) so the widest convs run
+    at a quarter of the pixels: the main reason the model trains fast on a CPU. The MNIST
+    autoencoders use this same class, so their weights load into the denoiser (`--init-from`).
+    """
+
+    def __init__(self, in_ch: int = 1, width: int = 32, depth: int = 3):
+        super().__init__()
+        self.stem = nn.Sequential(nn.PixelUnshuffle(2), conv_block(4 * in_ch, width))
+        self.downs = nn.ModuleList(
+            nn.Sequential(nn.MaxPool2d(2), conv_block(width << i, width << (i + 1))) for i in range(depth))
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = [self.stem(x)]
+        for down in self.downs:
+            feats.append(down(feats[-1]))
+        return feats
+
+
+class UNet(nn.Module):
+    """U-Net with a global residual: predicts the correction to add to the noisy page.
+
+    Input and output (N, 1, H, W) in [0, 1] (the output is not clamped while training, so the loss
+    keeps its gradient; inference clamps). Any H, W: padded to a multiple of 2**(depth+1).
+    """
+
+    def __init__(self, in_ch: int = 1, width: int = 32, depth: int = 3):
+        super().__init__()
+        self.multiple = 2 ** (depth + 1)
+        self.encoder = Encoder(in_ch, width, depth)
+        self.ups = nn.ModuleList(nn.ConvTranspose2d(width << (i + 1), width << i, 2, stride=2)
+                                 for i in reversed(range(depth)))
+        self.decs = nn.ModuleList(conv_block(width << (i + 1), width << i) for i in reversed(range(depth)))
+        self.head = nn.Sequential(nn.Conv2d(width, 4 * in_ch, 3, padding=1), nn.PixelShuffle(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        ph, pw = -h % self.multiple, -w % self.multiple
+        xp = F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
+        feats = self.encoder(xp)
+        y = feats.pop()
+        for up, dec in zip(self.ups, self.decs):
+            y = dec(torch.cat([up(y), feats.pop()], dim=1))
+        return (xp + self.head(y))[..., :h, :w]
+
+
+MODELS: dict[str, type[nn.Module]] = {"unet": UNet}
+
+
+def build_model(name: str, **config) -> nn.Module:
+    """Create a registered model; an unknown name lists the valid ones."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODELS))}")
+    return MODELS[name](**config)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,193 @@
+"""The one training loop, shared by the denoiser and the MNIST autoencoders.
+
+Epoch-based: each epoch draws `steps_per_epoch` batches from a dataset reseeded by epoch, so a run
+killed at any point and restarted with `resume` repeats exactly what the uninterrupted run would
+have done. Checkpoints (`<name>_last.pt` every epoch, `<name>_best.pt` on a better validation score)
+are written atomically by rank 0. Works on CPU, one GPU (AMP, channels-last) and under torchrun (DDP).
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from src.checkpoints import load_checkpoint, make_checkpoint, save_checkpoint, unwrap
+
+
+@dataclass
+class Runtime:
+    device: torch.device
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks CUDA when present; asking for CUDA without it is an error, not a silent CPU run."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was requested but PyTorch sees no CUDA device; use --device cpu")
+    return device
+
+
+def setup_runtime(device: str = "auto", threads: int = 0) -> Runtime:
+    """Device, and the process group when launched by torchrun (RANK/WORLD_SIZE in the environment)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    dev = resolve_device(device)
+    if world > 1:
+        if dev.type == "cuda":
+            dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(dev)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    if dev.type == "cpu":
+        # Processes sharing a machine split its cores; oversubscription halves throughput.
+        cores = os.cpu_count() or 1
+        torch.set_num_threads(threads or max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", world))))
+    else:
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return Runtime(dev, rank, world)
+
+
+def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return factor
+
+
+def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
+    """bf16 where the GPU supports it (no scaler needed), else fp16; None on CPU or when disabled."""
+    if not enabled or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def mse_step(model: nn.Module, batch) -> torch.Tensor:
+    x, y = batch
+    return F.mse_loss(model(x), y)
+
+
+def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, rt: Runtime, *,
+        kind: str, model_name: str, model_config: dict, loss_fn=mse_step, log=print) -> dict:
+    """Train `model` and keep its best and last checkpoints.
+
+    Args:
+        dataset: a Dataset with `set_epoch(epoch)`; len = steps_per_epoch * batch_size.
+        evaluate: model -> {"score": lower is better, ...}; run on rank 0 every `cfg.val_every` epochs.
+        cfg: a run config with epochs, lr, weight_decay, warmup_epochs, grad_clip, batch_size,
+            steps_per_epoch, seed, amp, compile, workers, val_every, models_dir, name, resume.
+    Returns: {"history": [...], "best_score": float, "best_path": Path, "last_path": Path}.
+    """
+    models_dir = Path(cfg.models_dir)
+    best_path, last_path = models_dir / f"{cfg.name}_best.pt", models_dir / f"{cfg.name}_last.pt"
+    model.to(rt.device)
+    if rt.device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    total = cfg.epochs * cfg.steps_per_epoch
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, warmup_cosine(total, int(cfg.warmup_epochs * cfg.steps_per_epoch)))
+    start, best, history = 0, math.inf, []
+    if cfg.resume and last_path.exists():
+        ckpt = load_checkpoint(last_path, kind)
+        unwrap(model).load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        start, best, history = ckpt["epoch"], ckpt["best_score"], list(ckpt["history"])
+        if rt.is_main:
+            log(f"resumed from {last_path} after epoch {start} (best score {best:.5f})")
+    elif cfg.resume and rt.is_main:
+        log(f"--resume: no {last_path} yet, starting from scratch")
+
+    dtype = amp_dtype(rt.device, cfg.amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    net = model
+    if cfg.compile:
+        net = torch.compile(net)
+    if rt.distributed:
+        net = nn.parallel.DistributedDataParallel(net, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers,
+                        pin_memory=rt.device.type == "cuda", persistent_workers=cfg.workers > 0, drop_last=True)
+
+    def checkpoint(epoch: int, score: float) -> dict:
+        return make_checkpoint(model, kind=kind, model_name=model_name, model_config=model_config,
+                               config=asdict(cfg), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+                               epoch=epoch, best_score=score, history=history)
+
+    for epoch in range(start, cfg.epochs):
+        torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout etc.: same draws after a resume
+        dataset.set_epoch(epoch)
+        net.train()
+        t0, loss_sum, n = time.perf_counter(), torch.zeros((), device=rt.device), 0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=None if rt.is_main else True)
+        for batch in bar:
+            batch = [b.to(rt.device, non_blocking=True) for b in batch]
+            with torch.autocast(rt.device.type, dtype=dtype, enabled=dtype is not None):
+                loss = loss_fn(net, batch)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+            if cfg.grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            loss_sum += loss.detach()
+            n += 1
+            if n % 10 == 0:
+                bar.set_postfix(loss=f"{loss_sum.item() / n:.5f}")
+        train_s = time.perf_counter() - t0
+        row = dict(epoch=epoch + 1, train_loss=loss_sum.item() / max(n, 1), train_s=round(train_s, 2),
+                   samples_per_s=round(n * cfg.batch_size * rt.world / train_s, 1), lr=sched.get_last_lr()[0])
+        if rt.is_main:
+            if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs:
+                t1 = time.perf_counter()
+                model.eval()
+                row.update(evaluate(model))
+                row["val_s"] = round(time.perf_counter() - t1, 2)
+            history.append(row)
+            score = row.get("score", math.inf)
+            # Until a validation score exists (val_every > 1, or no held-out pages) the latest is the best.
+            improved = score < best or math.isinf(best)
+            best = min(best, score)
+            ckpt = checkpoint(epoch + 1, best)
+            if improved or not best_path.exists():
+                save_checkpoint(best_path, ckpt)
+            save_checkpoint(last_path, ckpt)
+            log(format_row(row) + (" *" if improved else ""))
+        if rt.distributed:
+            dist.barrier()
+    return dict(history=history, best_score=best, best_path=best_path, last_path=last_path)
+
+
+def format_row(row: dict) -> str:
+    parts = [f"epoch {row['epoch']:3d}", f"loss {row['train_loss']:.5f}"]
+    if "score" in row:
+        parts.append(f"val {row['score']:.5f}")
+    parts.append(f"{row['samples_per_s']:.0f} patches/s")
+    return " | ".join(parts)

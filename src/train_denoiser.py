@@ -1,0 +1,103 @@
+"""Train the document denoiser: python -m src.train_denoiser [--preset smoke|quick|full] [--flag value ...]
+
+Leaves models/denoiser_best.pt and denoiser_last.pt, a curve plot and a before/after picture.
+Run under `torchrun --nproc_per_node=N` for data-parallel training.
+"""
+from __future__ import annotations
+
+import shlex
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from src.augment import PatchDataset
+from src.checkpoints import CheckpointError, init_encoder_from, load_checkpoint, model_from_checkpoint
+from src.config import DENOISER_PRESETS, DenoiserConfig, parse_config
+from src.data import DataError, load_pairs, prepare_or_synthesize, split_pages
+from src.inference import predict_page
+from src.metrics import pooled_rmse, psnr_from_rmse
+from src.models import build_model, count_parameters
+from src.plots import plot_before_after, plot_training_curves
+from src.train import fit, setup_runtime
+
+
+def make_evaluate(pages, cfg, rt):
+    """Validation = the submission's tiled inference, scored by the competition's RMSE."""
+    def evaluate(model):
+        if not pages:
+            return {}
+        preds = [predict_page(model, x, tile=cfg.tile, overlap=cfg.overlap, device=rt.device, amp=cfg.amp)
+                 for x, _ in pages]
+        return {"score": pooled_rmse(zip(preds, (y for _, y in pages)))}
+    return evaluate
+
+
+def report(best_path: Path, val_pages, names, cfg, rt) -> str:
+    """Plots next to the checkpoint and a one-line summary with RMSE, PSNR and SSIM of the best model."""
+    from skimage.metrics import structural_similarity
+
+    ckpt = load_checkpoint(best_path, "denoiser")
+    plot_training_curves(ckpt["history"], best_path.with_name(f"{cfg.name}_curves.png"))
+    if not val_pages:
+        return f"trained on every pair (no validation) -> {best_path}"
+    model = model_from_checkpoint(ckpt, best_path).to(rt.device)
+    preds = [predict_page(model, x, tile=cfg.tile, overlap=cfg.overlap, device=rt.device) for x, _ in val_pages]
+    err = pooled_rmse(zip(preds, (y for _, y in val_pages)))
+    ssim = np.mean([structural_similarity(p, y, data_range=1.0) for p, (_, y) in zip(preds, val_pages)])
+    worst = int(np.argmax([np.mean((p - y) ** 2) for p, (_, y) in zip(preds, val_pages)]))
+    plot_before_after(val_pages[worst][0], preds[worst], val_pages[worst][1],
+                      best_path.with_name(f"{cfg.name}_val_page.png"), title=f"validation page {names[worst]}")
+    return (f"best validation RMSE {err:.5f} (PSNR {psnr_from_rmse(err):.2f} dB, "
+            f"SSIM {ssim:.4f}) on {len(val_pages)} pages, epoch {ckpt['epoch']} -> {best_path}")
+
+
+def run(cfg: DenoiserConfig, log=print) -> dict:
+    rt = setup_runtime(cfg.device, cfg.threads)
+    data = prepare_or_synthesize(Path(cfg.data_dir), log=log if rt.is_main else lambda *_: None)
+    train_idx, val_idx = split_pages(len(data.train_pairs), cfg.val_fraction, cfg.folds, cfg.fold, cfg.seed)
+    pages = load_pairs(data.train_pairs)
+    train_pages, val_pages = [pages[i] for i in train_idx], [pages[i] for i in val_idx]
+    model_config = dict(width=cfg.width, depth=cfg.depth)
+    torch.manual_seed(cfg.seed)  # same initial weights on every rank and every run with this seed
+    model = build_model(cfg.model, **model_config)
+    if cfg.init_from:
+        loaded = init_encoder_from(model, Path(cfg.init_from))
+        if rt.is_main:
+            log(f"encoder initialised from {cfg.init_from} ({len(loaded)} tensors)")
+    if rt.is_main:
+        log(f"{cfg.model} ({count_parameters(model) / 1e6:.2f} M parameters) on {rt.device}"
+            f"{f' x{rt.world}' if rt.distributed else ''}: {len(train_pages)} training pages, "
+            f"{len(val_pages)} validation pages, {cfg.epochs} epochs x {cfg.steps_per_epoch} steps "
+            f"x {cfg.batch_size} patches of {cfg.patch_size}px")
+    dataset = PatchDataset(train_pages, cfg.patch_size, cfg.steps_per_epoch * cfg.batch_size,
+                           cfg.photometric, cfg.seed, rt.rank)
+    result = fit(model, dataset, make_evaluate(val_pages, cfg, rt), cfg, rt, kind="denoiser",
+                 model_name=cfg.model, model_config=model_config, log=log)
+    if rt.is_main:
+        names = [data.train_pairs[i][0].stem for i in val_idx]
+        result["summary"] = report(result["best_path"], val_pages, names, cfg, rt)
+        log(result["summary"])
+    return result
+
+
+def main(argv=None) -> int:
+    cfg = parse_config(DenoiserConfig, DENOISER_PRESETS, argv, description=__doc__)
+    try:
+        run(cfg)
+    except (DataError, CheckpointError, ValueError, OSError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        last = Path(cfg.models_dir) / f"{cfg.name}_last.pt"
+        args = " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv) if a != "--resume")
+        print(f"\ninterrupted. The last completed epoch is kept in {last}; continue with:\n"
+              f"  python -m src.train_denoiser {args} --resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+import pickle
+
+import pytest
+import torch
+
+from src.checkpoints import (CheckpointError, FORMAT_VERSION, atomic_write, init_encoder_from, load_checkpoint,
+                             load_model, make_checkpoint, save_checkpoint)
+from src.models import build_model
+
+
+def ckpt_for(model, kind="denoiser", **kw):
+    return make_checkpoint(model, kind=kind, model_name="unet", model_config=dict(width=4, depth=1),
+                           config={"lr": 1e-3}, epoch=3, best_score=0.05, **kw)
+
+
+def test_round_trip_rebuilds_identical_model(tmp_path):
+    model = build_model("unet", width=4, depth=1)
+    save_checkpoint(tmp_path / "m.pt", ckpt_for(model))
+    loaded, ckpt = load_model(tmp_path / "m.pt", kind="denoiser")
+    x = torch.rand(1, 1, 20, 20)
+    assert torch.equal(loaded(x), model.eval()(x))
+    assert ckpt["epoch"] == 3 and ckpt["config"] == {"lr": 1e-3} and ckpt["format_version"] == FORMAT_VERSION
+
+
+def test_not_a_checkpoint_and_missing(tmp_path):
+    (tmp_path / "x.pt").write_text("hello")
+    with pytest.raises(CheckpointError, match=r"x\.pt: not a loadable checkpoint"):
+        load_checkpoint(tmp_path / "x.pt")
+    torch.save({"a": 1}, tmp_path / "y.pt")
+    with pytest.raises(CheckpointError, match=r"y\.pt: not a checkpoint of this package"):
+        load_checkpoint(tmp_path / "y.pt")
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "none.pt")
+
+
+class Evil:
+    def __reduce__(self):
+        return (open, ("/tmp/pwned-by-checkpoint", "w"))
+
+
+def test_crafted_pickle_does_not_run(tmp_path):
+    p = tmp_path / "evil.pt"
+    with open(p, "wb") as f:
+        pickle.dump({"format_version": 1, "model": Evil()}, f)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(p)
+    assert not (tmp_path.parent / "pwned-by-checkpoint").exists()
+    import os
+    assert not os.path.exists("/tmp/pwned-by-checkpoint")
+
+
+def test_future_version_kind_and_wrong_model(tmp_path):
+    model = build_model("unet", width=4, depth=1)
+    c = ckpt_for(model)
+    save_checkpoint(tmp_path / "f.pt", {**c, "format_version": FORMAT_VERSION + 1})
+    with pytest.raises(CheckpointError, match="newer than this package"):
+        load_checkpoint(tmp_path / "f.pt")
+    save_checkpoint(tmp_path / "k.pt", c)
+    with pytest.raises(CheckpointError, match="expected 'autoencoder'"):
+        load_checkpoint(tmp_path / "k.pt", kind="autoencoder")
+    save_checkpoint(tmp_path / "w.pt", {**c, "model_config": dict(width=8, depth=1)})
+    with pytest.raises(CheckpointError, match="weights do not fit model 'unet'"):
+        load_model(tmp_path / "w.pt")
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path):
+    target = tmp_path / "keep.txt"
+    target.write_text("old")
+
+    def boom(tmp):
+        tmp.write_text("half")
+        raise RuntimeError("disk died")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(target, boom)
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def test_unwritable_folder_is_a_clear_oserror(tmp_path):
+    (tmp_path / "file").write_text("a file where a folder should be")
+    with pytest.raises(OSError, match="cannot write"):
+        save_checkpoint(tmp_path / "file" / "m.pt", {"format_version": 1})
+
+
+def test_full_disk_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    import errno
+    save_checkpoint(tmp_path / "m.pt", {"format_version": 1, "model": {}, "v": 1})
+
+    def full(obj, f):
+        open(f, "wb").write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(OSError, match=r"cannot write .*m\.pt: No space left on device"):
+        save_checkpoint(tmp_path / "m.pt", {"format_version": 1, "model": {}, "v": 2})
+    monkeypatch.undo()
+    assert load_checkpoint(tmp_path / "m.pt")["v"] == 1 and len(list(tmp_path.iterdir())) == 1
+
+
+def test_init_encoder_from(tmp_path):
+    donor = build_model("unet", width=4, depth=2)
+    save_checkpoint(tmp_path / "ae.pt", ckpt_for(donor, kind="autoencoder"))
+    model = build_model("unet", width=4, depth=2)
+    names = init_encoder_from(model, tmp_path / "ae.pt")
+    assert names and all(n.startswith("encoder.") for n in names)
+    assert torch.equal(model.encoder.stem[1][0].weight, donor.encoder.stem[1][0].weight)
+    assert not torch.equal(model.head[0].weight, donor.head[0].weight)
+    with pytest.raises(CheckpointError, match="do not fit"):
+        init_encoder_from(build_model("unet", width=8, depth=2), tmp_path / "ae.pt")
+    save_checkpoint(tmp_path / "d.pt", ckpt_for(donor))
+    with pytest.raises(CheckpointError, match="expected 'autoencoder'"):
+        init_encoder_from(model, tmp_path / "d.pt")

@@ -1,0 +1,184 @@
+import io
+import shutil
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from src.data import (DataError, find_pairs, list_images, load_page, load_pair, prepare_data,
+                      prepare_or_synthesize, safe_extract, split_pages)
+
+
+def write_png(path: Path, img: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), img)
+    return path
+
+
+def make_folders(root: Path, n: int = 3) -> Path:
+    rng = np.random.default_rng(0)
+    for i in range(1, n + 1):
+        img = rng.integers(0, 256, (20, 30), dtype=np.uint8)
+        write_png(root / "train" / f"{i}.png", img)
+        write_png(root / "train_cleaned" / f"{i}.png", 255 - img)
+    write_png(root / "test" / "10.png", np.zeros((20, 30), np.uint8))
+    (root / "sampleSubmission.csv").write_text("id,value\n" + "".join(
+        f"10_{r}_{c},1\n" for r in range(1, 21) for c in range(1, 31)))
+    return root
+
+
+def zip_folder(folder: Path, out: Path, arc_root: str | None = None) -> Path:
+    with zipfile.ZipFile(out, "w") as zf:
+        for f in sorted(folder.rglob("*")):
+            zf.write(f, f.relative_to(folder.parent if arc_root is None else folder))
+    return out
+
+
+def make_outer_zip(tmp: Path) -> Path:
+    """Zips inside a zip, the way `kaggle competitions download` delivers the competition."""
+    src = make_folders(tmp / "src")
+    inner = tmp / "inner"
+    inner.mkdir()
+    for name in ("train", "train_cleaned", "test"):
+        zip_folder(src / name, inner / f"{name}.zip")
+    with zipfile.ZipFile(inner / "sampleSubmission.csv.zip", "w") as zf:
+        zf.write(src / "sampleSubmission.csv", "sampleSubmission.csv")
+    dest = tmp / "dl"
+    dest.mkdir()
+    with zipfile.ZipFile(dest / "denoising-dirty-documents.zip", "w") as zf:
+        for f in inner.iterdir():
+            zf.write(f, f.name)
+    return dest
+
+
+def test_prepare_from_outer_zip_is_idempotent(tmp_path):
+    d = make_outer_zip(tmp_path)
+    data = prepare_data(d)
+    assert len(data.train_pairs) == 3 and len(data.test_images) == 1
+    assert data.sample_submission.name == "sampleSubmission.csv" and not data.synthetic
+    assert "3 training pairs, 1 test pages, sample submission: 600 rows" in data.summary()
+    mtime = (d / "train" / "1.png").stat().st_mtime_ns
+    prepare_data(d)
+    assert (d / "train" / "1.png").stat().st_mtime_ns == mtime
+    assert not list(d.glob(".extract-*"))
+
+
+def test_prepare_from_folders_and_separate_work_dir(tmp_path):
+    src = make_folders(tmp_path / "ro")
+    data = prepare_data(src, work_dir=tmp_path / "work")
+    assert len(data.train_pairs) == 3 and data.root == src
+
+
+def test_prepare_from_inner_zips_into_work_dir(tmp_path):
+    outer = make_outer_zip(tmp_path)
+    ro = tmp_path / "mount"
+    safe_extract(outer / "denoising-dirty-documents.zip", ro)
+    data = prepare_data(ro, work_dir=tmp_path / "working")
+    assert (tmp_path / "working" / "train").is_dir() and len(data.train_pairs) == 3
+
+
+def test_pairs_sorted_numerically(tmp_path):
+    for i in (10, 2, 1):
+        write_png(tmp_path / "a" / f"{i}.png", np.zeros((2, 2), np.uint8))
+        write_png(tmp_path / "b" / f"{i}.png", np.zeros((2, 2), np.uint8))
+    assert [n.stem for n, _ in find_pairs(tmp_path / "a", tmp_path / "b")] == ["1", "2", "10"]
+
+
+def test_missing_partners_named(tmp_path):
+    root = make_folders(tmp_path / "d")
+    (root / "train_cleaned" / "2.png").unlink()
+    with pytest.raises(DataError, match=r"train/2\.png: noisy page has no clean partner"):
+        prepare_data(root)
+    write_png(root / "train_cleaned" / "2.png", np.zeros((20, 30), np.uint8))
+    (root / "train" / "3.png").unlink()
+    with pytest.raises(DataError, match=r"train_cleaned/3\.png: clean page has no noisy partner"):
+        prepare_data(root)
+
+
+def test_size_mismatch_and_truncated_png(tmp_path):
+    a = write_png(tmp_path / "a.png", np.zeros((20, 30), np.uint8))
+    b = write_png(tmp_path / "b.png", np.zeros((21, 30), np.uint8))
+    with pytest.raises(DataError, match=r"a\.png: size 30x20 differs .*b\.png \(30x21\)"):
+        load_pair(a, b)
+    data = a.read_bytes()
+    bad = tmp_path / "trunc.png"
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match=r"trunc\.png: not a readable image"):
+        load_page(bad)
+    (tmp_path / "text.png").write_text("hello")
+    with pytest.raises(DataError, match=r"text\.png: not a readable image"):
+        load_page(tmp_path / "text.png")
+    with pytest.raises(DataError, match="file not found"):
+        load_page(tmp_path / "nope.png")
+
+
+def test_colour_page_converted_with_warning(tmp_path, caplog):
+    img = np.zeros((4, 5, 3), np.uint8)
+    img[..., 1] = 255
+    p = write_png(tmp_path / "c.png", img)
+    page = load_page(p)
+    assert page.shape == (4, 5) and page.dtype == np.float32 and 0.5 < page.max() <= 1
+    assert "colour image" in caplog.text
+
+
+def test_empty_folder(tmp_path):
+    (tmp_path / "e").mkdir()
+    with pytest.raises(DataError, match="no .png pages"):
+        list_images(tmp_path / "e")
+    with pytest.raises(DataError, match="no competition data found"):
+        prepare_data(tmp_path / "e")
+
+
+def test_zip_slip_refused(tmp_path):
+    z = tmp_path / "evil.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("train/1.png", b"x")
+        zf.writestr("../evil.png", b"x")
+    dest = tmp_path / "out"
+    with pytest.raises(DataError, match=r"'\.\./evil\.png' would be written outside"):
+        safe_extract(z, dest)
+    assert not (tmp_path / "evil.png").exists() and not (dest / "train").exists()
+
+
+def test_corrupt_zip(tmp_path):
+    d = make_outer_zip(tmp_path)
+    z = d / "denoising-dirty-documents.zip"
+    z.write_bytes(z.read_bytes()[:200])
+    with pytest.raises(DataError, match="corrupt or truncated zip"):
+        prepare_data(d)
+
+
+def test_split_pages_reproducible_and_folds_partition():
+    tr, va = split_pages(20, 0.2, seed=3)
+    assert (tr, va) == split_pages(20, 0.2, seed=3) and len(va) == 4 and not set(tr) & set(va)
+    assert split_pages(20, 0.2, seed=4)[1] != va
+    vals = [split_pages(10, folds=3, fold=k)[1] for k in range(3)]
+    assert sorted(sum(vals, [])) == list(range(10))
+    assert split_pages(5, 0.0)[1] == []
+    with pytest.raises(ValueError):
+        split_pages(5, folds=3, fold=3)
+
+
+def test_default_folder_falls_back_to_synthetic_only_when_default(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "competition").mkdir()
+    msgs = []
+    data = prepare_or_synthesize(Path("competition"), log=msgs.append)
+    assert data.synthetic and "SYNTHETIC" in msgs[0] and len(data.train_pairs) > 0
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(DataError):
+        prepare_or_synthesize(Path("mine"))
+
+
+@pytest.mark.shared
+def test_real_zip_prepares(tmp_path, real_zip):
+    (tmp_path / real_zip.name).symlink_to(real_zip)
+    data = prepare_data(tmp_path)
+    with zipfile.ZipFile(real_zip) as outer:
+        with zipfile.ZipFile(io.BytesIO(outer.read("train.zip"))) as inner:
+            n_train = sum(n.endswith(".png") for n in inner.namelist())
+    assert len(data.train_pairs) == n_train and len(data.test_images) == 72
+    x, y = load_pair(*data.train_pairs[0])
+    assert x.shape == y.shape and x.shape[1] == 540

@@ -1,0 +1,100 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from src.checkpoints import load_checkpoint, load_model, save_checkpoint, make_checkpoint
+from src.config import DENOISER_PRESETS, DenoiserConfig
+from src.models import build_model
+from src.train_denoiser import main, run
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def smoke(tmp_path, data_dir, **kw) -> DenoiserConfig:
+    values = {**DENOISER_PRESETS["smoke"], "data_dir": str(data_dir), "models_dir": str(tmp_path / "models"),
+              "val_fraction": 0.34, **kw}
+    return DenoiserConfig(preset="smoke", **values)
+
+
+def test_smoke_run_leaves_checkpoints_plots_and_summary(tmp_path, synthetic_dir):
+    logs = []
+    result = run(smoke(tmp_path, synthetic_dir), log=logs.append)
+    models = tmp_path / "models"
+    for name in ("denoiser_best.pt", "denoiser_last.pt", "denoiser_curves.png", "denoiser_val_page.png"):
+        assert (models / name).stat().st_size > 0, name
+    ckpt = load_checkpoint(models / "denoiser_best.pt", "denoiser")
+    assert ckpt["config"]["preset"] == "smoke" and ckpt["epoch"] >= 1 and "optimizer" in ckpt
+    assert len(ckpt["history"]) >= 1 and "score" in ckpt["history"][-1]
+    assert "best validation RMSE" in result["summary"] and "SSIM" in result["summary"]
+    model, _ = load_model(models / "denoiser_best.pt")
+    assert model(torch.rand(1, 1, 30, 40)).shape == (1, 1, 30, 40)
+
+
+def test_training_lowers_validation_rmse(tmp_path, synthetic_dir):
+    """A short real run must beat the untrained model: learning, not just running."""
+    cfg = smoke(tmp_path, synthetic_dir, epochs=4, steps_per_epoch=8, batch_size=8, patch_size=64, lr=3e-3)
+    hist = run(cfg, log=lambda *_: None)["history"]
+    assert hist[-1]["score"] < hist[0]["score"]
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+
+
+def test_no_validation_trains_on_every_pair(tmp_path, synthetic_dir):
+    result = run(smoke(tmp_path, synthetic_dir, val_fraction=0.0), log=lambda *_: None)
+    assert "no validation" in result["summary"] and result["best_path"].exists()
+
+
+def test_bad_data_dir_and_init_from_errors(tmp_path, synthetic_dir, capsys):
+    assert main(["--preset", "smoke", "--data-dir", str(tmp_path / "nowhere")]) == 1
+    assert "nowhere: no such folder" in capsys.readouterr().err
+    save_checkpoint(tmp_path / "ae.pt", make_checkpoint(build_model("unet", width=16, depth=1), kind="autoencoder",
+                                                        model_name="unet", model_config={}, config={}))
+    rc = main(["--preset", "smoke", "--data-dir", str(synthetic_dir), "--models-dir", str(tmp_path / "m"),
+               "--init-from", str(tmp_path / "ae.pt")])
+    assert rc == 1 and "use the same --width" in capsys.readouterr().err
+
+
+def test_unknown_model_lists_choices(tmp_path, synthetic_dir, capsys):
+    assert main(["--preset", "smoke", "--model", "nope", "--data-dir", str(synthetic_dir),
+                 "--models-dir", str(tmp_path)]) == 1
+    assert "choose one of: unet" in capsys.readouterr().err
+
+
+def _cmd(data_dir, models_dir, *extra):
+    return [sys.executable, "-m", "src.train_denoiser", "--preset", "smoke", "--data-dir", str(data_dir),
+            "--models-dir", str(models_dir), "--epochs", "4", "--steps-per-epoch", "6", "--val-fraction", "0.34",
+            "--threads", "1", *extra]
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, synthetic_dir):
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
+    subprocess.run(_cmd(synthetic_dir, tmp_path / "a"), cwd=PROJECT, env=env, check=True, capture_output=True)
+    reference = load_checkpoint(tmp_path / "a" / "denoiser_last.pt")
+
+    last = tmp_path / "b" / "denoiser_last.pt"
+    proc = subprocess.Popen(_cmd(synthetic_dir, tmp_path / "b"), cwd=PROJECT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if last.exists() and load_checkpoint(last)["epoch"] >= 1:
+            break
+        time.sleep(0.05)
+    killed_at = load_checkpoint(last)["epoch"]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert killed_at < 4, "the run finished before it could be killed; make it longer"
+    out = subprocess.run(_cmd(synthetic_dir, tmp_path / "b", "--resume"), cwd=PROJECT, env=env,
+                         capture_output=True, text=True, check=True)
+    assert f"resumed from {last} after epoch" in out.stdout
+    resumed = load_checkpoint(last)
+    assert resumed["epoch"] == 4
+    assert [r["epoch"] for r in resumed["history"]] == [1, 2, 3, 4]
+    assert abs(resumed["history"][-1]["score"] - reference["history"][-1]["score"]) < 1e-4
+    assert not list((tmp_path / "b").glob(".*.tmp"))
