@@ -36,6 +36,7 @@ class DenoiserConfig:
     weight_decay: float = 1e-4
     warmup_epochs: float = 0.5     # linear warm-up, then cosine decay to zero
     grad_clip: float = 1.0
+    loss: str = "clipped_mse"      # mse | clipped_mse (MSE after clipping to [0, 1], as scored)
     # validation: the same tiled inference the submission uses
     tile: int = 512
     overlap: int = 32

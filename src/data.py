@@ -158,7 +158,7 @@ def prepare_data(data_dir: Path = DEFAULT_DATA_DIR, work_dir: Path | None = None
         raise DataError(
             f"{data_dir}: no competition data found (expected {COMPETITION}.zip, train.zip + "
             f"train_cleaned.zip, or train/ + train_cleaned/ folders). Run `python -m src.download` "
-            f"or drop the zip from the competition's data page into {data_dir}/")
+            f"or drop the zip from https://www.kaggle.com/c/{COMPETITION}/data into {data_dir}/")
     pairs = find_pairs(train, clean)
     tests = list_images(test) if test is not None else []
     return CompetitionData(root=train.parent, train_pairs=pairs, test_images=tests,
@@ -238,6 +238,17 @@ def find_pairs(noisy_dir: Path, clean_dir: Path) -> list[tuple[Path, Path]]:
     return [(noisy[n], clean[n]) for n in sorted(noisy, key=lambda n: page_sort_key(Path(n)))]
 
 
+def _decode_quietly(buf: np.ndarray):
+    """cv2.imdecode without OpenCV's own warnings: our DataError names the file instead."""
+    from cv2.utils import logging as cvlog
+    level = cvlog.getLogLevel()
+    cvlog.setLogLevel(cvlog.LOG_LEVEL_SILENT)
+    try:
+        return cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    finally:
+        cvlog.setLogLevel(level)
+
+
 def load_page(path: Path) -> np.ndarray:
     """Read a page as float32 grayscale in [0, 1], shape (H, W).
 
@@ -248,7 +259,7 @@ def load_page(path: Path) -> np.ndarray:
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     buf = np.fromfile(path, dtype=np.uint8)
-    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    img = _decode_quietly(buf) if buf.size else None
     if img is None:
         raise DataError(f"{path}: not a readable image (truncated or not a PNG)")
     if img.ndim == 3:

@@ -52,6 +52,10 @@ class UNet(nn.Module):
                                  for i in reversed(range(depth)))
         self.decs = nn.ModuleList(conv_block(width << (i + 1), width << i) for i in reversed(range(depth)))
         self.head = nn.Sequential(nn.Conv2d(width, 4 * in_ch, 3, padding=1), nn.PixelShuffle(2))
+        # Start as the identity (output = input): the first steps refine the page instead of
+        # undoing random noise, which keeps early training stable at higher learning rates.
+        nn.init.zeros_(self.head[0].weight)
+        nn.init.zeros_(self.head[0].bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
@@ -76,3 +80,6 @@ def build_model(name: str, **config) -> nn.Module:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+from src.autoencoders import AUTOENCODERS  # noqa: E402
+MODELS.update(AUTOENCODERS)

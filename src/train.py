@@ -71,6 +71,11 @@ def setup_runtime(device: str = "auto", threads: int = 0) -> Runtime:
     return Runtime(dev, rank, world)
 
 
+def teardown_runtime() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
     def factor(step: int) -> float:
         if step < warmup_steps:
@@ -90,6 +95,27 @@ def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
 def mse_step(model: nn.Module, batch) -> torch.Tensor:
     x, y = batch
     return F.mse_loss(model(x), y)
+
+
+def clipped_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """MSE that, like the score, forgives overshooting a pure white (1) or black (0) target.
+
+    Inference clips to [0, 1], so a white background predicted at 1.2 scores perfectly; plain MSE
+    would still spend capacity pulling it to 1.0. Everywhere else this is the plain MSE with its
+    gradient (a hard clamp would zero the gradient wherever the prediction is out of range, even
+    when the target is not at that bound). It lies between the clipped (scored) MSE and the MSE.
+    """
+    err = pred.float() - target
+    err = torch.where(((target >= 1) & (err > 0)) | ((target <= 0) & (err < 0)), 0.0, err)
+    return err.square().mean()
+
+
+def clipped_mse_step(model: nn.Module, batch) -> torch.Tensor:
+    x, y = batch
+    return clipped_mse(model(x), y)
+
+
+LOSSES = {"mse": mse_step, "clipped_mse": clipped_mse_step}
 
 
 def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, rt: Runtime, *,
@@ -161,6 +187,9 @@ def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, r
             n += 1
             if n % 10 == 0:
                 bar.set_postfix(loss=f"{loss_sum.item() / n:.5f}")
+        if rt.distributed:  # log the loss of every rank's patches, not rank 0's alone
+            dist.all_reduce(loss_sum)
+            loss_sum /= rt.world
         train_s = time.perf_counter() - t0
         row = dict(epoch=epoch + 1, train_loss=loss_sum.item() / max(n, 1), train_s=round(train_s, 2),
                    samples_per_s=round(n * cfg.batch_size * rt.world / train_s, 1), lr=sched.get_last_lr()[0])

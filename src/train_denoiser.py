@@ -21,7 +21,7 @@ from src.inference import predict_page
 from src.metrics import pooled_rmse, psnr_from_rmse
 from src.models import build_model, count_parameters
 from src.plots import plot_before_after, plot_training_curves
-from src.train import fit, setup_runtime
+from src.train import LOSSES, fit, setup_runtime, teardown_runtime
 
 
 def make_evaluate(pages, cfg, rt):
@@ -60,6 +60,8 @@ def run(cfg: DenoiserConfig, log=print) -> dict:
     train_idx, val_idx = split_pages(len(data.train_pairs), cfg.val_fraction, cfg.folds, cfg.fold, cfg.seed)
     pages = load_pairs(data.train_pairs)
     train_pages, val_pages = [pages[i] for i in train_idx], [pages[i] for i in val_idx]
+    if cfg.loss not in LOSSES:
+        raise ValueError(f"unknown loss {cfg.loss!r}; choose one of: {', '.join(LOSSES)}")
     model_config = dict(width=cfg.width, depth=cfg.depth)
     torch.manual_seed(cfg.seed)  # same initial weights on every rank and every run with this seed
     model = build_model(cfg.model, **model_config)
@@ -75,7 +77,7 @@ def run(cfg: DenoiserConfig, log=print) -> dict:
     dataset = PatchDataset(train_pages, cfg.patch_size, cfg.steps_per_epoch * cfg.batch_size,
                            cfg.photometric, cfg.seed, rt.rank)
     result = fit(model, dataset, make_evaluate(val_pages, cfg, rt), cfg, rt, kind="denoiser",
-                 model_name=cfg.model, model_config=model_config, log=log)
+                 model_name=cfg.model, model_config=model_config, loss_fn=LOSSES[cfg.loss], log=log)
     if rt.is_main:
         names = [data.train_pairs[i][0].stem for i in val_idx]
         result["summary"] = report(result["best_path"], val_pages, names, cfg, rt)
@@ -96,6 +98,8 @@ def main(argv=None) -> int:
         print(f"\ninterrupted. The last completed epoch is kept in {last}; continue with:\n"
               f"  python -m src.train_denoiser {args} --resume", file=sys.stderr)
         return 130
+    finally:
+        teardown_runtime()
     return 0
 
 

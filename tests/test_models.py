@@ -11,12 +11,12 @@ def test_any_size_in_same_size_out(shape):
         assert model(torch.rand(shape)).shape == shape
 
 
-def test_global_residual_zero_head_is_identity():
+def test_fresh_model_is_the_identity_through_its_global_residual():
     model = UNet(width=8, depth=2)
-    for p in model.head.parameters():
-        torch.nn.init.zeros_(p)
     x = torch.rand(1, 1, 30, 41)
     assert torch.equal(model(x), x)
+    torch.nn.init.normal_(model.head[0].weight)
+    assert not torch.equal(model(x), x)
 
 
 def test_unknown_name_lists_valid_ones():

@@ -1,0 +1,58 @@
+"""Check a submission file before uploading it, and score it when the clean pages are at hand.
+
+    python -m src.validate_submission submissions/submission.csv.zip
+    python -m src.validate_submission preds.csv --truth competition/val_cleaned
+
+Exit code 0 when the file is valid, 1 otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from src.data import DEFAULT_DATA_DIR, SAMPLE
+from src.submission import validate_submission
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m src.validate_submission", description=__doc__.split("\n")[0])
+    p.add_argument("file", type=Path, help="submission: .csv, .csv.zip or .csv.gz")
+    p.add_argument("--sample", type=Path, default=None,
+                   help=f"sample submission whose ids must match (default: {DEFAULT_DATA_DIR / SAMPLE} "
+                        "when present and --truth is not given)")
+    p.add_argument("--truth", type=Path, default=None,
+                   help="folder of clean pages <image>.png: ids must cover them; prints the RMSE")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if not args.file.is_file():
+        print(f"{args.file}: no such file")
+        return 1
+    sample = args.sample
+    # with --truth the clean pages define the ids (validation pages are not the test pages)
+    if sample is None and args.truth is None and (DEFAULT_DATA_DIR / SAMPLE).is_file():
+        sample = DEFAULT_DATA_DIR / SAMPLE
+    if sample is not None:
+        print(f"checking ids against {sample}")
+    elif args.truth is not None:
+        print(f"checking ids against the pages in {args.truth}")
+    else:
+        print(f"no {DEFAULT_DATA_DIR / SAMPLE} found (pass --sample): checking the format only")
+    report = validate_submission(args.file, sample=sample, truth=args.truth)
+    if report.ok:
+        score = "" if report.rmse is None else f", RMSE {report.rmse:.6f}"
+        print(f"OK: {args.file} is a valid submission, {report.rows:,} rows{score}")
+        return 0
+    print(f"INVALID: {args.file}, {report.rows:,} rows")
+    for problem in report.problems:
+        print(f"  - {problem}")
+    if report.rmse is not None:
+        print(f"  RMSE over the truth pages anyway: {report.rmse:.6f}")
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

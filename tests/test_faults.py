@@ -1,0 +1,59 @@
+"""Training faults: Ctrl-C, unwritable outputs, torchrun. (Kill/resume lives in test_train_denoiser.)"""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from src.checkpoints import load_checkpoint
+from src.train_denoiser import main
+
+PROJECT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "PYTHONPATH": str(PROJECT)}
+
+
+def test_unwritable_models_dir_is_one_clear_line(tmp_path, synthetic_dir, capsys):
+    blocker = tmp_path / "models"
+    blocker.write_text("a file, not a folder")
+    rc = main(["--preset", "smoke", "--data-dir", str(synthetic_dir), "--models-dir", str(blocker)])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.startswith("error: ") and "cannot write" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_last_epoch_and_says_how_to_resume(tmp_path, synthetic_dir):
+    models = tmp_path / "m"
+    cmd = [sys.executable, "-m", "src.train_denoiser", "--preset", "smoke", "--data-dir", str(synthetic_dir),
+           "--models-dir", str(models), "--epochs", "50", "--threads", "1"]
+    proc = subprocess.Popen(cmd, cwd=PROJECT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (models / "denoiser_last.pt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "--resume" in err and "denoiser_last.pt" in err and "Traceback" not in err
+    assert load_checkpoint(models / "denoiser_last.pt")["epoch"] >= 1
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes_then_submission(tmp_path, synthetic_dir):
+    models = tmp_path / "m"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    out = subprocess.run([str(torchrun), "--nproc_per_node=2", "-m", "src.train_denoiser", "--preset", "smoke",
+                          "--device", "cpu", "--data-dir", str(synthetic_dir), "--models-dir", str(models)],
+                         cwd=PROJECT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "on cpu x2" in out.stdout and "best validation RMSE" in out.stdout
+    ckpt = load_checkpoint(models / "denoiser_best.pt", "denoiser")
+    assert ckpt["epoch"] == 2
+    csv = tmp_path / "sub.csv"
+    sub = subprocess.run([sys.executable, "-m", "src.make_submission", "--checkpoint", str(models / "denoiser_best.pt"),
+                          "--data-dir", str(synthetic_dir), "--out", str(csv)],
+                         cwd=PROJECT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert sub.returncode == 0, sub.stderr[-2000:]
+    from src.submission import validate_submission
+    assert validate_submission(csv, sample=synthetic_dir / "sampleSubmission.csv").ok

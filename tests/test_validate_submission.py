@@ -1,0 +1,178 @@
+import gzip
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import src.submission as submission
+from src.submission import validate_submission, write_submission
+from src.validate_submission import main
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "competition"
+
+
+@pytest.fixture
+def sample(tmp_path):
+    """A 2x3 page 1 and a 1x2 page 4, like the competition's sample (all ones)."""
+    path = tmp_path / "sample.csv"
+    write_submission([("1", np.ones((2, 3))), ("4", np.ones((1, 2)))], path)
+    return path
+
+
+def lines(path):
+    return path.read_text().splitlines()
+
+
+def write(path, rows, header="id,value"):
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return path
+
+
+def only_problem(report, *fragments):
+    assert not report.ok and len(report.problems) == 1, report.problems
+    for fragment in fragments:
+        assert fragment in report.problems[0], report.problems[0]
+
+
+def test_accepts_valid_file_and_the_sample(sample, tmp_path):
+    report = validate_submission(sample, sample=sample)
+    assert report.ok and report.rows == 8 and report.problems == [] and report.rmse is None
+    good = write(tmp_path / "good.csv", [row.replace(",1.0000", ",0.5") for row in lines(sample)[1:]][::-1])
+    assert validate_submission(good, sample=sample).ok
+    assert validate_submission(good).ok
+
+
+def test_missing_id(sample, tmp_path):
+    sub = write(tmp_path / "s.csv", lines(sample)[1:-1])
+    only_problem(validate_submission(sub, sample=sample), "missing ids: 1 (e.g. 4_1_2)")
+
+
+def test_extra_and_duplicated_ids(sample, tmp_path):
+    sub = write(tmp_path / "s.csv", lines(sample)[1:] + ["1_2_1,0.5", "9_1_1,0.5"])
+    report = validate_submission(sub, sample=sample)
+    assert report.problems == ["extra ids: 1 (e.g. 9_1_1)", "duplicated ids: 1 (e.g. 1_2_1)"]
+    only_problem(validate_submission(write(sub, lines(sample)[1:] + ["1_2_1,0.5"])), "duplicated ids: 1")
+
+
+def test_bad_values(sample, tmp_path):
+    rows = lines(sample)[1:]
+    only_problem(validate_submission(write(tmp_path / "s.csv", rows[:2] + ["1_1_2,nan"] + rows[3:]), sample),
+                 "NaN, inf or empty values: 1 (e.g. 1_1_2=nan)")
+    only_problem(validate_submission(write(tmp_path / "s.csv", rows[:2] + ["1_1_2,1.5"] + rows[3:]), sample),
+                 "values outside [0, 1]: 1 (e.g. 1_1_2=1.5)")
+    report = validate_submission(write(tmp_path / "s.csv", rows[:2] + ["1_1_2,dark"] + rows[3:]), sample)
+    assert "non-numeric values: 1 (e.g. 1_1_2='dark')" in report.problems
+
+
+def test_bad_header(sample, tmp_path):
+    sub = write(tmp_path / "s.csv", lines(sample)[1:], header="ID,Value")
+    only_problem(validate_submission(sub, sample=sample), "header is 'ID,Value'; want 'id,value'")
+
+
+def test_garbage_text_and_bad_ids(sample, tmp_path):
+    report = validate_submission(write(tmp_path / "s.csv", ["hello world", "1-1-1,0.5", "01_1_1,0.5"]))
+    assert not report.ok and report.rows == 3
+    assert report.problems[0] == ("malformed lines (want <image>_<row>_<col>,<value>): 3 "
+                                  "(e.g. 'hello world', '1-1-1,0.5', '01_1_1,0.5')")
+    (tmp_path / "bin.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff" * 50)
+    report = validate_submission(tmp_path / "bin.csv")
+    assert not report.ok and report.problems[0].startswith("header is '\ufffdPNG")
+    report = validate_submission(write(tmp_path / "z.csv", ["1_0_1,0.5"]))
+    only_problem(report, "ids with row or col 0 (ids are 1-based): 1")
+
+
+def test_unreadable_files_are_problems(tmp_path):
+    (tmp_path / "s.zip").write_bytes(b"PK\x03\x04 not really a zip")
+    only_problem(validate_submission(tmp_path / "s.zip"), "cannot read")
+    text = "".join(f"1_{i}_1,{np.sin(i)}\n" for i in range(1, 1000)).encode()
+    (tmp_path / "s.csv.gz").write_bytes(gzip.compress(b"id,value\n" + text)[:1000])
+    only_problem(validate_submission(tmp_path / "s.csv.gz"), "cannot read")
+    only_problem(validate_submission(tmp_path / "none.csv"), "none.csv: no such file")
+
+
+def test_bad_line_found_inside_a_large_block(tmp_path, monkeypatch):
+    monkeypatch.setattr(submission, "BLOCK", 1 << 16)     # several blocks; the bad one is bisected
+    out = tmp_path / "s.csv"
+    write_submission([("1", np.full((50, 100), 0.5))], out)
+    rows = lines(out)
+    rows[3001] = "1_2_61;0.5"
+    report = validate_submission(write(out, rows[1:]))
+    assert report.rows == 5000
+    assert report.problems == ["malformed lines (want <image>_<row>_<col>,<value>): 1 (e.g. '1_2_61;0.5')"]
+
+
+def test_compressed_submissions(sample, tmp_path):
+    for compress in ("zip", "gz"):
+        out = tmp_path / f"s.csv.{compress}"
+        write_submission([("4", np.zeros((1, 2))), ("1", np.zeros((2, 3)))], out, compress=compress)
+        assert validate_submission(out, sample=sample).ok
+
+
+def save_png(folder, name, pixels):
+    folder.mkdir(exist_ok=True)
+    cv2.imwrite(str(folder / name), np.asarray(pixels, np.uint8))
+
+
+def test_rmse_hand_worked(tmp_path):
+    save_png(tmp_path / "truth", "3.png", [[0, 0]])
+    sub = write(tmp_path / "s.csv", ["3_1_1,0.1", "3_1_2,0.3"])
+    report = validate_submission(sub, truth=tmp_path / "truth")
+    assert report.ok and math.isclose(report.rmse, math.sqrt(0.05), rel_tol=1e-12)
+
+
+def test_rmse_pools_pixels_like_numpy(tmp_path):
+    rng = np.random.default_rng(0)
+    truth = {"2": rng.integers(0, 256, (5, 7)), "11": rng.integers(0, 256, (3, 4))}
+    preds = {k: rng.random(t.shape) for k, t in truth.items()}
+    rows = []
+    for k, t in truth.items():
+        save_png(tmp_path / "truth", f"{k}.png", t)
+        rows += [f"{k}_{r + 1}_{c + 1},{float(v)!r}" for (r, c), v in np.ndenumerate(preds[k])]
+    sub = write(tmp_path / "s.csv", rows[::-1])
+    err = np.concatenate([(preds[k] - truth[k] / 255).ravel() for k in truth])
+    report = validate_submission(sub, truth=tmp_path / "truth")
+    assert report.ok and abs(report.rmse - np.sqrt(np.mean(err ** 2))) < 1e-6
+    report = validate_submission(write(sub, rows[1:]), truth=tmp_path / "truth")
+    assert not report.ok and report.rmse is None
+
+
+def test_command_exit_codes(sample, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["missing.csv"]) == 1
+    assert capsys.readouterr().out == "missing.csv: no such file\n"
+    assert main([str(sample)]) == 0
+    assert "checking the format only" in capsys.readouterr().out
+    bad = write(tmp_path / "bad.csv", lines(sample)[1:-1])
+    assert main([str(bad), "--sample", str(sample)]) == 1
+    assert "missing ids: 1" in capsys.readouterr().out
+    (tmp_path / "competition").mkdir()
+    (tmp_path / "competition" / "sampleSubmission.csv").write_text(sample.read_text())
+    assert main([str(bad)]) == 1
+    out = capsys.readouterr().out
+    assert "checking ids against competition/sampleSubmission.csv" in out and "INVALID" in out
+
+
+def test_command_prints_rmse(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    save_png(tmp_path / "truth", "3.png", [[0, 0]])
+    sub = write(tmp_path / "s.csv", ["3_1_1,0.1", "3_1_2,0.3"])
+    assert main([str(sub), "--truth", "truth"]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("OK") and "2 rows, RMSE 0.223607" in last
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_real_sample_submission_is_valid(tmp_path):
+    if not (SHARED / "denoising-dirty-documents.zip").is_file():
+        pytest.skip(f"no competition data at {SHARED}")
+    from src.data import prepare_data
+    (tmp_path / "data").mkdir()
+    zip_name = "denoising-dirty-documents.zip"
+    (tmp_path / "data" / zip_name).symlink_to(SHARED / zip_name)
+    sample = prepare_data(tmp_path / "data").sample_submission
+    report = validate_submission(sample, sample=sample)
+    assert report.ok, report.problems
+    assert report.rows == 14_230_080
