@@ -43,7 +43,7 @@ class DenoiserConfig:
     val_every: int = 1
     # runtime
     device: str = "auto"           # auto | cpu | cuda | cuda:N
-    amp: bool = True               # mixed precision on CUDA (ignored on CPU)
+    amp: bool = True               # mixed precision: CUDA, and CPUs with native bf16 (AVX512-BF16/AMX)
     compile: bool = False          # torch.compile the model (CUDA)
     workers: int = 0               # DataLoader workers; 0 samples patches in the main process
     threads: int = 0               # CPU threads for torch; 0 = all cores

@@ -86,10 +86,19 @@ def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]
 
 
 def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
-    """bf16 where the GPU supports it (no scaler needed), else fp16; None on CPU or when disabled."""
-    if not enabled or device.type != "cuda":
+    """The autocast dtype, or None for full fp32.
+
+    CUDA: bf16 where supported (no grad scaler needed), else fp16. CPU: bf16 only where oneDNN has
+    native bf16 kernels (AVX512-BF16/AMX), where it halves the step time; elsewhere it is emulated
+    and slower, so fp32.
+    """
+    if not enabled:
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return torch.bfloat16
+    return None
 
 
 def mse_step(model: nn.Module, batch) -> torch.Tensor:

@@ -1,0 +1,63 @@
+"""Quality benchmark: train a preset on the real training pairs, score held-out whole pages.
+
+    python benchmarks/bench_denoiser.py --preset quick [--data-dir DIR] [-- extra train_denoiser flags]
+
+Trains with `src.train_denoiser` on the pages left after the seeded validation split, then scores
+the held-out pages with the submission path (`predict_page`, clipped, pooled RMSE), and prints the
+training time (patch steps + periodic validation, excluding data loading and the final report).
+Data: ../shared/competition/denoising-dirty-documents.zip prepared into .cache/ (git-ignored).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+from src.config import DENOISER_PRESETS, DenoiserConfig, parse_config  # noqa: E402
+from src.train_denoiser import run  # noqa: E402
+
+SHARED_ZIP = ROOT.parent / "shared" / "competition" / "denoising-dirty-documents.zip"
+
+
+def real_data_dir() -> Path:
+    cache = ROOT / ".cache" / "competition"
+    cache.mkdir(parents=True, exist_ok=True)
+    link = cache / SHARED_ZIP.name
+    if not link.exists():
+        link.symlink_to(SHARED_ZIP)
+    return cache
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="quick", choices=sorted(DENOISER_PRESETS))
+    p.add_argument("--data-dir", type=Path)
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="extra train_denoiser flags after --")
+    args = p.parse_args()
+    if args.data_dir is None and not SHARED_ZIP.is_file():
+        sys.exit(f"no data: pass --data-dir or provide {SHARED_ZIP}")
+    data_dir = args.data_dir or real_data_dir()
+    extra = [a for a in args.rest if a != "--"]
+    models = ROOT / ".cache" / f"bench_{args.preset}"
+    cfg = parse_config(DenoiserConfig, DENOISER_PRESETS, ["--preset", args.preset, "--data-dir", str(data_dir),
+                                                          "--models-dir", str(models), *extra])
+    t0 = time.perf_counter()
+    result = run(cfg)
+    wall = time.perf_counter() - t0
+    hist = result["history"]
+    train_s = sum(r["train_s"] + r.get("val_s", 0.0) for r in hist)
+    best = min((r["score"] for r in hist if "score" in r), default=float("nan"))
+    cores = os.cpu_count()
+    print(f"| {args.preset} | {cfg.model} w{cfg.width} d{cfg.depth} | {best:.5f} | {train_s / 60:.1f} min "
+          f"| {wall / 60:.1f} min | {cores} CPU cores{'' if 'cuda' not in str(cfg.device) else ' + GPU'} |")
+    print(f"{args.preset}: held-out RMSE {best:.5f}, training {train_s:.0f} s (wall {wall:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

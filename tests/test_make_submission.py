@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+import torch
+
+from src.checkpoints import make_checkpoint, save_checkpoint
+from src.data import list_images, load_page
+from src.make_submission import main
+from src.models import build_model
+from src.submission import read_submission, validate_submission
+
+
+@pytest.fixture
+def identity_ckpt(tmp_path):
+    """A fresh U-Net is the identity (zero-initialised residual head): its submission is the input."""
+    model = build_model("unet", width=4, depth=1)
+    path = tmp_path / "identity.pt"
+    save_checkpoint(path, make_checkpoint(model, kind="denoiser", model_name="unet",
+                                          model_config=dict(width=4, depth=1), config={}))
+    return path
+
+
+def test_submission_for_test_pages_matches_sample_and_pixels(tmp_path, synthetic_dir, identity_ckpt, capsys):
+    out = tmp_path / "sub" / "submission.csv"
+    assert main(["--checkpoint", str(identity_ckpt), "--data-dir", str(synthetic_dir), "--out", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    report = validate_submission(out, sample=synthetic_dir / "sampleSubmission.csv")
+    assert report.ok, report.problems
+    df = read_submission(out).set_index("id")["value"]
+    page = list_images(synthetic_dir / "test")[0]
+    img = load_page(page)
+    for r, c in [(1, 1), (img.shape[0], img.shape[1]), (7, 13)]:
+        assert df[f"{page.stem}_{r}_{c}"] == pytest.approx(img[r - 1, c - 1], abs=6e-5)
+
+
+def test_images_folder_scored_against_truth(tmp_path, synthetic_dir, identity_ckpt):
+    out = tmp_path / "val.csv.gz"
+    assert main(["--checkpoint", str(identity_ckpt), "--images", str(synthetic_dir / "train"),
+                 "--out", str(tmp_path / "val.csv"), "--compress", "gz"]) == 0
+    report = validate_submission(out, truth=synthetic_dir / "train_cleaned")
+    noisy = [load_page(p) for p in list_images(synthetic_dir / "train")]
+    clean = [load_page(p) for p in list_images(synthetic_dir / "train_cleaned")]
+    expected = np.sqrt(sum(((n - c) ** 2).sum() for n, c in zip(noisy, clean)) / sum(c.size for c in clean))
+    assert report.ok and report.rmse == pytest.approx(expected, abs=1e-4)
+
+
+def test_ensemble_and_tta(tmp_path, synthetic_dir, identity_ckpt):
+    out = tmp_path / "e.csv"
+    assert main(["--checkpoint", str(identity_ckpt), "--checkpoint", str(identity_ckpt), "--tta",
+                 "--data-dir", str(synthetic_dir), "--out", str(out)]) == 0
+    assert validate_submission(out, sample=synthetic_dir / "sampleSubmission.csv").ok
+
+
+def test_errors_are_one_line(tmp_path, synthetic_dir, identity_ckpt, capsys):
+    assert main(["--checkpoint", str(tmp_path / "none.pt"), "--data-dir", str(synthetic_dir)]) == 1
+    assert "checkpoint not found" in capsys.readouterr().err
+    ae = tmp_path / "ae.pt"
+    save_checkpoint(ae, make_checkpoint(build_model("unet", width=4, depth=1), kind="autoencoder",
+                                        model_name="unet", model_config=dict(width=4, depth=1), config={}))
+    assert main(["--checkpoint", str(ae), "--data-dir", str(synthetic_dir)]) == 1
+    assert "expected 'denoiser'" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["--checkpoint", str(identity_ckpt), "--images", str(tmp_path / "empty")]) == 1
+    assert "no .png pages" in capsys.readouterr().err
