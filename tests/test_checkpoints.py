@@ -104,7 +104,7 @@ def test_init_encoder_from(tmp_path):
     names = init_encoder_from(model, tmp_path / "ae.pt")
     assert names and all(n.startswith("encoder.") for n in names)
     assert torch.equal(model.encoder.stem[1][0].weight, donor.encoder.stem[1][0].weight)
-    assert not torch.equal(model.head[0].weight, donor.head[0].weight)
+    assert not torch.equal(model.decs[0][0].weight, donor.decs[0][0].weight)  # decoder untouched
     with pytest.raises(CheckpointError, match="do not fit"):
         init_encoder_from(build_model("unet", width=8, depth=2), tmp_path / "ae.pt")
     save_checkpoint(tmp_path / "d.pt", ckpt_for(donor))

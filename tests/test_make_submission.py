@@ -11,8 +11,10 @@ from src.submission import read_submission, validate_submission
 
 @pytest.fixture
 def identity_ckpt(tmp_path):
-    """A fresh U-Net is the identity (zero-initialised residual head): its submission is the input."""
+    """A U-Net with a zeroed residual head is the identity: its submission is the input."""
     model = build_model("unet", width=4, depth=1)
+    for p in model.head.parameters():
+        torch.nn.init.zeros_(p)
     path = tmp_path / "identity.pt"
     save_checkpoint(path, make_checkpoint(model, kind="denoiser", model_name="unet",
                                           model_config=dict(width=4, depth=1), config={}))

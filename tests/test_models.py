@@ -11,12 +11,13 @@ def test_any_size_in_same_size_out(shape):
         assert model(torch.rand(shape)).shape == shape
 
 
-def test_fresh_model_is_the_identity_through_its_global_residual():
+def test_global_residual_zero_head_is_identity():
     model = UNet(width=8, depth=2)
     x = torch.rand(1, 1, 30, 41)
-    assert torch.equal(model(x), x)
-    torch.nn.init.normal_(model.head[0].weight)
     assert not torch.equal(model(x), x)
+    for p in model.head.parameters():
+        torch.nn.init.zeros_(p)
+    assert torch.equal(model(x), x)
 
 
 def test_unknown_name_lists_valid_ones():

@@ -1,0 +1,243 @@
+"""Build a Kaggle kernel folder that `kaggle kernels push -p kernel` uploads as it is.
+
+    python -m src.build_kernel --id jane/dirty-docs-unet --train [--preset full] [--gpu]
+    python -m src.build_kernel --id jane/dirty-docs-unet --checkpoint models/denoiser_best.pt
+
+--train: the kernel trains with the preset (extra train_denoiser flags pass through, e.g. --epochs 30)
+and writes the submission. --checkpoint: inference only; the weights go into kernel/weights/, a
+dataset to upload once with `kaggle datasets create`. Either way the kernel script is generated from
+this package (src/kernel_bundle.py) and, on Kaggle, runs `run_kernel` below.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+from src import make_submission, train_denoiser
+from src.checkpoints import CheckpointError, load_checkpoint, load_model
+from src.config import DENOISER_PRESETS, DenoiserConfig, parse_config
+from src.data import (CLEAN, COMPETITION, SAMPLE, TEST, TRAIN, CompetitionData, DataError,
+                      has_competition_data, kaggle_data_dirs, prepare_data)
+from src.kernel_bundle import (CODE_FILE, DATASET_METADATA, KERNEL_METADATA, WEIGHTS_DIR, KernelError,
+                               check_title, dataset_metadata, kernel_metadata, parse_kernel_id, render_bundle,
+                               title_from_slug, weights_dataset)
+from src.submission import CSV_NAME, SubmissionError, validate_submission
+
+DEFAULT_OUT = Path("kernel")
+OUTPUT_DIR = Path("out")
+
+
+def parse_args(argv=None) -> tuple[argparse.Namespace, list[str]]:
+    """(build arguments, train_denoiser flags passed through to the kernel's training run)."""
+    p = argparse.ArgumentParser(prog="python -m src.build_kernel", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                allow_abbrev=False)   # an abbreviation may be meant for train_denoiser
+    p.add_argument("--id", required=True, dest="kernel_id", help="<username>/<kernel-slug>")
+    p.add_argument("--title", help="kernel title; must slugify to the slug (default: from the slug)")
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--train", action="store_true", help="train in the kernel, then submit")
+    mode.add_argument("--checkpoint", type=Path,
+                      help="denoiser checkpoint to ship as a dataset (inference only)")
+    p.add_argument("--preset", choices=sorted(DENOISER_PRESETS),
+                   help="training recipe for --train (default: full)")
+    p.add_argument("--gpu", action="store_true", help="run the kernel on a GPU")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="kernel folder to write")
+    args, extra = p.parse_known_args(argv)
+    if not args.train and (extra or args.preset):
+        p.error(f"{' '.join(extra) or '--preset'}: training flags need --train")
+    args.preset = args.preset or "full"
+    return args, extra
+
+
+def train_argv(preset: str, extra: list[str], data_dir: Path, models_dir: Path) -> list[str]:
+    """train_denoiser flags for the kernel's run; the kernel's folders win over anything passed."""
+    return ["--preset", preset, *extra, "--data-dir", str(data_dir), "--models-dir", str(models_dir)]
+
+
+def build(args: argparse.Namespace, extra: list[str] = (), command: str = "") -> dict:
+    """Write the kernel folder. Returns {"out", "metadata", "code", "dataset", "weights"}.
+
+    Raises: KernelError for an id or title Kaggle would refuse, CheckpointError for a bad checkpoint.
+    """
+    owner, slug = parse_kernel_id(args.kernel_id)
+    title = check_title(args.title if args.title is not None else title_from_slug(slug), slug)
+    out = Path(args.out)
+    plan = {"mode": "train" if args.train else "checkpoint", "id": args.kernel_id}
+    dataset = None
+    if args.train:
+        # a typo in a passed-through flag fails here, not after the upload
+        parse_config(DenoiserConfig, DENOISER_PRESETS, train_argv(args.preset, list(extra), out, out))
+        plan.update(preset=args.preset, train_args=list(extra))
+    else:
+        load_model(args.checkpoint, "denoiser")   # a checkpoint that does not build fails here, not on Kaggle
+        dataset = weights_dataset(owner, slug)
+        plan.update(checkpoint=args.checkpoint.name, dataset=dataset)
+    out.mkdir(parents=True, exist_ok=True)
+    weights = out / WEIGHTS_DIR
+    if (weights / DATASET_METADATA).is_file():   # ours, from an earlier build
+        shutil.rmtree(weights)
+    if dataset is not None:
+        weights.mkdir()
+        shutil.copy2(args.checkpoint, weights / args.checkpoint.name)
+        write_json(weights / DATASET_METADATA, dataset_metadata(dataset))
+    code = out / CODE_FILE
+    code.write_text(render_bundle("src.build_kernel", "run_kernel", plan, command), encoding="utf-8")
+    metadata = out / KERNEL_METADATA
+    write_json(metadata, kernel_metadata(args.kernel_id, title, gpu=args.gpu, dataset=dataset))
+    return dict(out=out, metadata=metadata, code=code, dataset=dataset, weights=weights if dataset else None)
+
+
+def write_json(path: Path, value: dict) -> None:
+    path.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
+
+
+def next_steps(kernel_id: str, out: Path, dataset: str | None) -> str:
+    """The kaggle CLI commands (flags as in kaggle 2.2.5) that upload, run and submit."""
+    weights, folder = shlex.quote(str(out / WEIGHTS_DIR)), shlex.quote(str(out))
+    steps = []
+    if dataset is not None:
+        steps += [(f"kaggle datasets create -p {weights}", "upload the weights (once)"),
+                  (f"kaggle datasets status {dataset}", "wait for 'ready' before pushing"),
+                  (f'kaggle datasets version -p {weights} -m "new weights"', "later, for new weights")]
+    steps += [(f"kaggle kernels push -p {folder}", "upload the script; Kaggle runs it"),
+              (f"kaggle kernels status {kernel_id}", "until 'complete'"),
+              (f"kaggle kernels logs {kernel_id}", "its log, if it failed"),
+              (f"kaggle kernels output {kernel_id} -p {OUTPUT_DIR}/",
+               f"downloads {CSV_NAME}" + (" and models/" if dataset is None else "")),
+              (f'kaggle competitions submit {COMPETITION} -f {OUTPUT_DIR / CSV_NAME} -m "kernel {kernel_id}"',
+               "")]
+    width = max(len(cmd) for cmd, why in steps if why)
+    return "\n".join(
+        ["Next steps (accept the competition's rules on its Kaggle page first; kaggle credentials as for "
+         "`python -m src.download`):"]
+        + [f"  {cmd:<{width}}  # {why}" if why else f"  {cmd}" for cmd, why in steps]
+        + [f"The kernel writes /kaggle/working/{CSV_NAME}: the Output tab of "
+           f"https://www.kaggle.com/code/{kernel_id} lists it. Once submitted, its score is on "
+           f"https://www.kaggle.com/competitions/{COMPETITION}/submissions (My Submissions)."])
+
+
+def main(argv=None) -> int:
+    args, extra = parse_args(argv)
+    command = shlex.join(["python", "-m", "src.build_kernel", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        built = build(args, extra, command)
+    except (KernelError, CheckpointError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if args.train:
+        mode = f"trains with preset {args.preset!r}" + "".join(f" {a}" for a in extra)
+    else:
+        mode = f"loads {args.checkpoint.name} from dataset {built['dataset']}"
+    print(f"built {built['out']}/ for kernel {args.kernel_id}: the script {mode}, then writes and checks "
+          f"{CSV_NAME}; {'GPU' if args.gpu else 'CPU'}, no internet")
+    print(f"  {built['metadata']}")
+    print(f"  {built['code']} ({built['code'].stat().st_size / 1024:.0f} KiB, generated from src/)")
+    if built["weights"] is not None:
+        print(f"  {built['weights']}/ (dataset {built['dataset']}: {args.checkpoint.name}, "
+              f"{DATASET_METADATA})")
+    print(next_steps(args.kernel_id, built["out"], built["dataset"]))
+    return 0
+
+
+# ---------------------------------------------------------------- in the kernel
+
+def kaggle_root() -> Path:
+    return Path(os.environ.get("KAGGLE_ROOT", "/kaggle"))
+
+
+def environment() -> str:
+    """What the kernel runs on: Kaggle's image decides these versions, not this project's pins."""
+    import torch
+
+    names = ("torch", "albumentations", "cv2", "numpy", "skimage", "pandas")
+    versions = ", ".join(f"{n} {getattr(importlib.import_module(n), '__version__', '?')}" for n in names)
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"python {sys.version.split()[0]}, {versions}; {device}"
+
+
+def kernel_data(root: Path) -> CompetitionData:
+    """The mounted competition, prepared into <root>/working/data, which then holds every part.
+
+    The mount is read-only, so prepare_data extracts the inner zips into working/data; parts the
+    mount holds extracted already are linked there, so later steps read one complete folder.
+    """
+    candidates = kaggle_data_dirs(root)
+    source = next((d for d in candidates if has_competition_data(d)), None)
+    if source is None:
+        raise DataError(f"no {COMPETITION} data in {' or '.join(map(str, candidates))}; add the "
+                        f"competition to the kernel (competition_sources in {KERNEL_METADATA})")
+    work = root / "working" / "data"
+    data = prepare_data(source, work_dir=work)
+    parts = {TRAIN: data.train_pairs[0][0].parent, CLEAN: data.train_pairs[0][1].parent,
+             TEST: data.test_images[0].parent if data.test_images else None,
+             SAMPLE: data.sample_submission}
+    work.mkdir(parents=True, exist_ok=True)
+    for name, path in parts.items():
+        if path is not None and not (work / name).exists():
+            (work / name).symlink_to(path.resolve(), target_is_directory=path.is_dir())
+    return prepare_data(work)
+
+
+def find_checkpoint(inputs: Path, name: str, dataset: str) -> Path:
+    """The shipped checkpoint under <root>/input, wherever Kaggle mounted the weights dataset."""
+    found = sorted(Path(d) / f for d, _, files in os.walk(inputs, followlinks=True)
+                   for f in files if f.endswith(".pt"))
+    named = [p for p in found if p.name == name]
+    slug = dataset.split("/")[1]
+    picks = [p for p in named if slug in p.parts] or named or (found if len(found) == 1 else [])
+    if not picks:
+        seen = ", ".join(map(str, found)) or "no .pt files"
+        raise CheckpointError(f"no {name} under {inputs} (found: {seen}); attach dataset {dataset} "
+                              f"(dataset_sources in {KERNEL_METADATA}; `kaggle datasets status {dataset}` "
+                              f"must say ready)")
+    return picks[0]
+
+
+def run_kernel(plan: dict, log=print) -> int:
+    """What the generated kernel script runs on Kaggle; returns the exit code.
+
+    Reads the Kaggle root from $KAGGLE_ROOT (default /kaggle); trains (plan mode "train") or finds the
+    shipped checkpoint (mode "checkpoint"), writes <root>/working/submission.csv with make_submission
+    and validates it against the sample submission.
+    """
+    root = kaggle_root()
+    working = root / "working"
+    log(environment())
+    try:
+        data = kernel_data(root)
+        log(data.summary())
+        if plan["mode"] == "train":
+            cfg = parse_config(DenoiserConfig, DENOISER_PRESETS,
+                               train_argv(plan["preset"], plan["train_args"], data.root, working / "models"))
+            checkpoint = train_denoiser.run(cfg, log=log)["best_path"]
+        else:
+            checkpoint = find_checkpoint(root / "input", plan["checkpoint"], plan["dataset"])
+            log(f"checkpoint {checkpoint}")
+        trained = load_checkpoint(checkpoint, "denoiser")["config"]   # infer as validation did
+        args = make_submission.parse_args(
+            ["--checkpoint", str(checkpoint), "--data-dir", str(data.root), "--out", str(working / CSV_NAME),
+             "--tile", str(trained.get("tile", 512)), "--overlap", str(trained.get("overlap", 32))])
+        out = make_submission.run(args, log=log)
+    except (DataError, CheckpointError, SubmissionError) as e:   # anything else: its traceback
+        log(f"error: {e}")
+        return 1
+    report = validate_submission(out, sample=data.sample_submission)
+    against = "the sample submission" if data.sample_submission else "nothing (no sample submission found)"
+    if not report.ok:
+        log(f"INVALID: {out}, {report.rows:,} rows, checked against {against}:"
+            + "".join(f"\n  - {problem}" for problem in report.problems))
+        return 1
+    shutil.rmtree(working / "data", ignore_errors=True)   # the Output tab: submission and models only
+    log(f"OK: {out} is a valid submission, {report.rows:,} rows, checked against {against}. Download it "
+        f"from the kernel's Output tab or with `kaggle kernels output {plan['id']} -p {OUTPUT_DIR}/`.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,408 @@
+"""src.build_kernel and src.kernel_bundle: the kernel folder, its metadata, and the generated script run
+the way Kaggle runs it (only the code file, a /kaggle-like root, no project on the path)."""
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from src import build_kernel, data, kernel_bundle
+from src.build_kernel import find_checkpoint, kernel_data, main
+from src.checkpoints import make_checkpoint, save_checkpoint
+from src.data import CLEAN, COMPETITION, SAMPLE, TEST, TRAIN
+from src.kernel_bundle import CODE_FILE, embed, import_order, needed_modules, render_bundle
+from src.models import build_model
+from src.submission import validate_submission
+
+PROJECT = Path(__file__).resolve().parents[1]
+KID = "user/my-denoiser"
+WEIGHTS_ID = "user/my-denoiser-weights"
+
+
+# ---------------------------------------------------------------- a /kaggle-like root
+
+@pytest.fixture(scope="module")
+def pages(tmp_path_factory) -> Path:
+    from src.synthetic import make_synthetic_competition
+
+    return make_synthetic_competition(tmp_path_factory.mktemp("pages"), n_train=4, n_test=2)
+
+
+def kaggle_root(root: Path, pages: Path, layout: str) -> Path:
+    """root/input/... as Kaggle mounts the competition: the inner zips, or (newer) extracted folders."""
+    if layout == "zips":
+        comp = root / "input" / COMPETITION
+        comp.mkdir(parents=True)
+        for name in (TRAIN, CLEAN, TEST):
+            with zipfile.ZipFile(comp / f"{name}.zip", "w") as zf:
+                for p in sorted((pages / name).glob("*.png")):
+                    zf.write(p, f"{name}/{p.name}")
+        with zipfile.ZipFile(comp / f"{SAMPLE}.zip", "w") as zf:
+            zf.write(pages / SAMPLE, SAMPLE)
+    else:
+        comp = root / "input" / "competitions" / COMPETITION
+        for name in (TRAIN, CLEAN, TEST):
+            shutil.copytree(pages / name, comp / name)
+        shutil.copy(pages / SAMPLE, comp / SAMPLE)
+    return root
+
+
+def snapshot(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in sorted(folder.rglob("*"))}
+
+
+def run_script(code: Path, root: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    """Run the code file alone (all `kaggle kernels push` uploads) from a folder with no src/ in it."""
+    where = tmp_path / "kaggle_session"
+    where.mkdir()
+    script = where / code.name
+    shutil.copy(code, script)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env.update(KAGGLE_ROOT=str(root), KERNEL_DEBUG_MODULES="1", PYTHONUNBUFFERED="1")
+    env.pop("NO_ALBUMENTATIONS_UPDATE", None)   # the script sets it itself
+    proc = subprocess.run([sys.executable, str(script)], cwd=where, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    modules = dict(line.split()[2:4] for line in proc.stdout.splitlines()
+                   if line.startswith("kernel module "))
+    assert {"src", "src.data", "src.train_denoiser", "src.make_submission", "src.submission"} <= set(modules)
+    for name, file in modules.items():   # every src module came from the script, none from the project
+        assert file.startswith(str(script) + os.sep), (name, file)
+        assert not file.startswith(str(PROJECT / "src")), (name, file)
+    return proc
+
+
+def check_submission(root: Path, pages: Path) -> None:
+    report = validate_submission(root / "working" / "submission.csv", sample=pages / SAMPLE)
+    assert report.ok, report.problems
+    assert report.rows == sum(1 for _ in open(pages / SAMPLE)) - 1
+
+
+def tiny_checkpoint(path: Path) -> Path:
+    model = build_model("unet", width=4, depth=1)
+    save_checkpoint(path, make_checkpoint(model, kind="denoiser", model_name="unet",
+                                          model_config=dict(width=4, depth=1),
+                                          config=dict(tile=128, overlap=16)))
+    return path
+
+
+# ---------------------------------------------------------------- the kernel, end to end
+
+def test_train_kernel_runs_on_a_kaggle_like_root_without_the_project(tmp_path, pages, capsys):
+    out = tmp_path / "kernel"
+    assert main(["--id", KID, "--train", "--preset", "smoke", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for step in (f"kaggle kernels push -p {out}", f"kaggle kernels status {KID}",
+                 f"kaggle kernels output {KID} -p out/",
+                 f'kaggle competitions submit {COMPETITION} -f out/submission.csv -m "kernel {KID}"',
+                 "/kaggle/working/submission.csv", "Output tab",
+                 f"https://www.kaggle.com/competitions/{COMPETITION}/submissions"):
+        assert step in printed, step
+    assert "kaggle datasets create" not in printed and not (out / "weights").exists()
+
+    root = kaggle_root(tmp_path / "kaggle", pages, "zips")
+    before = snapshot(root / "input")
+    proc = run_script(out / CODE_FILE, root, tmp_path)
+    check_submission(root, pages)
+    assert "OK:" in proc.stdout and "valid submission" in proc.stdout
+    assert (root / "working" / "models" / "denoiser_best.pt").is_file()
+    assert not (root / "working" / "data").exists()    # extracted pages are not left in the Output tab
+    assert snapshot(root / "input") == before          # the read-only mount was only read
+
+
+def test_checkpoint_kernel_reads_the_weights_dataset(tmp_path, pages, capsys):
+    ckpt = tiny_checkpoint(tmp_path / "models" / "denoiser_best.pt")
+    out = tmp_path / "kernel"
+    assert main(["--id", KID, "--checkpoint", str(ckpt), "--out", str(out), "--gpu"]) == 0
+    printed = capsys.readouterr().out
+    assert f"kaggle datasets create -p {out / 'weights'}" in printed
+    assert printed.index("kaggle datasets create") < printed.index("kaggle kernels push")
+    meta = json.loads((out / "weights" / "dataset-metadata.json").read_text())
+    assert meta == {"title": "My Denoiser Weights", "id": WEIGHTS_ID, "licenses": [{"name": "CC0-1.0"}]}
+    assert (out / "weights" / "denoiser_best.pt").read_bytes() == ckpt.read_bytes()
+
+    root = kaggle_root(tmp_path / "kaggle", pages, "folders")
+    shutil.copytree(out / "weights", root / "input" / "my-denoiser-weights")   # how Kaggle mounts the dataset
+    proc = run_script(out / CODE_FILE, root, tmp_path)
+    check_submission(root, pages)
+    assert f"checkpoint {root / 'input' / 'my-denoiser-weights' / 'denoiser_best.pt'}" in proc.stdout
+
+
+@pytest.mark.parametrize("layout", ["zips", "folders"])
+def test_kernel_data_prepares_either_mount_into_working(tmp_path, pages, layout):
+    root = kaggle_root(tmp_path, pages, layout)
+    before = snapshot(root / "input")
+    got = kernel_data(root)
+    assert got.root == root / "working" / "data"
+    assert len(got.train_pairs) == 4 and len(got.test_images) == 2 and got.sample_submission is not None
+    assert snapshot(root / "input") == before
+
+
+def test_kernel_data_without_the_competition_says_what_to_attach(tmp_path):
+    (tmp_path / "input").mkdir()
+    with pytest.raises(data.DataError, match="competition_sources"):
+        kernel_data(tmp_path)
+
+
+def test_find_checkpoint_prefers_the_shipped_file_in_its_dataset(tmp_path):
+    inputs = tmp_path / "input"
+    for rel in ("other/denoiser_best.pt", "datasets/user/my-denoiser-weights/denoiser_best.pt", "x/old.pt"):
+        (inputs / rel).parent.mkdir(parents=True, exist_ok=True)
+        (inputs / rel).write_bytes(b"")
+    got = find_checkpoint(inputs, "denoiser_best.pt", WEIGHTS_ID)
+    assert got == inputs / "datasets/user/my-denoiser-weights/denoiser_best.pt"
+    with pytest.raises(Exception, match="attach dataset user/my-denoiser-weights"):
+        find_checkpoint(inputs, "fold0.pt", WEIGHTS_ID)
+
+
+# ---------------------------------------------------------------- metadata
+
+def test_metadata_fields_by_mode(tmp_path):
+    assert main(["--id", KID, "--train", "--out", str(tmp_path / "a")]) == 0
+    train = json.loads((tmp_path / "a" / "kernel-metadata.json").read_text())
+    assert train == {"id": KID, "title": "My Denoiser", "code_file": CODE_FILE, "language": "python",
+                     "kernel_type": "script", "is_private": True, "enable_gpu": False, "enable_tpu": False,
+                     "enable_internet": False, "competition_sources": [COMPETITION]}
+    ckpt = tiny_checkpoint(tmp_path / "m.pt")
+    assert main(["--id", KID, "--title", "My denoiser!", "--checkpoint", str(ckpt), "--gpu",
+                 "--out", str(tmp_path / "b")]) == 0
+    inference = json.loads((tmp_path / "b" / "kernel-metadata.json").read_text())
+    assert inference["dataset_sources"] == [WEIGHTS_ID] and inference["enable_gpu"] is True
+    assert inference["title"] == "My denoiser!" and inference["enable_internet"] is False
+    plan = (tmp_path / "b" / CODE_FILE).read_text()
+    assert "'checkpoint': 'm.pt'" in plan and f"'dataset': '{WEIGHTS_ID}'" in plan
+
+
+KAGGLE_CHECK = textwrap.dedent('''
+    """Run the kaggle package's own push/create validation with its network client replaced."""
+    import contextlib, io, json, socket, sys
+
+    def blocked(*args, **kwargs):
+        raise OSError("network blocked by test_build_kernel")
+    socket.socket.connect = socket.create_connection = socket.getaddrinfo = blocked
+
+    # kaggle/__init__ authenticates on import: with a key in the environment, without a request
+    from kaggle.api.kaggle_api_extended import KaggleApi
+
+    class Client:            # what kernels_push would send, instead of sending it
+        request = None
+        def __enter__(self): return self
+        def __exit__(self, *exc): return False
+        kernels = kernels_api_client = property(lambda self: self)
+        def save_kernel(self, request): Client.request = request
+
+    class Sent(Exception):
+        pass
+
+    def dataset_status(ref):  # the first network call of dataset_create_new, after its checks
+        raise Sent(ref)
+
+    api = KaggleApi()
+    api.authenticate()
+    api.build_kaggle_client = Client
+    api.dataset_status = dataset_status
+    report = {}
+    for folder in sys.argv[1:]:
+        printed = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(printed):
+                api.kernels_push(folder)
+        except ValueError as e:
+            report[folder] = {"error": str(e)}
+            continue
+        r = Client.request
+        entry = dict(printed=printed.getvalue(), slug=r.slug, title=r.new_title, language=r.language,
+                     kernel_type=r.kernel_type, is_private=r.is_private, enable_gpu=r.enable_gpu,
+                     enable_internet=r.enable_internet, datasets=list(r.dataset_data_sources),
+                     competitions=list(r.competition_data_sources), text=len(r.text))
+        try:
+            api.dataset_create_new(folder + "/weights")
+        except Sent as e:
+            entry["dataset_checked"] = str(e)
+        except ValueError as e:
+            entry["dataset_error"] = str(e)
+        report[folder] = entry
+    print(json.dumps(report))
+''')
+
+
+def test_metadata_passes_the_kaggle_packages_own_checks(tmp_path):
+    """kernels_push and dataset_create_new validate before their first request: run them for real,
+    with fake legacy credentials (so importing kaggle authenticates without a request), an empty
+    config folder and home (no token file that would be checked online), sockets blocked, and the
+    client that would send the kernel replaced by one that records the request."""
+    train, infer, bad = tmp_path / "train", tmp_path / "infer", tmp_path / "bad"
+    assert main(["--id", KID, "--train", "--out", str(train)]) == 0
+    ckpt = tiny_checkpoint(tmp_path / "m.pt")
+    assert main(["--id", KID, "--checkpoint", str(ckpt), "--out", str(infer)]) == 0
+    shutil.copytree(train, bad)
+    meta = json.loads((bad / "kernel-metadata.json").read_text())
+    (bad / "kernel-metadata.json").write_text(json.dumps({**meta, "title": "Abc"}))   # the harness must bite
+    (tmp_path / "home").mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")}
+    env.update(HOME=str(tmp_path / "home"), KAGGLE_CONFIG_DIR=str(tmp_path / "home"),
+               KAGGLE_USERNAME="user", KAGGLE_KEY="0123456789abcdef")
+    proc = subprocess.run([sys.executable, "-c", KAGGLE_CHECK, str(train), str(infer), str(bad)],
+                          env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report[str(bad)] == {"error": "Title must be at least five characters"}
+    for folder, datasets in ((train, []), (infer, [WEIGHTS_ID])):
+        got = report[str(folder)]
+        assert got["printed"] == ""   # kaggle prints a warning when the title does not resolve to the id
+        assert (got["slug"], got["title"]) == (KID, "My Denoiser")
+        assert (got["language"], got["kernel_type"]) == ("python", "script")
+        assert got["is_private"] is True and got["enable_internet"] is False and got["enable_gpu"] is False
+        assert got["competitions"] == [COMPETITION] and got["datasets"] == datasets
+        assert got["text"] == (folder / CODE_FILE).stat().st_size
+    assert report[str(infer)]["dataset_checked"] == WEIGHTS_ID
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--id", "my-denoiser"], "want <username>/<kernel-slug>"),
+    (["--id", "user/my-denoiser/3"], "want <username>/<kernel-slug>"),
+    (["--id", "user/My_Denoiser"], "'my-denoiser'"),
+    (["--id", "user/abc"], "at least five characters"),
+    (["--id", "User Name/my-denoiser"], "username 'User Name'"),
+    (["--id", KID, "--title", "Abc"], "title of at least five characters"),
+    (["--id", KID, "--title", "Something Else"],
+     "slugifies to 'something-else', not to the id's slug 'my-denoiser'"),
+])
+def test_bad_id_or_title_exits_1_with_a_clear_message(tmp_path, capsys, argv, message):
+    assert main([*argv, "--train", "--out", str(tmp_path / "k")]) == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "k").exists()
+
+
+def test_bad_checkpoint_and_too_long_slug_exit_1(tmp_path, capsys):
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    assert main(["--id", KID, "--checkpoint", str(tmp_path / "junk.pt"), "--out", str(tmp_path / "k")]) == 1
+    assert "not a loadable checkpoint" in capsys.readouterr().err
+    long = "user/" + "-".join(["denoiser"] * 5)    # 44 characters: the weights slug would exceed 50
+    ckpt = tiny_checkpoint(tmp_path / "m.pt")
+    assert main(["--id", long, "--checkpoint", str(ckpt), "--out", str(tmp_path / "k")]) == 1
+    assert "Kaggle wants 6-50 characters" in capsys.readouterr().err
+
+
+def test_train_flags_pass_through_and_are_checked_at_build_time(tmp_path):
+    out = tmp_path / "k"
+    assert main(["--id", KID, "--train", "--preset", "quick", "--epochs", "3", "--out", str(out)]) == 0
+    assert "'preset': 'quick', 'train_args': ['--epochs', '3']" in (out / CODE_FILE).read_text()
+    with pytest.raises(SystemExit) as exc:   # argparse's exit code for a bad flag, before anything runs
+        main(["--id", KID, "--train", "--epochz", "3", "--out", str(out)])
+    assert exc.value.code == 2
+    for flags in (["--epochs", "3"], ["--preset", "smoke"]):   # training flags without --train
+        with pytest.raises(SystemExit):
+            main(["--id", KID, "--checkpoint", "m.pt", *flags])
+
+
+# ---------------------------------------------------------------- the bundle
+
+def test_bundle_is_generated_from_the_package_source(tmp_path):
+    text = render_bundle("src.build_kernel", "run_kernel", {"mode": "train"})
+    assert inspect.getsource(data.prepare_data) in text
+    assert inspect.getsource(build_kernel.run_kernel) in text
+    for name, module in needed_modules("src.build_kernel").items():
+        assert module.source in text, f"{name} is not embedded verbatim"
+    # regenerated, not kept: an edited copy of the package gives an edited bundle
+    pkg = tmp_path / "src"
+    shutil.copytree(PROJECT / "src", pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    src = (pkg / "metrics.py").read_text()
+    (pkg / "metrics.py").write_text(src + "\n\ndef brand_new_metric():\n    return 42\n")
+    edited = render_bundle("src.build_kernel", "run_kernel", {}, package_dir=pkg)
+    assert "def brand_new_metric():" in edited and "def brand_new_metric():" not in text
+
+
+def test_needed_modules_follow_eager_and_lazy_imports_only():
+    modules = needed_modules("src.build_kernel")
+    assert {"src", "src.data", "src.synthetic", "src.train_denoiser", "src.make_submission"} <= set(modules)
+    assert "src.synthetic" in modules["src.data"].lazy           # imported inside prepare_or_synthesize
+    assert not {"src.download", "src.kaggle_api", "src.validate_submission"} & set(modules)
+    order, _ = import_order(modules)
+    assert order[0] == "src" and order.index("src.data") < order.index("src.synthetic")
+    at = order.index
+    assert at("src.submission") < at("src.make_submission") < at("src.build_kernel")
+
+
+def write_package(root: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        (root / "src" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / "src" / rel).write_text(textwrap.dedent(text))
+    return root / "src"
+
+
+def test_import_order_on_a_made_up_package(tmp_path):
+    pkg = write_package(tmp_path, {
+        "__init__.py": "",
+        "a.py": "from src import b\nimport src.sub.c as c\n",
+        "b.py": "X = 1\ndef f():\n    from src.lazy import Y\n",
+        "lazy.py": "from src.a import b\nY = 2\n",
+        "sub/__init__.py": "",
+        "sub/c.py": "from .. import b\nfrom . import d\n",
+        "sub/d.py": "import os\nclass K:\n    import src.b\n",
+        "unused.py": "",
+    })
+    modules = needed_modules("src.a", pkg)
+    assert set(modules) == {"src", "src.a", "src.b", "src.lazy", "src.sub", "src.sub.c", "src.sub.d"}
+    assert modules["src.b"].lazy == {"src", "src.lazy"}
+    assert modules["src.sub.c"].eager == {"src", "src.b", "src.sub", "src.sub.d"}   # relative imports
+    order, cycles = import_order(modules)
+    assert cycles == []
+    for name, module in modules.items():
+        assert all(order.index(dep) < order.index(name) for dep in module.eager), name
+    # a module-level cycle (Python allows it) is reported, and the bundle still imports it like disk does
+    (pkg / "b.py").write_text("X = 1\nfrom src.a import *\n")
+    assert import_order(needed_modules("src.a", pkg))[1] == [["src.a", "src.b", "src.a"]]
+
+
+def test_bundled_script_resolves_imports_like_the_disk_package(tmp_path):
+    pkg = write_package(tmp_path / "proj", {
+        "__init__.py": "",
+        "entry.py": '''
+            import src.first
+            def run(plan):
+                from src.later import VALUE          # lazy
+                import src.ghost_that_is_not_bundled  # must not be found on disk either
+            def ok(plan):
+                from src.later import VALUE
+                print("value", VALUE, plan["n"], src.first.NAME, src.first.__file__)
+                return 0
+            ''',
+        "first.py": "NAME = __name__\nfrom src import second\n",
+        "second.py": "from src import first\nPARTNER = first.NAME\n",   # a module-level cycle
+        "later.py": "VALUE = 'x\\\\y' + '''q'''\n",                     # backslashes and triple quotes
+    })
+    (pkg / "ghost_that_is_not_bundled.py").write_text("")   # written after the bundle's scan
+    for function, code in (("ok", 0), ("run", 1)):
+        script = tmp_path / f"{function}.py"
+        (pkg / "ghost_that_is_not_bundled.py").unlink(missing_ok=True)
+        script.write_text(render_bundle("src.entry", function, {"n": 7}, package_dir=pkg))
+        (pkg / "ghost_that_is_not_bundled.py").write_text("")
+        env = {**os.environ, "PYTHONPATH": str(tmp_path / "proj")}    # even with the project importable
+        proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path / "proj", env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == code, proc.stderr
+        if function == "ok":
+            assert proc.stdout.split()[:4] == ["value", "x\\y" + "q", "7", "src.first"]
+            assert proc.stdout.split()[4] == str(script / "src" / "first.py")
+        else:
+            assert "No module named 'src.ghost_that_is_not_bundled'" in proc.stderr
+
+
+def test_embed_is_verbatim_when_it_can_be_and_exact_always():
+    sources = ("x = 1\n", "s = '''a'''\n", 's = """a"""\n', "p = r'\\d'\n",
+               "a = '''x'''\nb = \"\"\"y\"\"\"\n")   # the last one needs escapes
+    for source in sources:
+        literal = embed(source)
+        assert eval(literal) == source
+        if not ("'''" in source and '"""' in source):
+            assert source in literal
