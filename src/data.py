@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 COMPETITION = "denoising-dirty-documents"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = Path("competition")
+SYNTHETIC_DIR = DEFAULT_DATA_DIR / "synthetic"   # the embedded default, generated on first use
 TRAIN, CLEAN, TEST = "train", "train_cleaned", "test"
 SAMPLE = "sampleSubmission.csv"
 IMAGE_SUFFIXES = (".png",)
@@ -175,7 +176,7 @@ def prepare_or_synthesize(data_dir: Path = DEFAULT_DATA_DIR, work_dir: Path | No
     if has_competition_data(data_dir) or data_dir != DEFAULT_DATA_DIR:
         return prepare_data(data_dir, work_dir)
     from src.synthetic import make_synthetic_competition  # only needed on this path
-    root = make_synthetic_competition(data_dir / "synthetic")
+    root = make_synthetic_competition(SYNTHETIC_DIR)
     log(f"NOTE: no competition data in {data_dir}/ - using the SYNTHETIC embedded default in {root}/. "
         f"Its scores say nothing about the competition; run `python -m src.download` for the real data.")
     return prepare_data(root)

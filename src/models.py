@@ -44,7 +44,7 @@ class UNet(nn.Module):
     keeps its gradient; inference clamps). Any H, W: padded to a multiple of 2**(depth+1).
     """
 
-    def __init__(self, in_ch: int = 1, width: int = 32, depth: int = 3):
+    def __init__(self, in_ch: int = 1, width: int = 32, depth: int = 3, refine: int = 0):
         super().__init__()
         self.multiple = 2 ** (depth + 1)
         self.encoder = Encoder(in_ch, width, depth)
@@ -52,10 +52,10 @@ class UNet(nn.Module):
                                  for i in reversed(range(depth)))
         self.decs = nn.ModuleList(conv_block(width << (i + 1), width << i) for i in reversed(range(depth)))
         self.head = nn.Sequential(nn.Conv2d(width, 4 * in_ch, 3, padding=1), nn.PixelShuffle(2))
-        # Start as the identity (output = input): the first steps refine the page instead of
-        # undoing random noise, which keeps early training stable at higher learning rates.
-        nn.init.zeros_(self.head[0].weight)
-        nn.init.zeros_(self.head[0].bias)
+        # Optional full-resolution refinement of (input, coarse output): the rest of the net runs at
+        # half resolution or less, and antialiased stroke edges live at the pixel scale.
+        self.refine = nn.Sequential(nn.Conv2d(2 * in_ch, refine, 3, padding=1), nn.LeakyReLU(0.1, inplace=True),
+                                    nn.Conv2d(refine, in_ch, 3, padding=1)) if refine else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
@@ -65,7 +65,10 @@ class UNet(nn.Module):
         y = feats.pop()
         for up, dec in zip(self.ups, self.decs):
             y = dec(torch.cat([up(y), feats.pop()], dim=1))
-        return (xp + self.head(y))[..., :h, :w]
+        out = xp + self.head(y)
+        if self.refine is not None:
+            out = out + self.refine(torch.cat([xp, out], dim=1))
+        return out[..., :h, :w]
 
 
 MODELS: dict[str, type[nn.Module]] = {"unet": UNet}

@@ -62,7 +62,7 @@ def run(cfg: DenoiserConfig, log=print) -> dict:
     train_pages, val_pages = [pages[i] for i in train_idx], [pages[i] for i in val_idx]
     if cfg.loss not in LOSSES:
         raise ValueError(f"unknown loss {cfg.loss!r}; choose one of: {', '.join(LOSSES)}")
-    model_config = dict(width=cfg.width, depth=cfg.depth)
+    model_config = cfg.model_config()
     torch.manual_seed(cfg.seed)  # same initial weights on every rank and every run with this seed
     model = build_model(cfg.model, **model_config)
     if cfg.init_from:

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from src.data import DEFAULT_DATA_DIR, SAMPLE
+from src.data import DEFAULT_DATA_DIR, SAMPLE, SYNTHETIC_DIR
 from src.submission import validate_submission
 
 
@@ -19,8 +19,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m src.validate_submission", description=__doc__.split("\n")[0])
     p.add_argument("file", type=Path, help="submission: .csv, .csv.zip or .csv.gz")
     p.add_argument("--sample", type=Path, default=None,
-                   help=f"sample submission whose ids must match (default: {DEFAULT_DATA_DIR / SAMPLE} "
-                        "when present and --truth is not given)")
+                   help=f"sample submission whose ids must match (default: {DEFAULT_DATA_DIR / SAMPLE}, "
+                        f"else {SYNTHETIC_DIR / SAMPLE}, when present and --truth is not given)")
     p.add_argument("--truth", type=Path, default=None,
                    help="folder of clean pages <image>.png: ids must cover them; prints the RMSE")
     return p.parse_args(argv)
@@ -33,8 +33,9 @@ def main(argv=None) -> int:
         return 1
     sample = args.sample
     # with --truth the clean pages define the ids (validation pages are not the test pages)
-    if sample is None and args.truth is None and (DEFAULT_DATA_DIR / SAMPLE).is_file():
-        sample = DEFAULT_DATA_DIR / SAMPLE
+    if sample is None and args.truth is None:
+        # the competition's sample, else the embedded synthetic default's (what `make demo` used)
+        sample = next((p for p in (DEFAULT_DATA_DIR / SAMPLE, SYNTHETIC_DIR / SAMPLE) if p.is_file()), None)
     if sample is not None:
         print(f"checking ids against {sample}")
     elif args.truth is not None:

@@ -4,9 +4,10 @@ import torch
 from src.models import MODELS, UNet, build_model, count_parameters
 
 
+@pytest.mark.parametrize("refine", [0, 4])
 @pytest.mark.parametrize("shape", [(1, 1, 64, 64), (2, 1, 37, 53), (1, 1, 258, 540)])
-def test_any_size_in_same_size_out(shape):
-    model = build_model("unet", width=8, depth=2).eval()
+def test_any_size_in_same_size_out(shape, refine):
+    model = build_model("unet", width=8, depth=2, refine=refine).eval()
     with torch.no_grad():
         assert model(torch.rand(shape)).shape == shape
 
