@@ -53,9 +53,11 @@ def main() -> None:
     hist = result["history"]
     train_s = sum(r["train_s"] + r.get("val_s", 0.0) for r in hist)
     best = min((r["score"] for r in hist if "score" in r), default=float("nan"))
-    cores = os.cpu_count()
-    print(f"| {args.preset} | {cfg.model} w{cfg.width} d{cfg.depth} | {best:.5f} | {train_s / 60:.1f} min "
-          f"| {wall / 60:.1f} min | {cores} CPU cores{'' if 'cuda' not in str(cfg.device) else ' + GPU'} |")
+    import torch
+    where = (torch.cuda.get_device_name() if torch.cuda.is_available() and cfg.device != "cpu"
+             else f"CPU, {torch.get_num_threads()} of {os.cpu_count()} cores")
+    print(f"| {args.preset} | {cfg.model} w{cfg.width} d{cfg.depth} r{cfg.refine} bs{cfg.batch_size} "
+          f"| {best:.5f} | {train_s / 60:.1f} min | {wall / 60:.1f} min | {where} |")
     print(f"{args.preset}: held-out RMSE {best:.5f}, training {train_s:.0f} s (wall {wall:.0f} s)")
 
 

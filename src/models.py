@@ -1,4 +1,4 @@
-"""Networks by name: the document denoiser and its building blocks.
+"""Networks by name: the document denoiser, and the registry of every model (autoencoders included).
 
 `build_model(name, **config)` is the only way commands create a model; the same (name, config) is
 stored in checkpoints so a checkpoint rebuilds itself. Every model takes any image size: the input
@@ -10,31 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def conv_block(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.LeakyReLU(0.1, inplace=True),
-                         nn.Conv2d(cout, cout, 3, padding=1), nn.LeakyReLU(0.1, inplace=True))
-
-
-class Encoder(nn.Module):
-    """Space-to-depth stem, then `depth` levels that halve the size and double the channels.
-
-    The stem folds each 2x2 block into 4 channels (lossless, FFDNet-style) so the widest convs run
-    at a quarter of the pixels: the main reason the model trains fast on a CPU. The MNIST
-    autoencoders use this same class, so their weights load into the denoiser (`--init-from`).
-    """
-
-    def __init__(self, in_ch: int = 1, width: int = 32, depth: int = 3):
-        super().__init__()
-        self.stem = nn.Sequential(nn.PixelUnshuffle(2), conv_block(4 * in_ch, width))
-        self.downs = nn.ModuleList(
-            nn.Sequential(nn.MaxPool2d(2), conv_block(width << i, width << (i + 1))) for i in range(depth))
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        feats = [self.stem(x)]
-        for down in self.downs:
-            feats.append(down(feats[-1]))
-        return feats
+from src.autoencoders import AUTOENCODERS
+from src.blocks import Encoder, conv_block
 
 
 class UNet(nn.Module):
@@ -71,7 +48,7 @@ class UNet(nn.Module):
         return out[..., :h, :w]
 
 
-MODELS: dict[str, type[nn.Module]] = {"unet": UNet}
+MODELS: dict[str, type[nn.Module]] = {"unet": UNet, **AUTOENCODERS}
 
 
 def build_model(name: str, **config) -> nn.Module:
@@ -83,6 +60,3 @@ def build_model(name: str, **config) -> nn.Module:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-from src.autoencoders import AUTOENCODERS  # noqa: E402
-MODELS.update(AUTOENCODERS)

@@ -106,16 +106,20 @@ def mse_step(model: nn.Module, batch) -> torch.Tensor:
     return F.mse_loss(model(x), y)
 
 
-def clipped_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def clipped_mse(pred: torch.Tensor, target: torch.Tensor, margin: float = 0.25) -> torch.Tensor:
     """MSE that, like the score, forgives overshooting a pure white (1) or black (0) target.
 
     Inference clips to [0, 1], so a white background predicted at 1.2 scores perfectly; plain MSE
-    would still spend capacity pulling it to 1.0. Everywhere else this is the plain MSE with its
-    gradient (a hard clamp would zero the gradient wherever the prediction is out of range, even
-    when the target is not at that bound). It lies between the clipped (scored) MSE and the MSE.
+    would still spend capacity pulling it to 1.0. The overshoot is free only up to `margin`: past
+    it the loss grows again, which keeps outputs bounded (fully free overshoot let a batch-2 run
+    drift to huge outputs and diverge). Elsewhere this is the plain MSE with its gradient (a hard
+    clamp would zero the gradient wherever the prediction is out of range, even when the target is
+    not at that bound). It lies between the clipped (scored) MSE and the MSE, up to the margin.
     """
     err = pred.float() - target
-    err = torch.where(((target >= 1) & (err > 0)) | ((target <= 0) & (err < 0)), 0.0, err)
+    over = (target >= 1) & (err > 0)
+    under = (target <= 0) & (err < 0)
+    err = torch.where(over, (err - margin).clamp(min=0), torch.where(under, (err + margin).clamp(max=0), err))
     return err.square().mean()
 
 
@@ -134,7 +138,7 @@ def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, r
     Args:
         dataset: a Dataset with `set_epoch(epoch)`; len = steps_per_epoch * batch_size.
         evaluate: model -> {"score": lower is better, ...}; run on rank 0 every `cfg.val_every` epochs.
-        cfg: a run config with epochs, lr, weight_decay, warmup_epochs, grad_clip, batch_size,
+        cfg: a run config with epochs, lr, weight_decay, (beta2,) warmup_epochs, grad_clip, batch_size,
             steps_per_epoch, seed, amp, compile, workers, val_every, models_dir, name, resume.
     Returns: {"history": [...], "best_score": float, "best_path": Path, "last_path": Path}.
     """
@@ -143,7 +147,8 @@ def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, r
     model.to(rt.device)
     if rt.device.type == "cuda":
         model.to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                            betas=(0.9, getattr(cfg, "beta2", 0.999)))
     total = cfg.epochs * cfg.steps_per_epoch
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, warmup_cosine(total, int(cfg.warmup_epochs * cfg.steps_per_epoch)))

@@ -8,8 +8,8 @@ from src.train import clipped_mse, resolve_device, warmup_cosine
 
 def test_clipped_mse_hand_computed():
     target = torch.tensor([1.0, 1.0, 0.0, 0.0, 0.5, 0.5])
-    pred = torch.tensor([1.3, 0.9, -0.2, 0.1, 1.5, 0.5])
-    # free: overshoot past white (1.3 vs 1) and past black (-0.2 vs 0); counted: -0.1, 0.1, 1.0, 0
+    pred = torch.tensor([1.2, 0.9, -0.2, 0.1, 1.5, 0.5])
+    # free: overshoot past white (1.2 vs 1) and past black (-0.2 vs 0); counted: -0.1, 0.1, 1.0, 0
     expected = (0.01 + 0.01 + 1.0) / 6
     assert clipped_mse(pred, target).item() == pytest.approx(expected, rel=1e-6)
 
@@ -17,11 +17,19 @@ def test_clipped_mse_hand_computed():
 def test_clipped_mse_bounds_the_scored_error_and_never_exceeds_mse():
     g = torch.Generator().manual_seed(0)
     target = (torch.rand(1000, generator=g) > 0.7).float()
-    pred = torch.randn(1000, generator=g) * 0.5 + 0.5
+    pred = torch.randn(1000, generator=g) * 0.1 + 0.5
     scored = ((pred.clamp(0, 1) - target) ** 2).mean().item()
     assert scored <= clipped_mse(pred, target).item() <= ((pred - target) ** 2).mean().item()
     inside = pred.clamp(0, 1)
     assert clipped_mse(inside, target).item() == pytest.approx(scored)
+
+
+def test_overshoot_beyond_the_margin_is_pulled_back():
+    pred = torch.tensor([1.75, -1.25], requires_grad=True)
+    loss = clipped_mse(pred, torch.tensor([1.0, 0.0]), margin=0.25)
+    assert loss.item() == pytest.approx((0.5 ** 2 + 1.0 ** 2) / 2)
+    loss.backward()
+    assert pred.grad[0] > 0 and pred.grad[1] < 0
 
 
 def test_clipped_mse_keeps_gradient_when_target_is_inside():

@@ -1,0 +1,226 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from src.autoencoders import AUTOENCODERS, ConvAutoencoder, autoencoder_loss, kl_divergence
+from src.checkpoints import CheckpointError, init_encoder_from, load_checkpoint, load_model
+from src.mnist import IDX_FILES, write_idx
+from src.mnist_plots import pca_2d
+from src.blocks import Encoder
+from src.models import MODELS, UNet, build_model
+from src.pretrain_autoencoder import (AUTOENCODER_PRESETS, AutoencoderConfig, DigitDataset, code_sparsity,
+                                      main, pixel_scores, run, showcase)
+
+FIGURES = ["loss_curves.png", "accuracy_curves.png", "reconstructions_epoch1.png", "reconstructions_last.png",
+           "code_space.png"]
+
+
+def blob_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 (n, 28, 28): digit d is a bright bar whose column depends on d, at a random height."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n)
+    images = np.zeros((n, 28, 28), np.uint8)
+    for img, d in zip(images, labels):
+        top = rng.integers(2, 8)
+        img[top:top + 16, 2 + 2 * d:6 + 2 * d] = rng.integers(160, 256)
+    return images, labels.astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def mnist_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("mnist")
+    (tr_x, tr_y), (te_x, te_y) = blob_digits(200, 1), blob_digits(100, 2)
+    for key, arr in dict(train_images=tr_x, train_labels=tr_y, test_images=te_x, test_labels=te_y).items():
+        write_idx(folder / f"{IDX_FILES[key]}.gz", arr)
+    return folder
+
+
+def smoke(tmp_path, data, **kw) -> AutoencoderConfig:
+    values = {**AUTOENCODER_PRESETS["smoke"], "data": str(data), "models_dir": str(tmp_path / "models"),
+              "results_dir": str(tmp_path / "results"), "threads": 1, **kw}
+    return AutoencoderConfig(preset="smoke", **values)
+
+
+# ---------------------------------------------------------------- models
+
+@pytest.mark.parametrize("name", sorted(AUTOENCODERS))
+def test_shapes_and_registry(name):
+    assert MODELS[name] is AUTOENCODERS[name]
+    model = build_model(name, width=8, depth=2, code=5).eval()
+    x = torch.rand(3, 1, 28, 28)
+    recon, aux = model(x, with_code=True)
+    assert model(x).shape == recon.shape == (3, 1, 28, 28) and aux["code"].shape == (3, 5)
+    assert 0 <= recon.min() and recon.max() <= 1
+    assert model.encode(x).shape == (3, 5) and model.decode(aux["code"]).shape == (3, 1, 28, 28)
+    assert isinstance(model.encoder, Encoder)
+    with pytest.raises(ValueError, match="expected images of 28x28, got \\(32, 32\\)"):
+        model(torch.rand(1, 1, 32, 32))
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_encoder_keys_are_the_denoisers(depth):
+    ae = build_model("ae_base", width=8, depth=depth)
+    ae_keys = {k: v.shape for k, v in ae.state_dict().items() if k.startswith("encoder.")}
+    unet = {k: v.shape for k, v in UNet(width=8, depth=3).state_dict().items() if k.startswith("encoder.")}
+    assert ae_keys and all(unet[k] == s for k, s in ae_keys.items())
+    if depth == 3:
+        assert ae_keys == unet
+
+
+def test_sparse_penalty_positive_and_grows_with_l1():
+    model = build_model("ae_sparse", width=8, code=6)
+    x = torch.rand(4, 1, 28, 28)
+    torch.manual_seed(0)
+    small = autoencoder_loss(model, x, l1=1e-3)
+    torch.manual_seed(0)
+    large = autoencoder_loss(model, x, l1=1e-2)
+    assert small["penalty"] > 0 and torch.isclose(large["penalty"], 10 * small["penalty"])
+    assert torch.isclose(small["recon"], large["recon"]) and large["loss"] > small["loss"]
+    assert autoencoder_loss(model, x, l1=0.0)["penalty"] == 0
+    assert (model.eval().encode(x) >= 0).all()   # ReLU code: exact zeros are possible
+    assert model.dropout.p == 0.1 and build_model("ae_base").dropout.p == 0
+
+
+def test_vae_sampling_kl_and_eval_is_deterministic():
+    model = build_model("vae", width=8, code=4).eval()
+    g = torch.Generator().manual_seed(0)
+    samples = model.sample(6, generator=g)
+    assert samples.shape == (6, 1, 28, 28) and 0 <= samples.min() and samples.max() <= 1
+    x = torch.rand(2, 1, 28, 28)
+    assert torch.equal(model(x), model(x))            # eval: decodes the mean
+    assert not torch.equal(model.train()(x), model(x))  # train: reparameterised draw
+    assert torch.allclose(kl_divergence(torch.zeros(2, 4), torch.zeros(2, 4)), torch.zeros(2))
+    # KL(N(1, 1) || N(0, 1)) = 1/2 per unit
+    assert torch.allclose(kl_divergence(torch.ones(1, 4), torch.zeros(1, 4)), torch.tensor([2.0]))
+    parts = autoencoder_loss(model, x, kl_weight=0.5)
+    assert parts["penalty"] > 0 and torch.isclose(parts["loss"], parts["recon"] + parts["penalty"])
+
+
+def test_gradients_reach_every_parameter():
+    for name in AUTOENCODERS:
+        model = build_model(name, width=4, code=3)
+        autoencoder_loss(model, torch.rand(2, 1, 28, 28), l1=1e-3)["loss"].backward()
+        assert all(p.grad is not None for p in model.parameters()), name
+
+
+def test_other_sizes_and_depths():
+    model = ConvAutoencoder(width=4, depth=3, code=3, size=20)
+    assert model(torch.rand(2, 1, 20, 20)).shape == (2, 1, 20, 20)
+
+
+# ---------------------------------------------------------------- pieces of the command
+
+def test_pixel_scores_and_sparsity_by_hand():
+    x = np.array([[[0.0, 1.0], [0.6, 0.2]]])
+    r = np.array([[[0.5, 0.5], [0.6, 0.8]]])
+    s = pixel_scores(x, r)
+    assert s["mse"] == pytest.approx((0.25 + 0.25 + 0 + 0.36) / 4)
+    # 0 -> 0.5 right (neither is > 0.5), 1 -> 0.5 wrong, 0.6 -> 0.6 right, 0.2 -> 0.8 wrong
+    assert s["acc"] == pytest.approx(2 / 4)
+    codes = np.array([[0.0, 0.5, 0.001], [0.0, -0.2, 0.3]])
+    assert code_sparsity(codes) == {"code_near_zero": pytest.approx(3 / 6), "dead_units": 1}
+
+
+def test_pca_2d_finds_the_main_axis():
+    rng = np.random.default_rng(0)
+    codes = np.outer(rng.normal(size=200), [3.0, 4.0, 0.0]) + 0.01 * rng.normal(size=(200, 3))
+    proj, ratio = pca_2d(codes)
+    assert proj.shape == (200, 2) and ratio[0] > 0.99
+    assert abs(np.corrcoef(proj[:, 0], codes[:, 0])[0, 1]) > 0.99
+
+
+def test_dataset_is_deterministic_per_epoch():
+    images, labels = np.random.rand(7, 28, 28).astype(np.float32), np.arange(7)
+    ds = DigitDataset(images, labels, length=10, seed=3)
+    first = [int(ds[i][1]) for i in range(10)]
+    assert sorted(first[:7]) == list(range(7))      # one pass over every digit, then the next permutation
+    ds.set_epoch(1)
+    second = [int(ds[i][1]) for i in range(10)]
+    ds.set_epoch(0)
+    assert [int(ds[i][1]) for i in range(10)] == first != second
+    assert ds[0][0].shape == (1, 28, 28)
+    assert DigitDataset(images, labels, 10, seed=3, rank=1).order().tolist() != ds.order().tolist()
+
+
+def test_showcase_takes_each_digit():
+    labels = np.array([3, 1, 0, 1, 3, 2, 0])
+    assert showcase(labels, 2).tolist() == [2, 1, 5, 0, 6, 3, 4]
+
+
+# ---------------------------------------------------------------- the command
+
+@pytest.mark.parametrize("variant", ["base", "sparse", "vae"])
+def test_smoke_run_leaves_figures_metrics_and_checkpoints(tmp_path, mnist_dir, variant):
+    logs = []
+    result = run(smoke(tmp_path, mnist_dir, variant=variant), log=logs.append)
+    out, models = tmp_path / "results" / variant, tmp_path / "models"
+    for name in FIGURES + ["metrics.json", "metrics.md"] + (["samples.png"] if variant == "vae" else []):
+        assert (out / name).stat().st_size > 0, name
+    for name in (f"mnist_{variant}_best.pt", f"mnist_{variant}_last.pt", f"mnist_{variant}.pt"):
+        ckpt = load_checkpoint(models / name, "autoencoder")
+        assert ckpt["model_name"] == {"base": "ae_base", "sparse": "ae_sparse", "vae": "vae"}[variant]
+    assert "optimizer" not in load_checkpoint(models / f"mnist_{variant}.pt")
+    model, ckpt = load_model(models / f"mnist_{variant}.pt", "autoencoder")
+    assert model(torch.rand(2, 1, 28, 28)).shape == (2, 1, 28, 28) and ckpt["config"]["variant"] == variant
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("test_mse", "test_acc", "code_near_zero", "dead_units", "probe_acc"):
+        assert key in metrics and metrics[key] == metrics[key], key   # present and not NaN
+    assert metrics["test_digits"] == 100 and 0 <= metrics["probe_acc"] <= 1
+    assert f"| {variant} |" in (out / "metrics.md").read_text()
+    row = result["history"][-1]
+    assert {"score", "test_mse", "test_acc", "train_mse", "train_acc", "test_loss", "train_loss"} <= set(row)
+    assert result["summary"] == logs[-1] and "linear probe" in logs[-1] and "test MSE" in logs[-1]
+    assert not list(tmp_path.rglob(".*.tmp"))
+
+
+def test_training_learns(tmp_path, mnist_dir):
+    cfg = smoke(tmp_path, mnist_dir, epochs=4, steps_per_epoch=10, lr=3e-3)
+    hist = run(cfg, log=lambda *_: None)["history"]
+    assert hist[-1]["test_mse"] < 0.7 * hist[0]["test_mse"] and hist[-1]["train_loss"] < hist[0]["train_loss"]
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, mnist_dir):
+    reference = run(smoke(tmp_path / "a", mnist_dir, epochs=3), log=lambda *_: None)["history"]
+
+    def stop_after_epoch_2(line):
+        if line.startswith("epoch   2"):
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        run(smoke(tmp_path / "b", mnist_dir, epochs=3), log=stop_after_epoch_2)
+    assert load_checkpoint(tmp_path / "b" / "models" / "mnist_base_last.pt")["epoch"] == 2
+    logs = []
+    resumed = run(smoke(tmp_path / "b", mnist_dir, epochs=3, resume=True), log=logs.append)["history"]
+    assert any("resumed from" in line and "after epoch 2" in line for line in logs)
+    assert [r["epoch"] for r in resumed] == [1, 2, 3]
+    assert resumed[-1]["test_mse"] == pytest.approx(reference[-1]["test_mse"], rel=1e-5)
+
+
+def test_checkpoint_initialises_the_denoiser(tmp_path, mnist_dir, synthetic_dir):
+    from src.train_denoiser import main as train_denoiser
+
+    run(smoke(tmp_path, mnist_dir, width=8), log=lambda *_: None)
+    path = tmp_path / "models" / "mnist_base.pt"
+    denoiser = build_model("unet", width=8, depth=3)
+    loaded = init_encoder_from(denoiser, path)
+    ae = load_checkpoint(path)["model"]
+    assert loaded and all(k.startswith("encoder.downs.") or k.startswith("encoder.stem.") for k in loaded)
+    assert all(torch.equal(denoiser.state_dict()[k], ae[k]) for k in loaded)
+    with pytest.raises(CheckpointError, match="use the same --width as the pretraining"):
+        init_encoder_from(build_model("unet", width=16), path)
+    # and through the command line of the denoiser
+    args = ["--preset", "smoke", "--data-dir", str(synthetic_dir), "--models-dir", str(tmp_path / "d"),
+            "--val-fraction", "0.34", "--epochs", "1", "--threads", "1", "--init-from", str(path)]
+    assert train_denoiser([*args, "--width", "8"]) == 0
+    assert train_denoiser([*args, "--width", "16"]) == 1
+
+
+def test_command_line_errors(tmp_path, mnist_dir, capsys):
+    nowhere = str(tmp_path / "nowhere")
+    assert main(["--preset", "smoke", "--data", nowhere, "--models-dir", str(tmp_path)]) == 1
+    assert "nowhere: no such file or folder" in capsys.readouterr().err
+    assert main(["--preset", "smoke", "--variant", "deep", "--data", str(mnist_dir)]) == 1
+    assert "unknown variant 'deep'; choose one of: base, sparse, vae" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--preset", "smoke", "--no-such-flag", "1"])
