@@ -288,8 +288,8 @@ def metrics_row(m: dict) -> str:
 def summary_line(m: dict, out_dir: Path) -> str:
     return (f"{m['variant']}: test MSE {m['test_mse']:.5f}, pixel accuracy {m['test_acc']:.4f}, "
             f"near-zero code {m['code_near_zero']:.1%} ({m['dead_units']}/{m['code_units']} dead units), "
-            f"linear probe {m['probe_acc']:.4f}, best epoch {m['best_epoch']}/{m['epochs']}, {m['wall_s']:.0f} s "
-            f"-> {m['checkpoint']}, {out_dir}/")
+            f"linear probe {m['probe_acc']:.4f}, best epoch {m['best_epoch']}/{m['epochs']}, "
+            f"{m['wall_s']:.0f} s -> {m['checkpoint']}, {out_dir}/")
 
 
 def run(cfg: AutoencoderConfig, log=print) -> dict:

@@ -172,7 +172,8 @@ def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, r
     if rt.distributed:
         net = nn.parallel.DistributedDataParallel(net, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers,
-                        pin_memory=rt.device.type == "cuda", persistent_workers=cfg.workers > 0, drop_last=True)
+                        pin_memory=rt.device.type == "cuda", drop_last=True)
+    # No persistent_workers: workers hold a copy of the dataset, and only fresh ones see set_epoch.
 
     def checkpoint(epoch: int, score: float) -> dict:
         return make_checkpoint(model, kind=kind, model_name=model_name, model_config=model_config,
@@ -232,5 +233,5 @@ def format_row(row: dict) -> str:
     parts = [f"epoch {row['epoch']:3d}", f"loss {row['train_loss']:.5f}"]
     if "score" in row:
         parts.append(f"val {row['score']:.5f}")
-    parts.append(f"{row['samples_per_s']:.0f} patches/s")
+    parts.append(f"{row['samples_per_s']:.0f} samples/s")
     return " | ".join(parts)

@@ -110,3 +110,13 @@ def test_init_encoder_from(tmp_path):
     save_checkpoint(tmp_path / "d.pt", ckpt_for(donor))
     with pytest.raises(CheckpointError, match="expected 'autoencoder'"):
         init_encoder_from(model, tmp_path / "d.pt")
+
+
+def test_atomic_files_get_the_usual_permissions(tmp_path):
+    import os
+    mask = os.umask(0o022)
+    try:
+        save_checkpoint(tmp_path / "m.pt", {"format_version": 1, "model": {}})
+        assert (tmp_path / "m.pt").stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(mask)

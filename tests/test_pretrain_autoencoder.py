@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from src.autoencoders import AUTOENCODERS, ConvAutoencoder, autoencoder_loss, kl_divergence
+from src.blocks import Encoder
 from src.checkpoints import CheckpointError, init_encoder_from, load_checkpoint, load_model
 from src.mnist import IDX_FILES, write_idx
 from src.mnist_plots import pca_2d
-from src.blocks import Encoder
 from src.models import MODELS, UNet, build_model
 from src.pretrain_autoencoder import (AUTOENCODER_PRESETS, AutoencoderConfig, DigitDataset, code_sparsity,
                                       main, pixel_scores, run, showcase)
