@@ -61,9 +61,14 @@ def setup_runtime(device: str = "auto", threads: int = 0) -> Runtime:
         if not dist.is_initialized():
             dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     if dev.type == "cpu":
-        # Processes sharing a machine split its cores; oversubscription halves throughput.
-        cores = os.cpu_count() or 1
-        torch.set_num_threads(threads or max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", world))))
+        # More threads than free cores is catastrophic for OpenMP (spin-waiting: measured 10x slower
+        # steps), so processes sharing a machine split its cores, and an OMP_NUM_THREADS set by the
+        # user (or by torchrun) is kept unless --threads says otherwise.
+        if threads:
+            torch.set_num_threads(threads)
+        elif "OMP_NUM_THREADS" not in os.environ:
+            cores = os.cpu_count() or 1
+            torch.set_num_threads(max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", world))))
     else:
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
