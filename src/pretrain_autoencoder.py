@@ -29,7 +29,6 @@ Definitions (the numbers of metrics.md and of the curves):
 from __future__ import annotations
 
 import json
-import shlex
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -41,7 +40,7 @@ import torch
 from torch.utils.data import Dataset
 
 from src.autoencoders import autoencoder_loss, loss_terms
-from src.checkpoints import (CheckpointError, atomic_write, load_checkpoint, model_from_checkpoint,
+from src.checkpoints import (atomic_write, load_checkpoint, model_from_checkpoint,
                              save_checkpoint)
 from src.config import parse_config
 from src.data import DataError
@@ -49,7 +48,7 @@ from src.mnist import Digits, load_digits
 from src.mnist_plots import (plot_accuracy_curves, plot_code_space, plot_digit_grid, plot_loss_curves,
                              plot_reconstructions)
 from src.models import build_model, count_parameters
-from src.train import fit, setup_runtime
+from src.train import fit, run_command, setup_runtime
 
 VARIANTS = {"base": "ae_base", "sparse": "ae_sparse", "vae": "vae"}   # --variant -> src.models.MODELS
 NEAR_ZERO = 1e-2
@@ -328,18 +327,8 @@ def run(cfg: AutoencoderConfig, log=print) -> dict:
 
 def main(argv=None) -> int:
     cfg = parse_config(AutoencoderConfig, AUTOENCODER_PRESETS, argv, description=__doc__.split("\n\n")[0])
-    try:
-        run(cfg)
-    except (DataError, CheckpointError, ValueError, OSError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        last = Path(cfg.models_dir) / f"{cfg.name or 'mnist_' + cfg.variant}_last.pt"
-        args = " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv) if a != "--resume")
-        print(f"\ninterrupted. The last completed epoch is kept in {last}; continue with:\n"
-              f"  python -m src.pretrain_autoencoder {args} --resume", file=sys.stderr)
-        return 130
-    return 0
+    return run_command(run, cfg, command="src.pretrain_autoencoder", argv=argv,
+                       last_path=Path(cfg.models_dir) / f"{cfg.name or 'mnist_' + cfg.variant}_last.pt")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import os
+import shlex
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,7 +23,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from src.checkpoints import load_checkpoint, make_checkpoint, save_checkpoint, unwrap
+from src.checkpoints import CheckpointError, load_checkpoint, make_checkpoint, save_checkpoint, unwrap
+from src.data import DataError
 
 
 @dataclass
@@ -240,3 +243,21 @@ def format_row(row: dict) -> str:
         parts.append(f"val {row['score']:.5f}")
     parts.append(f"{row['samples_per_s']:.0f} samples/s")
     return " | ".join(parts)
+
+
+def run_command(run: Callable, cfg, *, command: str, last_path: Path, argv=None) -> int:
+    """A training command's exit code: 0; 1 with one `error:` line for bad input, data or disk;
+    130 on Ctrl-C, keeping the last completed epoch's checkpoint and printing the resume command."""
+    try:
+        run(cfg)
+    except (DataError, CheckpointError, ValueError, OSError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        args = " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv) if a != "--resume")
+        print(f"\ninterrupted. The last completed epoch is kept in {last_path}; continue with:\n"
+              f"  python -m {command} {args} --resume", file=sys.stderr)
+        return 130
+    finally:
+        teardown_runtime()
+    return 0

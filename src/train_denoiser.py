@@ -5,23 +5,21 @@ Run under `torchrun --nproc_per_node=N` for data-parallel training.
 """
 from __future__ import annotations
 
-import shlex
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from src.augment import PatchDataset
-from src.checkpoints import CheckpointError, init_encoder_from, load_checkpoint, model_from_checkpoint
+from src.checkpoints import init_encoder_from, load_checkpoint, model_from_checkpoint
 from src.config import DENOISER_PRESETS, DenoiserConfig, parse_config
-from src.data import DataError, load_pairs, prepare_or_synthesize, split_pages
+from src.data import load_pairs, prepare_or_synthesize, split_pages
 from src.inference import predict_page
 from src.metrics import pooled_rmse, psnr_from_rmse
 from src.models import build_model, count_parameters
 from src.plots import plot_before_after, plot_training_curves
-from src.train import LOSSES, fit, setup_runtime, teardown_runtime
+from src.train import LOSSES, fit, run_command, setup_runtime
 
 
 def make_evaluate(pages, cfg, rt):
@@ -87,20 +85,8 @@ def run(cfg: DenoiserConfig, log=print) -> dict:
 
 def main(argv=None) -> int:
     cfg = parse_config(DenoiserConfig, DENOISER_PRESETS, argv, description=__doc__)
-    try:
-        run(cfg)
-    except (DataError, CheckpointError, ValueError, OSError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        last = Path(cfg.models_dir) / f"{cfg.name}_last.pt"
-        args = " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv) if a != "--resume")
-        print(f"\ninterrupted. The last completed epoch is kept in {last}; continue with:\n"
-              f"  python -m src.train_denoiser {args} --resume", file=sys.stderr)
-        return 130
-    finally:
-        teardown_runtime()
-    return 0
+    return run_command(run, cfg, command="src.train_denoiser", argv=argv,
+                       last_path=Path(cfg.models_dir) / f"{cfg.name}_last.pt")
 
 
 if __name__ == "__main__":
