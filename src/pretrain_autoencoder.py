@@ -76,6 +76,7 @@ class AutoencoderConfig:
     batch_size: int = 64           # 20 x 200 x 64 = 256k digits (4.3 passes over MNIST) in ~5 min on one core
     lr: float = 3e-3
     weight_decay: float = 1e-4
+    beta2: float = 0.999           # Adam's second-moment decay (README's autoencoder figures used 0.999)
     warmup_epochs: float = 0.3     # linear warm-up, then cosine decay to zero
     grad_clip: float = 1.0
     # evaluation
@@ -85,7 +86,7 @@ class AutoencoderConfig:
     probe_digits: int = 10000      # train digits the linear probe is fitted on (0 = all)
     # runtime
     device: str = "auto"           # auto | cpu | cuda | cuda:N
-    amp: bool = True               # mixed precision on CUDA (ignored on CPU)
+    amp: bool = True               # mixed precision: CUDA, and CPUs with native bf16 (AVX512-BF16/AMX)
     compile: bool = False
     workers: int = 0               # DataLoader workers; 0 reads digits in the main process
     threads: int = 0               # CPU threads for torch; 0 = all cores

@@ -146,7 +146,7 @@ def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, r
     Args:
         dataset: a Dataset with `set_epoch(epoch)`; len = steps_per_epoch * batch_size.
         evaluate: model -> {"score": lower is better, ...}; run on rank 0 every `cfg.val_every` epochs.
-        cfg: a run config with epochs, lr, weight_decay, (beta2,) warmup_epochs, grad_clip, batch_size,
+        cfg: a run config with epochs, lr, weight_decay, beta2, warmup_epochs, grad_clip, batch_size,
             steps_per_epoch, seed, amp, compile, workers, val_every, models_dir, name, resume.
     Returns: {"history": [...], "best_score": float, "best_path": Path, "last_path": Path}.
     """
@@ -156,7 +156,7 @@ def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, r
     if rt.device.type == "cuda":
         model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                            betas=(0.9, getattr(cfg, "beta2", 0.999)))
+                            betas=(0.9, cfg.beta2))
     total = cfg.epochs * cfg.steps_per_epoch
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, warmup_cosine(total, int(cfg.warmup_epochs * cfg.steps_per_epoch)))
