@@ -28,9 +28,7 @@ from src.train import LOSSES, amp_dtype, setup_runtime  # noqa: E402
 def measure(cfg: DenoiserConfig, device: str, steps: int, batch_size: int) -> float:
     rt = setup_runtime(device, cfg.threads)
     torch.manual_seed(0)
-    model = build_model(cfg.model, **cfg.model_config()).to(rt.device)
-    if rt.device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = build_model(cfg.model, **cfg.model_config()).to(rt.device, memory_format=torch.channels_last)
     net = torch.compile(model) if cfg.compile else model
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
     dtype = amp_dtype(rt.device, cfg.amp)

@@ -19,14 +19,18 @@ import torch  # noqa: E402
 from torch.utils.data import Dataset  # noqa: E402
 
 
-def create_train_transforms(patch_size: int) -> A.Compose:
-    """Geometric: a random patch (reflect-padded if the page is smaller), flips, 90-degree turns."""
+def create_train_transforms(patch_size: int, flips: bool = True) -> A.Compose:
+    """Geometric: a random patch (reflect-padded if the page is smaller), then flips and 90-degree turns.
+
+    The 8 flips/turns come from one SquareSymmetry: separate HorizontalFlip and VerticalFlip in one
+    seeded Compose drew the same coin (albumentations 2.0.8), so together they only ever turned the
+    patch by 180 degrees and never mirrored it.
+    """
+    turns = [A.SquareSymmetry(p=1.0)] if flips else []
     return A.Compose([
         A.PadIfNeeded(patch_size, patch_size, border_mode=cv2.BORDER_REFLECT_101),
         A.RandomCrop(patch_size, patch_size),
-        A.HorizontalFlip(p=0.5),
-        A.VerticalFlip(p=0.5),
-        A.RandomRotate90(p=0.5),
+        *turns,
     ], additional_targets={"clean": "image"})
 
 
@@ -45,13 +49,13 @@ class PatchDataset(Dataset):
     """
 
     def __init__(self, pages: list[tuple[np.ndarray, np.ndarray]], patch_size: int, length: int,
-                 photometric: float = 0.0, seed: int = 0, rank: int = 0):
+                 photometric: float = 0.0, seed: int = 0, rank: int = 0, flips: bool = True):
         if not pages:
             raise ValueError("no training pages")
         self.pages, self.length, self.seed, self.rank = pages, length, seed, rank
         area = np.array([n.size for n, _ in pages], dtype=np.float64)
         self.page_p = area / area.sum()
-        self.geometric = create_train_transforms(patch_size)
+        self.geometric = create_train_transforms(patch_size, flips)
         self.photometric = create_input_transforms(photometric) if photometric > 0 else None
         self.epoch = 0
 

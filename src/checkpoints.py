@@ -97,7 +97,7 @@ def model_from_checkpoint(ckpt: dict, path: Path | str = "checkpoint") -> nn.Mod
     except (ValueError, TypeError, RuntimeError, KeyError) as e:
         msg = str(e).strip().splitlines()[0][:300]
         raise CheckpointError(f"{path}: weights do not fit model {ckpt.get('model_name')!r}: {msg}") from None
-    return model.eval()
+    return model.to(memory_format=torch.channels_last).eval()  # faster convs on CPU and GPU
 
 
 def load_model(path: Path, kind: str | None = None, device: str | torch.device = "cpu"):

@@ -29,7 +29,7 @@ def _flips(tta: bool) -> list[tuple[int, ...]]:
 
 
 @torch.inference_mode()
-def predict_page(models: nn.Module | Sequence[nn.Module], page: np.ndarray, *, tile: int = 512,
+def predict_page(models: nn.Module | Sequence[nn.Module], page: np.ndarray, *, tile: int = 1024,
                  overlap: int = 32, batch_size: int = 4, tta: bool = False,
                  device: str | torch.device = "cpu", amp: bool = False) -> np.ndarray:
     """Predict a clean page from a noisy one.

@@ -78,7 +78,8 @@ class AutoencoderConfig:
     weight_decay: float = 1e-4
     beta2: float = 0.999           # Adam's second-moment decay (README's autoencoder figures used 0.999)
     warmup_epochs: float = 0.3     # linear warm-up, then cosine decay to zero
-    grad_clip: float = 1.0
+    grad_clip: float = 1.0         # cap on the gradient norm
+    clip_factor: float = 0.0       # >0: also to this many times its running mean (see src.train.GradClip)
     # evaluation
     val_every: int = 1
     eval_digits: int = 2000        # test digits scored after each epoch (0 = all); metrics.md uses all

@@ -27,8 +27,8 @@ def make_evaluate(pages, cfg, rt):
     def evaluate(model):
         if not pages:
             return {}
-        preds = [predict_page(model, x, tile=cfg.tile, overlap=cfg.overlap, device=rt.device, amp=cfg.amp)
-                 for x, _ in pages]
+        preds = [predict_page(model, x, tile=cfg.tile, overlap=cfg.overlap, tta=cfg.tta, device=rt.device,
+                              amp=cfg.amp) for x, _ in pages]
         return {"score": pooled_rmse(zip(preds, (y for _, y in pages)))}
     return evaluate
 
@@ -42,7 +42,8 @@ def report(best_path: Path, val_pages, names, cfg, rt) -> str:
     if not val_pages:
         return f"trained on every pair (no validation) -> {best_path}"
     model = model_from_checkpoint(ckpt, best_path).to(rt.device)
-    preds = [predict_page(model, x, tile=cfg.tile, overlap=cfg.overlap, device=rt.device) for x, _ in val_pages]
+    preds = [predict_page(model, x, tile=cfg.tile, overlap=cfg.overlap, tta=cfg.tta, device=rt.device,
+                          amp=cfg.amp) for x, _ in val_pages]
     err = pooled_rmse(zip(preds, (y for _, y in val_pages)))
     ssim = np.mean([structural_similarity(p, y, data_range=1.0) for p, (_, y) in zip(preds, val_pages)])
     worst = int(np.argmax([np.mean((p - y) ** 2) for p, (_, y) in zip(preds, val_pages)]))
@@ -73,7 +74,7 @@ def run(cfg: DenoiserConfig, log=print) -> dict:
             f"{len(val_pages)} validation pages, {cfg.epochs} epochs x {cfg.steps_per_epoch} steps "
             f"x {cfg.batch_size} patches of {cfg.patch_size}px")
     dataset = PatchDataset(train_pages, cfg.patch_size, cfg.steps_per_epoch * cfg.batch_size,
-                           cfg.photometric, cfg.seed, rt.rank)
+                           cfg.photometric, cfg.seed, rt.rank, cfg.flips)
     result = fit(model, dataset, make_evaluate(val_pages, cfg, rt), cfg, rt, kind="denoiser",
                  model_name=cfg.model, model_config=model_config, loss_fn=LOSSES[cfg.loss], log=log)
     if rt.is_main:

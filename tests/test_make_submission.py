@@ -63,3 +63,25 @@ def test_errors_are_one_line(tmp_path, synthetic_dir, identity_ckpt, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["--checkpoint", str(identity_ckpt), "--images", str(tmp_path / "empty")]) == 1
     assert "no .png pages" in capsys.readouterr().err
+
+
+def test_flip_tta_is_the_default_and_can_be_switched_off(tmp_path, synthetic_dir):
+    from src.checkpoints import load_model
+    from src.inference import predict_page
+
+    torch.manual_seed(0)
+    path = tmp_path / "random.pt"
+    save_checkpoint(path, make_checkpoint(build_model("unet", width=4, depth=1), kind="denoiser", model_name="unet",
+                                          model_config=dict(width=4, depth=1), config={}))
+    model, _ = load_model(path)
+    page_path = list_images(synthetic_dir / "test")[0]
+    page = load_page(page_path)
+    for flag, tta in ((), True), (("--no-tta",), False):
+        out = tmp_path / f"{tta}.csv"
+        assert main(["--checkpoint", str(path), "--images", str(page_path.parent), "--out", str(out), *flag]) == 0
+        got = read_submission(out).set_index("id")["value"]
+        want = predict_page(model, page, tta=tta)
+        for r, c in [(1, 1), (5, 9), (page.shape[0], page.shape[1])]:
+            assert got[f"{page_path.stem}_{r}_{c}"] == pytest.approx(want[r - 1, c - 1], abs=6e-5), (tta, r, c)
+    plain, flipped = predict_page(model, page), predict_page(model, page, tta=True)
+    assert np.abs(plain - flipped).max() > 1e-3, "TTA made no difference: the test cannot tell them apart"

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from src.train import clipped_mse, resolve_device, warmup_cosine
+from src.train import GradClip, clipped_mse, resolve_device, warmup_cosine
 
 
 def test_clipped_mse_hand_computed():
@@ -51,3 +51,34 @@ def test_cuda_requested_without_cuda_is_an_error():
     with pytest.raises(RuntimeError, match="no CUDA device"):
         resolve_device("cuda")
     assert resolve_device("auto").type == "cpu"
+
+
+def _grad_param(*values):
+    p = torch.nn.Parameter(torch.zeros(len(values)))
+    p.grad = torch.tensor(values, dtype=torch.float32)
+    return p
+
+
+def test_grad_clip_caps_at_max_norm_like_clip_grad_norm():
+    clip = GradClip(max_norm=1.0)
+    big, small = _grad_param(3.0, 4.0), _grad_param(0.3, 0.4)
+    clip([big])
+    clip([small])
+    assert torch.linalg.vector_norm(big.grad).item() == pytest.approx(1.0, rel=1e-5)
+    assert torch.allclose(small.grad, torch.tensor([0.3, 0.4]))
+
+
+def test_grad_clip_scales_a_spike_to_a_few_times_the_running_mean():
+    clip = GradClip(max_norm=1000.0, factor=4.0, beta=0.5)
+    for _ in range(10):
+        clip([_grad_param(0.6, 0.8)])  # norm 1
+    assert clip.mean.item() == pytest.approx(1.0, rel=1e-5)
+    spike = _grad_param(60.0, 80.0)  # norm 100
+    clip([spike])
+    assert torch.linalg.vector_norm(spike.grad).item() == pytest.approx(4.0, rel=1e-4)
+    assert clip.mean.item() == pytest.approx(2.5, rel=1e-4)  # follows the clipped norm (4), not 100
+    clip([_grad_param(float("inf"), 0.0)])
+    assert clip.mean.item() == pytest.approx(2.5, rel=1e-4)  # a non-finite step leaves it alone
+    restored = GradClip(max_norm=1000.0, factor=4.0, beta=0.5)
+    restored.load_state_dict(clip.state_dict(), torch.device("cpu"))
+    assert restored.mean.item() == clip.mean.item()
