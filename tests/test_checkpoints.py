@@ -17,8 +17,11 @@ def test_round_trip_rebuilds_identical_model(tmp_path):
     model = build_model("unet", width=4, depth=1)
     save_checkpoint(tmp_path / "m.pt", ckpt_for(model))
     loaded, ckpt = load_model(tmp_path / "m.pt", kind="denoiser")
+    theirs = model.state_dict()
+    assert all(torch.equal(v, theirs[k]) for k, v in loaded.state_dict().items()) and len(theirs) == len(loaded.state_dict())
     x = torch.rand(1, 1, 20, 20)
-    assert torch.equal(loaded(x), model.eval()(x))
+    # loaded models are channels-last (faster convs), whose kernels round differently in the last bits
+    assert torch.allclose(loaded(x), model.eval()(x), atol=1e-6)
     assert ckpt["epoch"] == 3 and ckpt["config"] == {"lr": 1e-3} and ckpt["format_version"] == FORMAT_VERSION
 
 
