@@ -19,7 +19,7 @@ import torch  # noqa: E402
 from torch.utils.data import Dataset  # noqa: E402
 
 
-def create_train_transforms(patch_size: int, flips: bool = True) -> A.Compose:
+def create_train_transforms(patch_size: int, flips: bool = False) -> A.Compose:
     """Geometric: a random patch (reflect-padded if the page is smaller), then flips and 90-degree turns.
 
     The 8 flips/turns come from one SquareSymmetry: separate HorizontalFlip and VerticalFlip in one
@@ -49,7 +49,7 @@ class PatchDataset(Dataset):
     """
 
     def __init__(self, pages: list[tuple[np.ndarray, np.ndarray]], patch_size: int, length: int,
-                 photometric: float = 0.0, seed: int = 0, rank: int = 0, flips: bool = True):
+                 photometric: float = 0.0, seed: int = 0, rank: int = 0, flips: bool = False):
         if not pages:
             raise ValueError("no training pages")
         self.pages, self.length, self.seed, self.rank = pages, length, seed, rank

@@ -222,8 +222,9 @@ def run_kernel(plan: dict, log=print) -> int:
         trained = load_checkpoint(checkpoint, "denoiser")["config"]   # infer as validation did
         args = make_submission.parse_args(
             ["--checkpoint", str(checkpoint), "--data-dir", str(data.root), "--out", str(working / CSV_NAME),
-             "--tile", str(trained.get("tile", 1024)), "--overlap", str(trained.get("overlap", 32)),
-             "--tta" if trained.get("tta", True) else "--no-tta"])
+             "--tile", str(trained.get("tile", DenoiserConfig.tile)),
+             "--overlap", str(trained.get("overlap", DenoiserConfig.overlap)),
+             "--tta" if trained.get("tta", DenoiserConfig.tta) else "--no-tta"])
         out = make_submission.run(args, log=log)
     except (DataError, CheckpointError, SubmissionError) as e:   # anything else: its traceback
         log(f"error: {e}")

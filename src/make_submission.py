@@ -13,6 +13,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from src.checkpoints import CheckpointError, load_model
+from src.config import DenoiserConfig  # inference defaults = those validation used
 from src.data import DEFAULT_DATA_DIR, DataError, list_images, load_page, prepare_or_synthesize
 from src.inference import predict_page
 from src.submission import SubmissionError, write_submission
@@ -28,10 +29,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sample", type=Path, help="sample submission to check ids against (default: the one in --data-dir)")
     p.add_argument("--out", type=Path, default=Path("submissions/submission.csv"))
     p.add_argument("--compress", choices=["zip", "gz"], help="write a compressed CSV (.zip or .gz appended)")
-    p.add_argument("--tile", type=int, default=1024)
-    p.add_argument("--overlap", type=int, default=32)
+    p.add_argument("--tile", type=int, default=DenoiserConfig.tile)
+    p.add_argument("--overlap", type=int, default=DenoiserConfig.overlap)
     p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=DenoiserConfig.tta,
                    help="average predictions over the 4 flips (4x the time, lower RMSE: README)")
     p.add_argument("--device", default="auto")
     return p.parse_args(argv)

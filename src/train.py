@@ -128,7 +128,7 @@ class GradClip:
         grads = [p.grad for p in params if p.grad is not None]
         if not grads or (self.factor <= 0 and math.isinf(self.max_norm)):
             return
-        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
+        norm = nn.utils.get_total_norm(grads)
         limit = torch.full_like(norm, self.max_norm)
         if self.factor > 0 and self.mean is not None:
             limit = torch.minimum(limit, self.factor * self.mean)

@@ -30,7 +30,7 @@ def _is_crop_of(patch: np.ndarray, page: np.ndarray) -> bool:
 
 
 def test_geometric_moves_noisy_and_clean_together():
-    ds = PatchDataset(_pages(), patch_size=16, length=40, photometric=0.0, seed=1)
+    ds = PatchDataset(_pages(), patch_size=16, length=40, photometric=0.0, seed=1, flips=True)
     for i in range(len(ds)):
         x, y = ds[i]
         assert x.shape == y.shape == (1, 16, 16) and x.dtype == torch.float32
@@ -40,7 +40,7 @@ def test_geometric_moves_noisy_and_clean_together():
 def test_flips_and_turns_happen_and_can_be_switched_off():
     pages = _pages(n=1)
     clean = pages[0][1]
-    on = PatchDataset(pages, patch_size=16, length=60, seed=2)
+    on = PatchDataset(pages, patch_size=16, length=60, seed=2, flips=True)
     oriented = [next(k for k, v in enumerate(_views(clean)) if _is_crop_of(on[i][1][0].numpy(), v))
                 for i in range(len(on))]
     assert len(set(oriented)) == 8, f"only orientations {sorted(set(oriented))} of the 8 flips/turns occurred"
@@ -50,7 +50,7 @@ def test_flips_and_turns_happen_and_can_be_switched_off():
 
 def test_photometric_touches_the_input_only():
     pages = _pages()
-    ds = PatchDataset(pages, patch_size=16, length=30, photometric=1.0, seed=3)
+    ds = PatchDataset(pages, patch_size=16, length=30, photometric=1.0, seed=3, flips=True)
     changed = 0
     for i in range(len(ds)):
         x, y = ds[i]
