@@ -1,9 +1,9 @@
 """Training throughput: patches per second of a preset's recipe, on CPU and on CUDA when present.
 
-    python benchmarks/bench_throughput.py [--preset quick] [--steps 30] [--device cpu|cuda|all]
+    python benchmarks/bench_throughput.py [--preset quick] [--steps 30] [--device cpu|cuda|all] [--threads N]
 
-Times the real training step of `src.train.fit` (same model, loss, AMP and optimizer) on random
-patches, after a few warm-up steps, and prints one line per device.
+Times `src.train.train_step`, the step `src.train.fit` runs (same model, loss, AMP, optimizer and
+gradient clipping), on random patches after a few warm-up steps, and prints one line per device.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import torch  # noqa: E402
 
 from src.config import DENOISER_PRESETS, DenoiserConfig  # noqa: E402
 from src.models import build_model  # noqa: E402
-from src.train import LOSSES, amp_dtype, setup_runtime  # noqa: E402
+from src.train import LOSSES, GradClip, amp_dtype, make_optimizer, setup_runtime, train_step  # noqa: E402
 
 
 def measure(cfg: DenoiserConfig, device: str, steps: int, batch_size: int) -> float:
@@ -30,20 +30,15 @@ def measure(cfg: DenoiserConfig, device: str, steps: int, batch_size: int) -> fl
     torch.manual_seed(0)
     model = build_model(cfg.model, **cfg.model_config()).to(rt.device, memory_format=torch.channels_last)
     net = torch.compile(model) if cfg.compile else model
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
+    opt = make_optimizer(model, cfg)
     dtype = amp_dtype(rt.device, cfg.amp)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    clip = GradClip(cfg.grad_clip, cfg.clip_factor)
     x = torch.rand(batch_size, 1, cfg.patch_size, cfg.patch_size, device=rt.device)
     y = (torch.rand_like(x) > 0.2).float()
-    loss_fn = LOSSES[cfg.loss]
 
     def step():
-        with torch.autocast(rt.device.type, dtype=dtype, enabled=dtype is not None):
-            loss = loss_fn(net, (x, y))
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
+        train_step(net, model, [x, y], LOSSES[cfg.loss], opt, scaler, clip, dtype)
 
     for _ in range(5):
         step()
@@ -64,8 +59,10 @@ def main() -> None:
     p.add_argument("--device", default="all", choices=["all", "cpu", "cuda"])
     p.add_argument("--gpu-batch-size", type=int, default=0, help="batch size on CUDA (default: the preset's)")
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: all cores)")
     args = p.parse_args()
-    cfg = DenoiserConfig(preset=args.preset, **{**DENOISER_PRESETS[args.preset], "compile": args.compile})
+    cfg = DenoiserConfig(preset=args.preset, **{**DENOISER_PRESETS[args.preset], "compile": args.compile,
+                                                   "threads": args.threads})
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     for dev in devices:
         if dev == "cuda" and not torch.cuda.is_available():
@@ -73,7 +70,8 @@ def main() -> None:
             continue
         bs = args.gpu_batch_size or cfg.batch_size if dev == "cuda" else cfg.batch_size
         rate = measure(cfg, dev, args.steps, bs)
-        name = torch.cuda.get_device_name() if dev == "cuda" else f"{platform.processor() or 'cpu'} x{os.cpu_count()} cores"
+        name = (torch.cuda.get_device_name() if dev == "cuda"
+                else f"{platform.processor() or 'cpu'}, {torch.get_num_threads()} of {os.cpu_count()} cores")
         amp = amp_dtype(torch.device(dev), cfg.amp)
         print(f"{args.preset} {dev} ({name}): {rate:.1f} patches/s of {cfg.patch_size}px, batch {bs}, "
               f"amp {str(amp).replace('torch.', '') if amp else 'off'}")

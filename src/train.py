@@ -177,6 +177,30 @@ def clipped_mse_step(model: nn.Module, batch) -> torch.Tensor:
 LOSSES = {"mse": mse_step, "clipped_mse": clipped_mse_step}
 
 
+def make_optimizer(model: nn.Module, cfg) -> torch.optim.AdamW:
+    """AdamW with the run config's lr, weight_decay and beta2 (the optimizer of `fit`)."""
+    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                             betas=(0.9, cfg.beta2))
+
+
+def train_step(net: nn.Module, model: nn.Module, batch, loss_fn, opt, scaler, clip: GradClip,
+               dtype: torch.dtype | None) -> torch.Tensor:
+    """One optimiser step of `fit` (autocast forward, scaled backward, clipping); returns the loss.
+
+    `net` is what runs the forward pass (the model, or its compiled / DDP wrapper); `model` owns the
+    parameters that are clipped. The learning-rate schedule is the caller's.
+    """
+    with torch.autocast(batch[0].device.type, dtype=dtype, enabled=dtype is not None):
+        loss = loss_fn(net, batch)
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.unscale_(opt)
+    clip(model.parameters())
+    scaler.step(opt)
+    scaler.update()
+    return loss
+
+
 def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, rt: Runtime, *,
         kind: str, model_name: str, model_config: dict, loss_fn=mse_step, log=print) -> dict:
     """Train `model` and keep its best and last checkpoints.
@@ -192,8 +216,7 @@ def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, r
     best_path, last_path = models_dir / f"{cfg.name}_best.pt", models_dir / f"{cfg.name}_last.pt"
     # channels-last: oneDNN (CPU) and cuDNN convolutions run 20-30 % faster on it (README, speed).
     model.to(rt.device, memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                            betas=(0.9, cfg.beta2))
+    opt = make_optimizer(model, cfg)
     total = cfg.epochs * cfg.steps_per_epoch
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, warmup_cosine(total, int(cfg.warmup_epochs * cfg.steps_per_epoch)))
@@ -235,14 +258,7 @@ def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, r
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=None if rt.is_main else True)
         for batch in bar:
             batch = [b.to(rt.device, non_blocking=True) for b in batch]
-            with torch.autocast(rt.device.type, dtype=dtype, enabled=dtype is not None):
-                loss = loss_fn(net, batch)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(opt)
-            clip(model.parameters())
-            scaler.step(opt)
-            scaler.update()
+            loss = train_step(net, model, batch, loss_fn, opt, scaler, clip, dtype)
             sched.step()
             loss_sum += loss.detach()
             n += 1

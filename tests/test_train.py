@@ -82,3 +82,26 @@ def test_grad_clip_scales_a_spike_to_a_few_times_the_running_mean():
     restored = GradClip(max_norm=1000.0, factor=4.0, beta=0.5)
     restored.load_state_dict(clip.state_dict(), torch.device("cpu"))
     assert restored.mean.item() == clip.mean.item()
+
+
+def test_train_step_clips_steps_and_returns_the_loss():
+    from types import SimpleNamespace
+
+    from src.train import LOSSES, make_optimizer, train_step
+
+    torch.manual_seed(0)
+    model = torch.nn.Conv2d(1, 1, 3, padding=1)
+    opt = make_optimizer(model, SimpleNamespace(lr=1e-2, weight_decay=0.0, beta2=0.99))
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    x = torch.rand(2, 1, 8, 8)
+    batch = [x, 1.0 - x]
+    before = [p.detach().clone() for p in model.parameters()]
+    expected = LOSSES["mse"](model, batch).item()
+    loss = train_step(model, model, batch, LOSSES["mse"], opt, scaler, GradClip(1e-3), None)
+    assert loss.item() == pytest.approx(expected)
+    # the gradient left on the parameters is the clipped one, and the optimizer moved them
+    assert torch.nn.utils.get_total_norm([p.grad for p in model.parameters()]) <= 1e-3 * 1.0001
+    assert all(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+    losses = [train_step(model, model, batch, LOSSES["mse"], opt, scaler, GradClip(1.0), None).item()
+              for _ in range(30)]
+    assert losses[-1] < 0.5 * expected
