@@ -64,17 +64,44 @@ def plot_reconstructions(images: np.ndarray, recons: np.ndarray, path: Path, tit
     return save_figure(fig, path)
 
 
+def pca_axes(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N, D) codes -> (mean (D,), first two principal axes (2, D), explained variance ratio (2,)).
+
+    Each axis points where its largest entry is positive (SVD signs are arbitrary), so the code-space
+    scatter and the decoded manifold of the same codes face the same way. A one-unit code has one
+    axis; the second row (and its ratio) is then zero.
+    """
+    codes = np.asarray(codes, dtype=np.float64)
+    mean = codes.mean(axis=0)
+    _, s, vt = np.linalg.svd(codes - mean, full_matrices=False)
+    vt *= np.sign(vt[np.arange(len(vt)), np.abs(vt).argmax(axis=1)])[:, None]
+    var = s ** 2
+    axes = np.zeros((2, codes.shape[1]))
+    axes[:len(vt[:2])] = vt[:2]
+    ratio = np.zeros(2)
+    if var.sum() > 0:
+        ratio[:len(var[:2])] = var[:2] / var.sum()
+    return mean, axes, ratio
+
+
 def pca_2d(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(N, D) -> (projection on the first two principal axes (N, 2), explained variance ratio (2,))."""
-    x = codes - codes.mean(axis=0)
-    _, s, vt = np.linalg.svd(x, full_matrices=False)
-    var = s ** 2
-    ratio = var[:2] / var.sum() if var.sum() > 0 else np.zeros(2)
-    proj = x @ vt[:2].T
-    if proj.shape[1] < 2:  # a one-unit code
-        proj = np.pad(proj, ((0, 0), (0, 2 - proj.shape[1])))
-        ratio = np.pad(ratio, (0, 2 - len(ratio)))
-    return proj, ratio
+    mean, axes, ratio = pca_axes(codes)
+    return (np.asarray(codes, dtype=np.float64) - mean) @ axes.T, ratio
+
+
+def pca_grid(codes: np.ndarray, n: int = 15, quantile: float = 0.05) -> np.ndarray:
+    """Codes on an n x n grid across the plane of the first two principal axes, (n * n, D).
+
+    The grid spans the `quantile`..`1 - quantile` range of the codes' projections on each axis and
+    sits at their mean along every other direction. Row-major, as `plot_digit_grid` lays it out:
+    PC1 grows left to right, PC2 grows bottom to top. Decoded, it shows the learnt 2-D manifold.
+    """
+    mean, axes, _ = pca_axes(codes)
+    proj = (np.asarray(codes, dtype=np.float64) - mean) @ axes.T
+    lo, hi = np.quantile(proj, [quantile, 1 - quantile], axis=0)
+    pc1, pc2 = np.meshgrid(np.linspace(lo[0], hi[0], n), np.linspace(hi[1], lo[1], n))
+    return mean + np.stack([pc1.ravel(), pc2.ravel()], axis=1) @ axes
 
 
 def plot_code_space(codes: np.ndarray, labels: np.ndarray, path: Path, title: str = "") -> Path:

@@ -7,7 +7,8 @@
 folder holding it (see src.mnist). Leaves `<models_dir>/mnist_<variant>_best.pt`, `_last.pt` and
 `mnist_<variant>.pt` (the best weights, for --init-from), and in `<results_dir>/<variant>/`:
 loss_curves.png, accuracy_curves.png, reconstructions_epoch1.png, reconstructions_last.png,
-code_space.png, samples.png (vae only), metrics.json and metrics.md.
+code_space.png, manifold.png (the decoded 2-D PCA plane of the code), samples.png (vae only),
+metrics.json and metrics.md.
 
 Definitions (the numbers of metrics.md and of the curves):
   reconstruction MSE   mean over test digits and pixels of (reconstruction - input)^2, pixels in
@@ -45,8 +46,8 @@ from src.checkpoints import (atomic_write, load_checkpoint, model_from_checkpoin
 from src.config import parse_config
 from src.data import DataError
 from src.mnist import Digits, load_digits
-from src.mnist_plots import (plot_accuracy_curves, plot_code_space, plot_digit_grid, plot_loss_curves,
-                             plot_reconstructions)
+from src.mnist_plots import (pca_grid, plot_accuracy_curves, plot_code_space, plot_digit_grid,
+                             plot_loss_curves, plot_reconstructions)
 from src.models import build_model, count_parameters
 from src.train import fit, run_command, setup_runtime
 
@@ -263,6 +264,10 @@ def final_report(cfg: AutoencoderConfig, digits: Digits, result: dict, last_mode
     codes_shown = fixed_subset(len(test["code"]), 5000, cfg.seed)
     plot_code_space(test["code"][codes_shown], digits.test_labels[codes_shown], out_dir / "code_space.png",
                     f"{title}: test codes")
+    with torch.no_grad():
+        grid = model.decode(torch.from_numpy(pca_grid(test["code"][codes_shown])).float().to(device))
+    plot_digit_grid(grid[:, 0].float().cpu().numpy(), out_dir / "manifold.png",
+                    f"{title}: decoded across the code's PCA plane (PC1 ->, PC2 ^)", cols=15)
     if cfg.variant == "vae":
         gen = torch.Generator().manual_seed(cfg.seed)
         samples = model.sample(64, generator=gen)[:, 0].float().cpu().numpy()

@@ -8,13 +8,13 @@ from src.autoencoders import AUTOENCODERS, ConvAutoencoder, autoencoder_loss, kl
 from src.blocks import Encoder
 from src.checkpoints import CheckpointError, init_encoder_from, load_checkpoint, load_model
 from src.mnist import IDX_FILES, write_idx
-from src.mnist_plots import pca_2d
+from src.mnist_plots import pca_2d, pca_grid
 from src.models import MODELS, UNet, build_model
 from src.pretrain_autoencoder import (AUTOENCODER_PRESETS, AutoencoderConfig, DigitDataset, code_sparsity,
                                       main, pixel_scores, run, showcase)
 
 FIGURES = ["loss_curves.png", "accuracy_curves.png", "reconstructions_epoch1.png", "reconstructions_last.png",
-           "code_space.png"]
+           "code_space.png", "manifold.png"]
 
 
 def blob_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -129,6 +129,28 @@ def test_pca_2d_finds_the_main_axis():
     proj, ratio = pca_2d(codes)
     assert proj.shape == (200, 2) and ratio[0] > 0.99
     assert abs(np.corrcoef(proj[:, 0], codes[:, 0])[0, 1]) > 0.99
+
+
+def test_pca_grid_spans_the_plane_of_the_two_main_axes():
+    rng = np.random.default_rng(0)
+    a, b = rng.uniform(-1, 1, 2000), rng.uniform(-1, 1, 2000)
+    # axes e0 (spread 4) and e1 (spread 2) of a 5-unit code centred on `centre`; noise along e2
+    centre = np.array([1.0, -2.0, 0.5, 0.0, 3.0])
+    codes = centre + np.outer(4 * a, np.eye(5)[0]) + np.outer(2 * b, np.eye(5)[1]) \
+        + np.outer(0.01 * rng.normal(size=2000), np.eye(5)[2])
+    grid = pca_grid(codes, n=5, quantile=0.05)
+    assert grid.shape == (25, 5)
+    np.testing.assert_allclose(grid[:, 2:], np.broadcast_to(codes[:, 2:].mean(0), (25, 3)), atol=1e-3)
+    rows = grid.reshape(5, 5, 5)
+    x, y = rows[..., 0] - codes[:, 0].mean(), rows[..., 1] - codes[:, 1].mean()
+    # PC1 (e0, up to the sample's small tilt) varies along a row, PC2 (e1) down a column, each over
+    # its 5-95 % range
+    assert np.ptp(x, axis=1) == pytest.approx(np.full(5, 0.9 * 8), rel=0.05) and np.ptp(x, axis=0).max() < 0.1
+    assert np.ptp(y, axis=0) == pytest.approx(np.full(5, 0.9 * 4), rel=0.05) and np.ptp(y, axis=1).max() < 0.1
+    assert x[0, 0] == pytest.approx(-x[0, -1], abs=0.2) and y[0, 0] == pytest.approx(-y[-1, 0], abs=0.1)
+    # axes point along +e0 and +e1 whatever sign the SVD returns: PC1 grows rightwards, PC2 upwards
+    assert x[0, 0] < 0 < x[0, -1] and y[-1, 0] < 0 < y[0, 0]
+    np.testing.assert_allclose(pca_grid(-codes, n=5)[0], -grid[-1], atol=1e-6)  # mirrored codes, mirrored grid
 
 
 def test_dataset_is_deterministic_per_epoch():
