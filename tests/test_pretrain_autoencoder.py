@@ -1,4 +1,8 @@
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -246,3 +250,25 @@ def test_command_line_errors(tmp_path, mnist_dir, capsys):
     assert "unknown variant 'deep'; choose one of: base, sparse, vae" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--preset", "smoke", "--no-such-flag", "1"])
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes_then_single_process_use(tmp_path, mnist_dir):
+    """Data-parallel pretraining (gloo); its checkpoint resumes in, and starts, single-process runs."""
+    project = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "PYTHONPATH": str(project), "OMP_NUM_THREADS": "1"}
+    cfg = smoke(tmp_path, mnist_dir)
+    torchrun = Path(sys.executable).with_name("torchrun")
+    out = subprocess.run([str(torchrun), "--nproc_per_node=2", "-m", "src.pretrain_autoencoder", "--preset", "smoke",
+                          "--device", "cpu", "--data", str(mnist_dir), "--models-dir", cfg.models_dir,
+                          "--results-dir", cfg.results_dir], cwd=project, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.count("base: test MSE") == 1          # rank 0 alone reports
+    for name in FIGURES + ["metrics.json"]:
+        assert (tmp_path / "results" / "base" / name).is_file(), name
+    assert load_checkpoint(tmp_path / "models" / "mnist_base_last.pt", "autoencoder")["epoch"] == 2
+    logs = []
+    resumed = run(smoke(tmp_path, mnist_dir, epochs=3, resume=True), log=logs.append)["history"]
+    assert any("after epoch 2" in line for line in logs) and [r["epoch"] for r in resumed] == [1, 2, 3]
+    assert init_encoder_from(build_model("unet", width=8, depth=3), tmp_path / "models" / "mnist_base.pt")
