@@ -48,7 +48,11 @@ def main() -> None:
     cfg = parse_config(DenoiserConfig, DENOISER_PRESETS, ["--preset", args.preset, "--data-dir", str(data_dir),
                                                           "--models-dir", str(models), *extra])
     t0 = time.perf_counter()
-    result = run(cfg)
+    try:
+        result = run(cfg)
+    except KeyboardInterrupt:  # gpu_check.sh stops it at its time budget
+        sys.exit(f"interrupted: {models}/{cfg.name}_last.pt holds the last finished epoch; "
+                 f"add `-- --resume` to the same command to go on")
     wall = time.perf_counter() - t0
     hist = result["history"]
     train_s = sum(r["train_s"] + r.get("val_s", 0.0) for r in hist)

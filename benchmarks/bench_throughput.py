@@ -74,7 +74,7 @@ def main() -> None:
                 else f"{platform.processor() or 'cpu'}, {torch.get_num_threads()} of {os.cpu_count()} cores")
         amp = amp_dtype(torch.device(dev), cfg.amp)
         print(f"{args.preset} {dev} ({name}): {rate:.1f} patches/s of {cfg.patch_size}px, batch {bs}, "
-              f"amp {str(amp).replace('torch.', '') if amp else 'off'}")
+              f"amp {str(amp).replace('torch.', '') if amp else 'off'}{', compiled' if cfg.compile else ''}")
 
 
 if __name__ == "__main__":
