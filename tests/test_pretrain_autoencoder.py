@@ -11,7 +11,6 @@ import torch
 from src.autoencoders import AUTOENCODERS, ConvAutoencoder, autoencoder_loss, kl_divergence
 from src.blocks import Encoder
 from src.checkpoints import CheckpointError, init_encoder_from, load_checkpoint, load_model
-from src.mnist import IDX_FILES, write_idx
 from src.mnist_plots import pca_2d, pca_grid
 from src.models import MODELS, UNet, build_model
 from src.pretrain_autoencoder import (AUTOENCODER_PRESETS, AutoencoderConfig, DigitDataset, code_sparsity,
@@ -19,26 +18,6 @@ from src.pretrain_autoencoder import (AUTOENCODER_PRESETS, AutoencoderConfig, Di
 
 FIGURES = ["loss_curves.png", "accuracy_curves.png", "reconstructions_epoch1.png", "reconstructions_last.png",
            "code_space.png", "manifold.png"]
-
-
-def blob_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 (n, 28, 28): digit d is a bright bar whose column depends on d, at a random height."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 10, n)
-    images = np.zeros((n, 28, 28), np.uint8)
-    for img, d in zip(images, labels):
-        top = rng.integers(2, 8)
-        img[top:top + 16, 2 + 2 * d:6 + 2 * d] = rng.integers(160, 256)
-    return images, labels.astype(np.uint8)
-
-
-@pytest.fixture(scope="module")
-def mnist_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("mnist")
-    (tr_x, tr_y), (te_x, te_y) = blob_digits(200, 1), blob_digits(100, 2)
-    for key, arr in dict(train_images=tr_x, train_labels=tr_y, test_images=te_x, test_labels=te_y).items():
-        write_idx(folder / f"{IDX_FILES[key]}.gz", arr)
-    return folder
 
 
 def smoke(tmp_path, data, **kw) -> AutoencoderConfig:

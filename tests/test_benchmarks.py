@@ -1,0 +1,72 @@
+"""The benchmark commands README prints run and print the lines README quotes (tiny settings)."""
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import PROJECT
+
+BENCH = PROJECT / "benchmarks"
+
+
+def bench(script: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, str(BENCH / script), *args], cwd=PROJECT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def load(script: str):
+    spec = importlib.util.spec_from_file_location(script.removesuffix(".py"), BENCH / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_throughput_prints_patches_per_second():
+    out = bench("bench_throughput.py", "--preset", "smoke", "--steps", "2", "--device", "cpu", "--threads", "1")
+    assert out.returncode == 0, out.stderr
+    m = re.search(r"^smoke cpu \(.*1 of \d+ cores\): ([\d.]+) patches/s of 48px, batch 4, amp \w+$", out.stdout, re.M)
+    assert m and float(m.group(1)) > 0, out.stdout
+
+
+@pytest.mark.slow
+def test_denoiser_benchmark_scores_the_held_out_pages(tmp_path, synthetic_dir):
+    out = bench("bench_denoiser.py", "--preset", "smoke", "--data-dir", str(synthetic_dir),
+                "--", "--models-dir", str(tmp_path / "models"), "--threads", "1")
+    assert out.returncode == 0, out.stderr
+    m = re.search(r"^smoke: held-out RMSE ([\d.]+), training (\d+) s \(wall (\d+) s\)$", out.stdout, re.M)
+    assert m, out.stdout
+    assert 0 < float(m.group(1)) < 0.5 and int(m.group(2)) <= int(m.group(3))
+    assert (tmp_path / "models" / "denoiser_best.pt").is_file()
+
+
+def test_plateau_change_is_the_last_quarters_relative_fall():
+    plateau_change = load("bench_autoencoders.py").plateau_change
+    history = [{"test_mse": v} for v in [1.0, 0.5, 0.4, 0.39, 0.38, 0.38, 0.40, 0.37]]
+    change, q = plateau_change(history)
+    assert q == 2 and change == pytest.approx((0.38 - 0.37) / 0.37)       # from epoch 6 to epoch 8
+    assert plateau_change(history[:3]) == pytest.approx(((0.5 - 0.4) / 0.4, 1))
+    assert plateau_change([{"test_mse": 0.2}, {"test_mse": 0.25}])[0] < 0     # rising: negative
+
+
+@pytest.mark.slow
+def test_autoencoder_benchmark_prints_its_table_row(tmp_path, mnist_dir):
+    out = bench("bench_autoencoders.py", "--variant", "base", "--preset", "smoke", "--data", str(mnist_dir),
+                "--threads", "1", "--out", str(tmp_path))
+    assert out.returncode in (0, 1), out.stderr        # 1: a target missed, which smoke may well do
+    row = out.stdout.strip().splitlines()[-1]
+    assert row.startswith("| base | smoke (2 x 3 x 16, 8) | 1 | "), row
+    assert re.search(r"\| plateau (ok|MISSED), time ok, MSE (ok|MISSED) \|$", row), row
+    assert (out.returncode == 0) == ("MISSED" not in row)
+    assert (tmp_path / "models" / "mnist_base.pt").is_file()
+
+
+def test_writer_benchmark_reports_its_speedup():
+    out = bench("bench_writer.py", "--pages", "2")
+    assert out.returncode == 0, out.stderr
+    assert "same ids" in out.stdout
+    m = re.search(r"^writer speedup ([\d.]+)x, peak (\d+) MB$", out.stdout, re.M)
+    assert m and float(m.group(1)) > 0 and int(m.group(2)) > 0, out.stdout
