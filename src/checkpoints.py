@@ -7,6 +7,7 @@ name and config rebuild the network without the command that trained it.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,21 @@ def save_checkpoint(path: Path, checkpoint: dict) -> None:
     atomic_write(Path(path), lambda tmp: torch.save(checkpoint, tmp))
 
 
+def load_failure(e: Exception) -> str:
+    """Why torch.load(weights_only=True) refused a file, in one line.
+
+    torch's own message is a paragraph that suggests weights_only=False, which would run whatever
+    code a crafted file holds; only its "WeightsUnpickler error" detail is kept.
+    """
+    text = str(e)
+    detail = re.search(r"WeightsUnpickler error:\s*(.+?)\s*(?:\. Please|\n\n|$)", text, re.S)
+    if detail and "Unsupported global" in detail.group(1):
+        return (f"it holds Python objects a safe load refuses ({detail.group(1)}); this package's "
+                f"checkpoints hold only tensors and plain data, so do not load it with weights_only=False")
+    why = detail.group(1) if detail else (text.strip().splitlines() or [type(e).__name__])[0]
+    return f"truncated, corrupt or not a PyTorch file ({why[:160]})"
+
+
 def load_checkpoint(path: Path, kind: str | None = None) -> dict:
     """Load and check a checkpoint (weights_only=True). Raises CheckpointError naming the file."""
     path = Path(path)
@@ -77,8 +93,7 @@ def load_checkpoint(path: Path, kind: str | None = None) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for truncated files, pickles, non-zip data
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a loadable checkpoint of this package ({first})") from None
+        raise CheckpointError(f"{path}: not a loadable checkpoint of this package: {load_failure(e)}") from None
     if not isinstance(ckpt, dict) or "format_version" not in ckpt or "model" not in ckpt:
         raise CheckpointError(f"{path}: not a checkpoint of this package (no format_version/model keys)")
     if ckpt["format_version"] > FORMAT_VERSION:

@@ -27,8 +27,12 @@ def test_round_trip_rebuilds_identical_model(tmp_path):
 
 def test_not_a_checkpoint_and_missing(tmp_path):
     (tmp_path / "x.pt").write_text("hello")
-    with pytest.raises(CheckpointError, match=r"x\.pt: not a loadable checkpoint"):
+    with pytest.raises(CheckpointError, match=r"x\.pt: not a loadable checkpoint .*: truncated, corrupt or not a PyTorch"):
         load_checkpoint(tmp_path / "x.pt")
+    save_checkpoint(tmp_path / "whole.pt", ckpt_for(build_model("unet", width=4, depth=1)))
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "whole.pt").read_bytes()[:3000])
+    with pytest.raises(CheckpointError, match=r"cut\.pt: .*truncated, corrupt or not a PyTorch file \(.+\)$"):
+        load_checkpoint(tmp_path / "cut.pt")
     torch.save({"a": 1}, tmp_path / "y.pt")
     with pytest.raises(CheckpointError, match=r"y\.pt: not a checkpoint of this package"):
         load_checkpoint(tmp_path / "y.pt")
@@ -45,9 +49,16 @@ def test_crafted_pickle_does_not_run(tmp_path):
     p = tmp_path / "evil.pt"
     with open(p, "wb") as f:
         pickle.dump({"format_version": 1, "model": Evil()}, f)
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError, match=r"evil\.pt: .*not a PyTorch file"):
         load_checkpoint(p)
+    torch.save({"format_version": 1, "model": Evil()}, tmp_path / "evil_torch.pt")  # pickles open()
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(tmp_path / "evil_torch.pt")
     assert not (tmp_path.parent / "pwned-by-checkpoint").exists()
+    # one line naming the refused object, without torch's advice to retry with weights_only=False
+    msg = str(err.value)
+    assert "evil_torch.pt" in msg and "safe load refuses" in msg and "open" in msg
+    assert "\n" not in msg and "Re-running" not in msg
     import os
     assert not os.path.exists("/tmp/pwned-by-checkpoint")
 
