@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from src.checkpoints import load_checkpoint
 from src.train_denoiser import main
@@ -57,3 +58,22 @@ def test_torchrun_two_cpu_processes_then_submission(tmp_path, synthetic_dir):
     assert sub.returncode == 0, sub.stderr[-2000:]
     from src.submission import validate_submission
     assert validate_submission(csv, sample=synthetic_dir / "sampleSubmission.csv").ok
+
+
+@pytest.mark.slow
+def test_single_process_checkpoint_resumes_under_torchrun(tmp_path, synthetic_dir):
+    """The other direction of the torchrun test above: a run started in one process goes on in two."""
+    models = tmp_path / "m"
+    args = ["-m", "src.train_denoiser", "--preset", "smoke", "--device", "cpu", "--data-dir", str(synthetic_dir),
+            "--models-dir", str(models)]
+    assert main(args[2:] + ["--threads", "1"]) == 0
+    first = load_checkpoint(models / "denoiser_last.pt", "denoiser")
+    torchrun = Path(sys.executable).with_name("torchrun")
+    out = subprocess.run([str(torchrun), "--nproc_per_node=2", *args, "--resume", "--epochs", "3"],
+                         cwd=PROJECT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "on cpu x2" in out.stdout and "resumed from" in out.stdout and "after epoch 2" in out.stdout
+    last = load_checkpoint(models / "denoiser_last.pt", "denoiser")
+    assert last["epoch"] == 3 and len(last["history"]) == 3
+    assert last["history"][:2] == first["history"]      # the first two epochs carried over, not redone
+    assert any(not torch.equal(v, first["model"][k]) for k, v in last["model"].items())
