@@ -55,3 +55,44 @@ def psnr_from_rmse(err: float) -> float:
 
 def psnr(pred, target) -> float:
     return psnr_from_rmse(rmse(pred, target))
+
+
+# Pixel classes of a clean page, by its value: where a denoiser's remaining error sits (README).
+PIXEL_CLASSES = ("ink", "ink edge", "light edge", "white near ink", "white")
+
+
+def pixel_classes(target, near: int = 2) -> np.ndarray:
+    """Class index (into PIXEL_CLASSES) of each pixel of a clean page in [0, 1].
+
+    ink < 0.1 <= ink edge < 0.5 <= light edge < 0.95 <= white; white pixels within `near` pixels
+    (a (2 near + 1)-square) of a pixel < 0.5 are "white near ink", where antialiasing halos live.
+    """
+    y = np.asarray(target, dtype=np.float64)
+    dark = y < 0.5
+    padded = np.pad(dark, near)
+    h, w = y.shape
+    close = np.zeros_like(dark)
+    for dy in range(2 * near + 1):
+        for dx in range(2 * near + 1):
+            close |= padded[dy:dy + h, dx:dx + w]
+    return np.select([y < 0.1, y < 0.5, y < 0.95, close], [0, 1, 2, 3], default=4)
+
+
+def error_breakdown(pairs, near: int = 2) -> dict[str, tuple[float, float, float]]:
+    """{class: (share of pixels, share of the squared error, RMSE within the class)} over pages.
+
+    Args: pairs: iterable of (pred, clean target) arrays; pred as scored (already clipped).
+    """
+    k = len(PIXEL_CLASSES)
+    counts, sse = np.zeros(k), np.zeros(k)
+    for pred, target in pairs:
+        pred, target = _pair(pred, target)
+        cls = pixel_classes(target, near).ravel()
+        counts += np.bincount(cls, minlength=k)
+        sse += np.bincount(cls, weights=((pred - target) ** 2).ravel(), minlength=k)
+    if counts.sum() == 0:
+        raise ValueError("no pages to score")
+    total = sse.sum() or 1.0
+    return {name: (float(counts[i] / counts.sum()), float(sse[i] / total),
+                   float(np.sqrt(sse[i] / counts[i])) if counts[i] else 0.0)
+            for i, name in enumerate(PIXEL_CLASSES)}

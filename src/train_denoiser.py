@@ -16,7 +16,7 @@ from src.checkpoints import init_encoder_from, load_checkpoint, model_from_check
 from src.config import DENOISER_PRESETS, DenoiserConfig, parse_config
 from src.data import load_pairs, prepare_or_synthesize, split_pages
 from src.inference import predict_page
-from src.metrics import pooled_rmse, psnr_from_rmse
+from src.metrics import error_breakdown, pooled_rmse, psnr_from_rmse
 from src.models import build_model, count_parameters
 from src.plots import plot_before_after, plot_training_curves
 from src.train import LOSSES, fit, run_command, setup_runtime
@@ -49,8 +49,11 @@ def report(best_path: Path, val_pages, names, cfg, rt) -> str:
     worst = int(np.argmax([np.mean((p - y) ** 2) for p, (_, y) in zip(preds, val_pages)]))
     plot_before_after(val_pages[worst][0], preds[worst], val_pages[worst][1],
                       best_path.with_name(f"{cfg.name}_val_page.png"), title=f"validation page {names[worst]}")
+    where = error_breakdown(zip(preds, (y for _, y in val_pages)))
     return (f"best validation RMSE {err:.5f} (PSNR {psnr_from_rmse(err):.2f} dB, "
-            f"SSIM {ssim:.4f}) on {len(val_pages)} pages, epoch {ckpt['epoch']} -> {best_path}")
+            f"SSIM {ssim:.4f}) on {len(val_pages)} pages, epoch {ckpt['epoch']} -> {best_path}\n"
+            f"squared error by clean-pixel class (share of error / of pixels): "
+            + ", ".join(f"{k} {e:.0%}/{n:.1%}" for k, (n, e, _) in where.items()))
 
 
 def run(cfg: DenoiserConfig, log=print) -> dict:

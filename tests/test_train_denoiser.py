@@ -32,6 +32,7 @@ def test_smoke_run_leaves_checkpoints_plots_and_summary(tmp_path, synthetic_dir)
     assert ckpt["config"]["preset"] == "smoke" and ckpt["epoch"] >= 1 and "optimizer" in ckpt
     assert len(ckpt["history"]) >= 1 and "score" in ckpt["history"][-1]
     assert "best validation RMSE" in result["summary"] and "SSIM" in result["summary"]
+    assert "squared error by clean-pixel class" in result["summary"] and "white near ink" in result["summary"]
     model, _ = load_model(models / "denoiser_best.pt")
     assert model(torch.rand(1, 1, 30, 40)).shape == (1, 1, 30, 40)
 
