@@ -31,7 +31,8 @@ class DenoiserConfig:
     val_fraction: float = 0.15     # share of pages held out (by page); 0 trains on every pair
     folds: int = 0                 # >1: K-fold split by page, validate on fold `fold`
     fold: int = 0
-    seed: int = 0
+    seed: int = 0                  # initial weights and patch draws
+    split_seed: int = 0            # which pages are held out: fixed while --seed varies, so seeds compare
     # optimisation
     epochs: int = 14
     lr: float = 1e-3               # 2e-3 measured worse (README, benchmarks)

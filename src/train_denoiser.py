@@ -59,7 +59,7 @@ def report(best_path: Path, val_pages, names, cfg, rt) -> str:
 def run(cfg: DenoiserConfig, log=print) -> dict:
     rt = setup_runtime(cfg.device, cfg.threads)
     data = prepare_or_synthesize(Path(cfg.data_dir), log=log if rt.is_main else lambda *_: None)
-    train_idx, val_idx = split_pages(len(data.train_pairs), cfg.val_fraction, cfg.folds, cfg.fold, cfg.seed)
+    train_idx, val_idx = split_pages(len(data.train_pairs), cfg.val_fraction, cfg.folds, cfg.fold, cfg.split_seed)
     pages = load_pairs(data.train_pairs)
     train_pages, val_pages = [pages[i] for i in train_idx], [pages[i] for i in val_idx]
     if cfg.loss not in LOSSES:

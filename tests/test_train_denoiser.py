@@ -98,3 +98,20 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, synthetic_dir):
     assert [r["epoch"] for r in resumed["history"]] == [1, 2, 3, 4]
     assert abs(resumed["history"][-1]["score"] - reference["history"][-1]["score"]) < 1e-4
     assert not list((tmp_path / "b").glob(".*.tmp"))
+
+
+def test_seed_changes_training_but_not_the_held_out_pages(tmp_path, synthetic_dir, monkeypatch):
+    import src.train_denoiser as td
+    held_out, split_pages = [], td.split_pages
+
+    def recording_split(*args):
+        train, val = split_pages(*args)
+        held_out.append(list(val))
+        return train, val
+
+    monkeypatch.setattr(td, "split_pages", recording_split)
+    runs = [run(smoke(tmp_path / str(i), synthetic_dir, epochs=1, **kw), log=lambda *_: None)
+            for i, kw in enumerate([{}, {"seed": 1}, {"split_seed": 1}])]
+    assert held_out[0] == held_out[1] != held_out[2]
+    weights = [load_checkpoint(r["last_path"])["model"] for r in runs]
+    assert any(not torch.equal(v, weights[1][k]) for k, v in weights[0].items())   # --seed: other weights
