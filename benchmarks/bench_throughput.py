@@ -22,7 +22,8 @@ import torch  # noqa: E402
 
 from src.config import DENOISER_PRESETS, DenoiserConfig  # noqa: E402
 from src.models import build_model  # noqa: E402
-from src.train import LOSSES, GradClip, amp_dtype, make_optimizer, setup_runtime, train_step  # noqa: E402
+from src.train import (LOSSES, GradClip, amp_dtype, grad_scaler, make_optimizer, setup_runtime,  # noqa: E402
+                       train_step)
 
 
 def measure(cfg: DenoiserConfig, device: str, steps: int, batch_size: int) -> float:
@@ -32,7 +33,7 @@ def measure(cfg: DenoiserConfig, device: str, steps: int, batch_size: int) -> fl
     net = torch.compile(model) if cfg.compile else model
     opt = make_optimizer(model, cfg)
     dtype = amp_dtype(rt.device, cfg.amp)
-    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    scaler = grad_scaler(dtype)
     clip = GradClip(cfg.grad_clip, cfg.clip_factor)
     x = torch.rand(batch_size, 1, cfg.patch_size, cfg.patch_size, device=rt.device)
     y = (torch.rand_like(x) > 0.2).float()

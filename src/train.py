@@ -109,6 +109,11 @@ def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
     return None
 
 
+def grad_scaler(dtype: torch.dtype | None) -> torch.amp.GradScaler:
+    """The loss scaler `train_step` needs: active only for fp16, whose small gradients underflow."""
+    return torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+
+
 class GradClip:
     """Clip the gradient norm to `factor` x its running mean, and never above `max_norm`.
 
@@ -235,7 +240,7 @@ def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, r
         log(f"--resume: no {last_path} yet, starting from scratch")
 
     dtype = amp_dtype(rt.device, cfg.amp)
-    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    scaler = grad_scaler(dtype)
     net = model
     if cfg.compile:
         net = torch.compile(net)
