@@ -2,9 +2,9 @@
 
 All three share `src.blocks.Encoder` under the attribute `encoder`, so their `encoder.*` weights
 load into `UNet(width=W, depth>=D)` (`checkpoints.init_encoder_from`). Input (N, 1, size, size)
-in [0, 1] (size 28 for MNIST); it is padded by replication to the encoder's multiple (28 -> 32),
-flattened at the deepest level into a dense code, decoded back to the padded size and cropped.
-Outputs are in [0, 1] (sigmoid).
+in [0, 1] (size 28 for MNIST); it is padded by replication to the encoder's multiple (28 stays 28
+at depth 1, becomes 32 at depth 2), flattened at the deepest level into a dense code, decoded back
+to the padded size and cropped. Outputs are in [0, 1] (sigmoid).
 
     ae_base    code = Linear(features): a plain convolutional autoencoder.
     ae_sparse  code = ReLU(Linear(dropout(features))): with the L1 penalty of `loss_terms` many
@@ -29,7 +29,7 @@ from src.blocks import Encoder, conv_block
 class ConvAutoencoder(nn.Module):
     """Encoder(width, depth) -> dense code of `code` units -> mirrored decoder."""
 
-    def __init__(self, in_ch: int = 1, width: int = 32, depth: int = 2, code: int = 32, size: int = 28,
+    def __init__(self, in_ch: int = 1, width: int = 32, depth: int = 1, code: int = 32, size: int = 28,
                  dropout: float = 0.0):
         super().__init__()
         if depth < 1:
@@ -87,7 +87,7 @@ class ConvAutoencoder(nn.Module):
 class SparseAutoencoder(ConvAutoencoder):
     """ReLU code (exact zeros) and dropout on the encoder features; the L1 penalty is in the loss."""
 
-    def __init__(self, in_ch: int = 1, width: int = 32, depth: int = 2, code: int = 32, size: int = 28,
+    def __init__(self, in_ch: int = 1, width: int = 32, depth: int = 1, code: int = 32, size: int = 28,
                  dropout: float = 0.1):
         super().__init__(in_ch, width, depth, code, size, dropout)
         self.code_activation = nn.ReLU()

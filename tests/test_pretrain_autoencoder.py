@@ -14,7 +14,7 @@ from src.checkpoints import CheckpointError, init_encoder_from, load_checkpoint,
 from src.mnist_plots import pca_2d, pca_grid
 from src.models import MODELS, UNet, build_model
 from src.pretrain_autoencoder import (AUTOENCODER_PRESETS, AutoencoderConfig, DigitDataset, code_sparsity,
-                                      main, pixel_scores, run, showcase)
+                                      VARIANTS, main, pixel_scores, run, showcase)
 
 FIGURES = ["loss_curves.png", "accuracy_curves.png", "reconstructions_epoch1.png", "reconstructions_last.png",
            "code_space.png", "manifold.png"]
@@ -51,6 +51,17 @@ def test_encoder_keys_are_the_denoisers(depth):
     if depth == 3:
         assert ae_keys == unet
 
+
+@pytest.mark.parametrize("variant", ["base", "sparse", "vae"])
+def test_default_autoencoder_fits_the_default_denoiser(variant):
+    """What `pretrain_autoencoder` builds by default loads into what `train_denoiser` builds by default."""
+    from src.config import DenoiserConfig
+
+    cfg, dcfg = AutoencoderConfig(variant=variant), DenoiserConfig()
+    ae = build_model(VARIANTS[variant], width=cfg.width, depth=cfg.depth, code=cfg.code)
+    unet = build_model(dcfg.model, **dcfg.model_config()).state_dict()
+    enc = {k: v.shape for k, v in ae.state_dict().items() if k.startswith("encoder.")}
+    assert enc and all(k in unet and unet[k].shape == s for k, s in enc.items())
 
 def test_sparse_penalty_positive_and_grows_with_l1():
     model = build_model("ae_sparse", width=8, code=6)
