@@ -14,7 +14,8 @@ from src.checkpoints import CheckpointError, init_encoder_from, load_checkpoint,
 from src.mnist_plots import pca_2d, pca_grid
 from src.models import MODELS, UNet, build_model
 from src.pretrain_autoencoder import (AUTOENCODER_PRESETS, AutoencoderConfig, DigitDataset, code_sparsity,
-                                      VARIANTS, main, pixel_scores, run, showcase)
+                                      VARIANTS, main, model_config, pixel_scores, run,
+                                      showcase)
 
 FIGURES = ["loss_curves.png", "accuracy_curves.png", "reconstructions_epoch1.png", "reconstructions_last.png",
            "code_space.png", "manifold.png"]
@@ -58,10 +59,11 @@ def test_default_autoencoder_fits_the_default_denoiser(variant):
     from src.config import DenoiserConfig
 
     cfg, dcfg = AutoencoderConfig(variant=variant), DenoiserConfig()
-    ae = build_model(VARIANTS[variant], width=cfg.width, depth=cfg.depth, code=cfg.code)
+    ae = build_model(VARIANTS[variant], **model_config(cfg, 28))
     unet = build_model(dcfg.model, **dcfg.model_config()).state_dict()
     enc = {k: v.shape for k, v in ae.state_dict().items() if k.startswith("encoder.")}
     assert enc and all(k in unet and unet[k].shape == s for k, s in enc.items())
+
 
 def test_sparse_penalty_positive_and_grows_with_l1():
     model = build_model("ae_sparse", width=8, code=6)
