@@ -4,6 +4,13 @@
 
 Times `src.train.train_step`, the step `src.train.fit` runs (same model, loss, AMP, optimizer and
 gradient clipping), on random patches after a few warm-up steps, and prints one line per device.
+
+Experiments for the GPU, where a batch-2 step is bound by the CPU launching ~320 small kernels
+(H100: 9.1 ms per step, of which the GPU is busy 1.1 ms; README): `--no-amp` (autocast casts every
+weight every step), `--compile-mode reduce-overhead` (CUDA graphs of the model's forward and
+backward), `--cuda-graph` (the whole step, optimizer included, captured once and replayed; `fit`
+has no such mode yet) and `--profile` (the ten operations costing the most CPU time).
+`--sampling` also times the patch DataLoader alone, in the main process.
 """
 from __future__ import annotations
 
@@ -18,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from src.config import DENOISER_PRESETS, DenoiserConfig  # noqa: E402
@@ -26,31 +34,91 @@ from src.train import (LOSSES, GradClip, amp_dtype, grad_scaler, make_optimizer,
                        train_step)
 
 
-def measure(cfg: DenoiserConfig, device: str, steps: int, batch_size: int) -> float:
+def measure(cfg: DenoiserConfig, device: str, steps: int, batch_size: int, compile_mode: str = "default",
+            cuda_graph: bool = False, profile: bool = False) -> float:
     rt = setup_runtime(device, cfg.threads)
     torch.manual_seed(0)
     model = build_model(cfg.model, **cfg.model_config()).to(rt.device, memory_format=torch.channels_last)
-    net = torch.compile(model) if cfg.compile else model
-    opt = make_optimizer(model, cfg)
+    net = torch.compile(model, mode=compile_mode) if cfg.compile else model
     dtype = amp_dtype(rt.device, cfg.amp)
     scaler = grad_scaler(dtype)
     clip = GradClip(cfg.grad_clip, cfg.clip_factor)
     x = torch.rand(batch_size, 1, cfg.patch_size, cfg.patch_size, device=rt.device)
     y = (torch.rand_like(x) > 0.2).float()
+    if cuda_graph:
+        step = graphed_step(net, model, cfg, [x, y], LOSSES[cfg.loss], clip, dtype)
+    else:
+        opt = make_optimizer(model, cfg)
 
-    def step():
-        train_step(net, model, [x, y], LOSSES[cfg.loss], opt, scaler, clip, dtype)
+        def step():
+            train_step(net, model, [x, y], LOSSES[cfg.loss], opt, scaler, clip, dtype)
 
     for _ in range(5):
         step()
-    if rt.device.type == "cuda":
-        torch.cuda.synchronize()
+    sync = torch.cuda.synchronize if rt.device.type == "cuda" else (lambda: None)
+    sync()
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
-    if rt.device.type == "cuda":
-        torch.cuda.synchronize()
-    return steps * batch_size / (time.perf_counter() - t0)
+    sync()
+    rate = steps * batch_size / (time.perf_counter() - t0)
+    if profile:
+        from torch.profiler import ProfilerActivity
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if rt.device.type == "cuda" else [])
+        with torch.profiler.profile(activities=acts) as prof:
+            for _ in range(10):
+                step()
+            sync()
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=10))
+    return rate
+
+
+def sampling_rate(cfg: DenoiserConfig, workers: int, batches: int = 1000) -> float:
+    """Batches per second that `fit`'s DataLoader draws from PatchDataset (random 420x540 pages)."""
+    from torch.utils.data import DataLoader
+    from src.augment import PatchDataset
+    rng = np.random.default_rng(0)
+    pages = [tuple(rng.random((420, 540), dtype=np.float32) for _ in range(2)) for _ in range(8)]
+    dataset = PatchDataset(pages, cfg.patch_size, batches * cfg.batch_size)
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, num_workers=workers, drop_last=True)
+    t0 = time.perf_counter()
+    n = sum(1 for _ in loader)
+    return n / (time.perf_counter() - t0)
+
+
+def graphed_step(net, model, cfg: DenoiserConfig, batch, loss_fn, clip: GradClip, dtype):
+    """The whole training step captured as one CUDA graph; returns a function that replays it.
+
+    Follows PyTorch's whole-network capture: warm-up on a side stream, gradients set to None before
+    capture so backward allocates them in the graph's pool, a capturable AdamW whose lr is a
+    tensor (a scheduler would fill it in place), and autocast without its weight-cast cache.
+    """
+    if batch[0].device.type != "cuda":
+        raise SystemExit("--cuda-graph needs --device cuda")
+    if dtype == torch.float16:
+        raise SystemExit("--cuda-graph: fp16 needs the loss scaler, which syncs; bf16 or --no-amp only")
+    opt = torch.optim.AdamW(model.parameters(), lr=torch.tensor(cfg.lr, device=batch[0].device),
+                            weight_decay=cfg.weight_decay, betas=(0.9, cfg.beta2), capturable=True)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", dtype=dtype, enabled=dtype is not None, cache_enabled=False):
+            loss = loss_fn(net, batch)
+        loss.backward()
+        clip(model.parameters())
+        opt.step()
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    opt.zero_grad(set_to_none=True)
+    with torch.cuda.graph(graph):
+        step()
+    return graph.replay
 
 
 def main() -> None:
@@ -60,22 +128,35 @@ def main() -> None:
     p.add_argument("--device", default="all", choices=["all", "cpu", "cuda"])
     p.add_argument("--gpu-batch-size", type=int, default=0, help="batch size on CUDA (default: the preset's)")
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--compile-mode", default="default",
+                   choices=["default", "reduce-overhead", "max-autotune"])
+    p.add_argument("--no-amp", action="store_true", help="full fp32 (TF32 matmuls on CUDA)")
+    p.add_argument("--cuda-graph", action="store_true", help="capture the whole step as one CUDA graph")
+    p.add_argument("--profile", action="store_true", help="print the operations costing the most CPU time")
+    p.add_argument("--sampling", action="store_true",
+                   help="also time patch sampling (the DataLoader), main process")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: all cores)")
     args = p.parse_args()
-    cfg = DenoiserConfig(preset=args.preset, **{**DENOISER_PRESETS[args.preset], "compile": args.compile,
-                                                   "threads": args.threads})
+    overrides = {"compile": args.compile, "threads": args.threads, "amp": not args.no_amp}
+    cfg = DenoiserConfig(preset=args.preset, **{**DENOISER_PRESETS[args.preset], **overrides})
+    if args.sampling:
+        rate = sampling_rate(cfg, 0)
+        print(f"{args.preset} patch sampling: {rate:.0f} batches/s of {cfg.batch_size} x {cfg.patch_size}px "
+              f"({1e3 / rate:.2f} ms per batch), main process")
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     for dev in devices:
         if dev == "cuda" and not torch.cuda.is_available():
             print("cuda: no CUDA device here, skipped")
             continue
         bs = args.gpu_batch_size or cfg.batch_size if dev == "cuda" else cfg.batch_size
-        rate = measure(cfg, dev, args.steps, bs)
+        rate = measure(cfg, dev, args.steps, bs, args.compile_mode, args.cuda_graph, args.profile)
         name = (torch.cuda.get_device_name() if dev == "cuda"
                 else f"{platform.processor() or 'cpu'}, {torch.get_num_threads()} of {os.cpu_count()} cores")
         amp = amp_dtype(torch.device(dev), cfg.amp)
         print(f"{args.preset} {dev} ({name}): {rate:.1f} patches/s of {cfg.patch_size}px, batch {bs}, "
-              f"amp {str(amp).replace('torch.', '') if amp else 'off'}{', compiled' if cfg.compile else ''}")
+              f"amp {str(amp).replace('torch.', '') if amp else 'off'}"
+              f"{f', compiled ({args.compile_mode})' if cfg.compile else ''}"
+              f"{', CUDA graph' if args.cuda_graph else ''}")
 
 
 if __name__ == "__main__":

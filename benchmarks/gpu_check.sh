@@ -4,21 +4,26 @@
 # Then the device tool:   run  command="bash benchmarks/gpu_check.sh"  carry=[".gpu"]  timeout_s=600
 #
 #   1. torch, albumentations and the GPU;
-#   2. first call only: training throughput of the preset's step (bench_throughput): batch 2, batch 16,
-#      and batch 2 under torch.compile;
+#   2. first call only: training throughput of the preset's step (bench_throughput): batch 2 with a
+#      CPU profile and the patch sampling rate, batch 2 in fp32, batch 16, batch 2 with CUDA graphs
+#      (torch.compile reduce-overhead; the whole step captured), the last also in fp32;
 #   3. the preset (default `full`) on the GPU through bench_denoiser (held-out RMSE, training time),
-#      stopped by SIGINT BUDGET seconds after the call began. Its checkpoints stay in .cache/ (git-
-#      ignored, kept on a warm machine): a second call within ~30 s resumes it (--resume) and skips 2.
+#      compiled if COMPILE=yes (2026-11-27, H100: compiling gained 4 %), stopped by SIGINT when
+#      BUDGET seconds minus RESERVE have passed. Its checkpoints stay in .cache/ (git-ignored, kept
+#      on a warm machine): a second call within ~30 s resumes it (--resume), skipping 2;
+#   4. with the RESERVE left: make_submission on the 72 test pages with the trained model, timed.
+# (torchrun's NCCL path needs two GPUs: with one, torchrun --nproc_per_node=1 starts no process group.)
 #
 # Compare with README: `full` trained 54.4 min on 2 CPU cores (AVX512-BF16), held-out RMSE 0.01138.
 # Dry run on a CPU: PY=.venv/bin/python DEVICE=cpu PRESET=smoke bash benchmarks/gpu_check.sh
-# (EXTRA="--flag value" adds train_denoiser flags, e.g. EXTRA="--epochs 200" BUDGET=40 to see it stop).
+# (EXTRA="--flag value" adds train_denoiser flags, e.g. EXTRA="--epochs 200" BUDGET=60 to see it stop).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 start=$SECONDS
-BUDGET=${BUDGET:-560}; PY=${PY:-python3}; DEVICE=${DEVICE:-cuda}; PRESET=${PRESET:-full}; EXTRA=${EXTRA:-}; STEPS=${STEPS:-300}
+BUDGET=${BUDGET:-560}; RESERVE=${RESERVE:-75}; PY=${PY:-python3}; DEVICE=${DEVICE:-cuda}; PRESET=${PRESET:-full}
+EXTRA=${EXTRA:-}; STEPS=${STEPS:-300}; COMPILE=${COMPILE:-no}
 LOG=${OUT:-.cache}/gpu_check.log
-mkdir -p "$(dirname "$LOG")"
+mkdir -p "$(dirname "$LOG")" .cache
 export PYTHONUNBUFFERED=1 NO_ALBUMENTATIONS_UPDATE=1
 [ -d /tmp/site ] && export PYTHONPATH=/tmp/site
 if ! "$PY" -c "import albumentations" 2>/dev/null; then
@@ -27,6 +32,7 @@ if ! "$PY" -c "import albumentations" 2>/dev/null; then
     export PYTHONPATH=/tmp/site
 fi
 [ -f .gpu/data/train.zip ] || { echo "gpu_check: no .gpu/data/train.zip: run benchmarks/gpu_kit.sh here and carry .gpu" >&2; exit 1; }
+left() { echo $((BUDGET - (SECONDS - start))); }
 
 {
     date -u
@@ -34,22 +40,35 @@ fi
     "$PY" -c "import torch, albumentations as A; print('torch', torch.__version__, '| albumentations', A.__version__,
 '| cuda', torch.cuda.get_device_name() if torch.cuda.is_available() else 'none')"
     if [ ! -e ".cache/bench_$PRESET/denoiser_last.pt" ]; then
-        for run in "--gpu-batch-size 2" "--gpu-batch-size 16" "--gpu-batch-size 2 --compile"; do
-            timeout 150 "$PY" benchmarks/bench_throughput.py --preset "$PRESET" --device "$DEVICE" --steps "$STEPS" $run
+        for run in "b2:--gpu-batch-size 2 --sampling --profile" "b2f32:--gpu-batch-size 2 --no-amp" \
+                   "b16:--gpu-batch-size 16" "b2ro:--gpu-batch-size 2 --compile --compile-mode reduce-overhead" \
+                   "b2g:--gpu-batch-size 2 --cuda-graph" "b2gf32:--gpu-batch-size 2 --cuda-graph --no-amp"; do
+            timeout 120 "$PY" benchmarks/bench_throughput.py --preset "$PRESET" --device "$DEVICE" --steps "$STEPS" \
+                ${run#*:}
         done
     fi
 } 2>&1 | tee -a "$LOG"
 
-left=$((BUDGET - (SECONDS - start)))
-if [ "$left" -lt 30 ]; then
-    echo "gpu_check: only $left s of BUDGET=$BUDGET left, no time to train; call again" | tee -a "$LOG"
+[ "$COMPILE" = yes ] && EXTRA="$EXTRA --compile"
+
+train_s=$(( $(left) - RESERVE ))
+if [ "$train_s" -lt 30 ]; then
+    echo "gpu_check: only $(left) s of BUDGET=$BUDGET left, no time to train; call again" | tee -a "$LOG"
     exit 1
 fi
-echo "gpu_check: $PRESET on $DEVICE for at most $left s (resumes from its last epoch if any)" | tee -a "$LOG"
-timeout --signal=INT --kill-after=30 "$left" "$PY" benchmarks/bench_denoiser.py --preset "$PRESET" \
+echo "gpu_check: $PRESET on $DEVICE for at most $train_s s (resumes from its last epoch if any):$EXTRA" | tee -a "$LOG"
+timeout --signal=INT --kill-after=20 "$train_s" "$PY" benchmarks/bench_denoiser.py --preset "$PRESET" \
     --data-dir .gpu/data -- --device "$DEVICE" --resume $EXTRA 2>&1 | grep -v '^\s*$' | tee -a "$LOG"
 rc=${PIPESTATUS[0]}
-if [ "$rc" -eq 124 ] || [ "$rc" -eq 130 ]; then
-    echo "gpu_check: stopped at the budget; call again within ~30 s (warm machine) to resume" | tee -a "$LOG"
+[ "$rc" -eq 124 ] && echo "gpu_check: stopped at the budget; call again within ~30 s (warm machine) to resume" | tee -a "$LOG"
+
+best=.cache/bench_$PRESET/denoiser_best.pt
+if [ -f "$best" ] && [ "$(left)" -gt 15 ]; then
+    echo "gpu_check: make_submission on $DEVICE with $best" | tee -a "$LOG"
+    t0=$SECONDS
+    timeout $(( $(left) - 5 )) "$PY" -m src.make_submission --checkpoint "$best" --data-dir .gpu/data \
+        --device "$DEVICE" --out .cache/gpu_submission.csv 2>&1 | tail -3 | tee -a "$LOG"
+    echo "gpu_check: make_submission took $((SECONDS - t0)) s (wall, process start included)" | tee -a "$LOG"
 fi
+echo "gpu_check: done in $((SECONDS - start)) s" | tee -a "$LOG"
 exit "$rc"

@@ -22,14 +22,15 @@ from torch.utils.data import Dataset  # noqa: E402
 def create_train_transforms(patch_size: int, flips: bool = False) -> A.Compose:
     """Geometric: a random patch (reflect-padded if the page is smaller), then flips and 90-degree turns.
 
+    RandomCrop pads only pages smaller than the patch; a PadIfNeeded before it copied every whole
+    page (copyMakeBorder with zero borders), 1.6 ms of a 1.8 ms patch, for the same patches.
     The 8 flips/turns come from one SquareSymmetry: separate HorizontalFlip and VerticalFlip in one
     seeded Compose drew the same coin (albumentations 2.0.8), so together they only ever turned the
     patch by 180 degrees and never mirrored it.
     """
     turns = [A.SquareSymmetry(p=1.0)] if flips else []
     return A.Compose([
-        A.PadIfNeeded(patch_size, patch_size, border_mode=cv2.BORDER_REFLECT_101),
-        A.RandomCrop(patch_size, patch_size),
+        A.RandomCrop(patch_size, patch_size, pad_if_needed=True, border_mode=cv2.BORDER_REFLECT_101),
         *turns,
     ], additional_targets={"clean": "image"})
 

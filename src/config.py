@@ -51,7 +51,7 @@ class DenoiserConfig:
     device: str = "auto"           # auto | cpu | cuda | cuda:N
     amp: bool = True               # mixed precision: CUDA, and CPUs with native bf16 (AVX512-BF16/AMX)
     compile: bool = False          # torch.compile the model (CUDA)
-    workers: int = 0               # DataLoader workers; 0 samples patches in the main process
+    workers: int = -1              # DataLoader workers; -1: 0 on CPU, a few on CUDA (train.loader_workers)
     threads: int = 0               # CPU threads for torch; 0 = all cores
     models_dir: str = "models"
     name: str = "denoiser"         # checkpoints are <models_dir>/<name>_best.pt and _last.pt

@@ -93,7 +93,7 @@ class AutoencoderConfig:
     device: str = "auto"           # auto | cpu | cuda | cuda:N
     amp: bool = True               # mixed precision: CUDA, and CPUs with native bf16 (AVX512-BF16/AMX)
     compile: bool = False
-    workers: int = 0               # DataLoader workers; 0 reads digits in the main process
+    workers: int = -1              # DataLoader workers; -1: 0 on CPU, a few on CUDA (train.loader_workers)
     threads: int = 0               # CPU threads for torch; 0 = all cores
     models_dir: str = "models"
     results_dir: str = "results/mnist"  # figures and metrics go to <results_dir>/<variant>/

@@ -1,9 +1,10 @@
 import math
+import os
 
 import pytest
 import torch
 
-from src.train import GradClip, clipped_mse, resolve_device, warmup_cosine
+from src.train import GradClip, Runtime, clipped_mse, loader_workers, resolve_device, warmup_cosine
 
 
 def test_clipped_mse_hand_computed():
@@ -51,6 +52,18 @@ def test_cuda_requested_without_cuda_is_an_error():
     with pytest.raises(RuntimeError, match="no CUDA device"):
         resolve_device("cuda")
     assert resolve_device("auto").type == "cpu"
+
+
+def test_loader_workers_none_on_cpu_a_few_per_process_on_cuda(monkeypatch):
+    cpu, cuda = Runtime(torch.device("cpu")), Runtime(torch.device("cuda", 0))
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert loader_workers(-1, cpu) == 0 and loader_workers(3, cpu) == 3 and loader_workers(0, cuda) == 0
+    assert loader_workers(-1, cuda) == 4
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")  # 8 ranks share the 16 cores
+    assert loader_workers(-1, Runtime(torch.device("cuda", 0), 0, 8)) == 1
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    assert loader_workers(-1, cuda) == 0
 
 
 def _grad_param(*values):

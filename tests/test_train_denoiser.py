@@ -45,6 +45,14 @@ def test_training_lowers_validation_rmse(tmp_path, synthetic_dir):
     assert hist[-1]["train_loss"] < hist[0]["train_loss"]
 
 
+def test_loader_workers_draw_the_same_patches_as_the_main_process(tmp_path, synthetic_dir):
+    """Patches are seeded by (seed, epoch, rank, index), and fresh workers each epoch see set_epoch."""
+    runs = [run(smoke(tmp_path / str(w), synthetic_dir, workers=w, val_fraction=0.0), log=lambda *_: None)
+            for w in (0, 2)]
+    main_process, workers = (load_checkpoint(r["last_path"])["model"] for r in runs)
+    assert all(torch.equal(v, workers[k]) for k, v in main_process.items())
+
+
 def test_no_validation_trains_on_every_pair(tmp_path, synthetic_dir):
     result = run(smoke(tmp_path, synthetic_dir, val_fraction=0.0), log=lambda *_: None)
     assert "no validation" in result["summary"] and result["best_path"].exists()
