@@ -7,10 +7,9 @@ gradient clipping), on random patches after a few warm-up steps, and prints one 
 
 Experiments for the GPU, where a batch-2 step is bound by the CPU launching ~320 small kernels
 (H100: 9.1 ms per step, of which the GPU is busy 1.1 ms; README): `--no-amp` (autocast casts every
-weight every step), `--compile-mode reduce-overhead` (CUDA graphs of the model's forward and
-backward), `--cuda-graph` (the whole step, optimizer included, captured once and replayed; `fit`
-has no such mode yet) and `--profile` (the ten operations costing the most CPU time).
-`--sampling` also times the patch DataLoader alone, in the main process.
+weight every step), `--compile-mode reduce-overhead` (torch.compile's CUDA graphs), `--cuda-graph`
+(the model's forward and backward replayed as CUDA graphs: `fit`'s `--cuda-graph`) and `--profile`
+(the ten operations costing the most CPU time). `--sampling` also times the patch DataLoader alone.
 """
 from __future__ import annotations
 
@@ -30,8 +29,8 @@ import torch  # noqa: E402
 
 from src.config import DENOISER_PRESETS, DenoiserConfig  # noqa: E402
 from src.models import build_model  # noqa: E402
-from src.train import (LOSSES, GradClip, amp_dtype, grad_scaler, make_optimizer, setup_runtime,  # noqa: E402
-                       train_step)
+from src.train import (LOSSES, GradClip, amp_dtype, grad_scaler, graph_model, make_optimizer,  # noqa: E402
+                       setup_runtime, train_step)
 
 
 def measure(cfg: DenoiserConfig, device: str, steps: int, batch_size: int, compile_mode: str = "default",
@@ -39,19 +38,17 @@ def measure(cfg: DenoiserConfig, device: str, steps: int, batch_size: int, compi
     rt = setup_runtime(device, cfg.threads)
     torch.manual_seed(0)
     model = build_model(cfg.model, **cfg.model_config()).to(rt.device, memory_format=torch.channels_last)
-    net = torch.compile(model, mode=compile_mode) if cfg.compile else model
     dtype = amp_dtype(rt.device, cfg.amp)
     scaler = grad_scaler(dtype)
     clip = GradClip(cfg.grad_clip, cfg.clip_factor)
     x = torch.rand(batch_size, 1, cfg.patch_size, cfg.patch_size, device=rt.device)
     y = (torch.rand_like(x) > 0.2).float()
-    if cuda_graph:
-        step = graphed_step(net, model, cfg, [x, y], LOSSES[cfg.loss], clip, dtype)
-    else:
-        opt = make_optimizer(model, cfg)
+    net = graph_model(model, x, dtype) if cuda_graph else model
+    net = torch.compile(net, mode=compile_mode) if cfg.compile else net
+    opt = make_optimizer(model, cfg)
 
-        def step():
-            train_step(net, model, [x, y], LOSSES[cfg.loss], opt, scaler, clip, dtype)
+    def step():
+        train_step(net, model, [x, y], LOSSES[cfg.loss], opt, scaler, clip, dtype)
 
     for _ in range(5):
         step()
@@ -86,41 +83,6 @@ def sampling_rate(cfg: DenoiserConfig, workers: int, batches: int = 1000) -> flo
     return n / (time.perf_counter() - t0)
 
 
-def graphed_step(net, model, cfg: DenoiserConfig, batch, loss_fn, clip: GradClip, dtype):
-    """The whole training step captured as one CUDA graph; returns a function that replays it.
-
-    Follows PyTorch's whole-network capture: warm-up on a side stream, gradients set to None before
-    capture so backward allocates them in the graph's pool, a capturable AdamW whose lr is a
-    tensor (a scheduler would fill it in place), and autocast without its weight-cast cache.
-    """
-    if batch[0].device.type != "cuda":
-        raise SystemExit("--cuda-graph needs --device cuda")
-    if dtype == torch.float16:
-        raise SystemExit("--cuda-graph: fp16 needs the loss scaler, which syncs; bf16 or --no-amp only")
-    opt = torch.optim.AdamW(model.parameters(), lr=torch.tensor(cfg.lr, device=batch[0].device),
-                            weight_decay=cfg.weight_decay, betas=(0.9, cfg.beta2), capturable=True)
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", dtype=dtype, enabled=dtype is not None, cache_enabled=False):
-            loss = loss_fn(net, batch)
-        loss.backward()
-        clip(model.parameters())
-        opt.step()
-
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            step()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    opt.zero_grad(set_to_none=True)
-    with torch.cuda.graph(graph):
-        step()
-    return graph.replay
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="quick", choices=sorted(DENOISER_PRESETS))
@@ -131,7 +93,8 @@ def main() -> None:
     p.add_argument("--compile-mode", default="default",
                    choices=["default", "reduce-overhead", "max-autotune"])
     p.add_argument("--no-amp", action="store_true", help="full fp32 (TF32 matmuls on CUDA)")
-    p.add_argument("--cuda-graph", action="store_true", help="capture the whole step as one CUDA graph")
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="replay forward and backward as CUDA graphs (fit's --cuda-graph)")
     p.add_argument("--profile", action="store_true", help="print the operations costing the most CPU time")
     p.add_argument("--sampling", action="store_true",
                    help="also time patch sampling (the DataLoader), main process")
@@ -139,6 +102,8 @@ def main() -> None:
     args = p.parse_args()
     overrides = {"compile": args.compile, "threads": args.threads, "amp": not args.no_amp}
     cfg = DenoiserConfig(preset=args.preset, **{**DENOISER_PRESETS[args.preset], **overrides})
+    if args.cuda_graph and (args.device != "cuda" or args.compile):
+        sys.exit("--cuda-graph needs --device cuda, and runs without --compile (as in fit)")
     if args.sampling:
         rate = sampling_rate(cfg, 0)
         print(f"{args.preset} patch sampling: {rate:.0f} batches/s of {cfg.batch_size} x {cfg.patch_size}px "

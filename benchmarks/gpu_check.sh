@@ -6,8 +6,9 @@
 #   1. torch, albumentations and the GPU;
 #   2. first call only: training throughput of the preset's step (bench_throughput): batch 2 with a
 #      CPU profile and the patch sampling rate, batch 2 in fp32, batch 16, batch 2 with CUDA graphs
-#      (torch.compile reduce-overhead; the whole step captured), the last also in fp32;
+#      (torch.compile reduce-overhead; fit's --cuda-graph), the last also in fp32;
 #   3. the preset (default `full`) on the GPU through bench_denoiser (held-out RMSE, training time),
+#      with --cuda-graph if step 2 measured it at least 1.3x faster than batch 2 eager (GRAPH=auto|yes|no),
 #      compiled if COMPILE=yes (2026-11-27, H100: compiling gained 4 %), stopped by SIGINT when
 #      BUDGET seconds minus RESERVE have passed. Its checkpoints stay in .cache/ (git-ignored, kept
 #      on a warm machine): a second call within ~30 s resumes it (--resume), skipping 2;
@@ -21,7 +22,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 start=$SECONDS
 BUDGET=${BUDGET:-560}; RESERVE=${RESERVE:-75}; PY=${PY:-python3}; DEVICE=${DEVICE:-cuda}; PRESET=${PRESET:-full}
-EXTRA=${EXTRA:-}; STEPS=${STEPS:-300}; COMPILE=${COMPILE:-no}
+EXTRA=${EXTRA:-}; STEPS=${STEPS:-300}; COMPILE=${COMPILE:-no}; GRAPH=${GRAPH:-auto}
 LOG=${OUT:-.cache}/gpu_check.log
 mkdir -p "$(dirname "$LOG")" .cache
 export PYTHONUNBUFFERED=1 NO_ALBUMENTATIONS_UPDATE=1
@@ -33,6 +34,7 @@ if ! "$PY" -c "import albumentations" 2>/dev/null; then
 fi
 [ -f .gpu/data/train.zip ] || { echo "gpu_check: no .gpu/data/train.zip: run benchmarks/gpu_kit.sh here and carry .gpu" >&2; exit 1; }
 left() { echo $((BUDGET - (SECONDS - start))); }
+rate() { sed -n 's/.*: \([0-9.]*\) patches\/s.*/\1/p' ".cache/throughput_$1.txt" 2>/dev/null | tail -1; }
 
 {
     date -u
@@ -44,11 +46,17 @@ left() { echo $((BUDGET - (SECONDS - start))); }
                    "b16:--gpu-batch-size 16" "b2ro:--gpu-batch-size 2 --compile --compile-mode reduce-overhead" \
                    "b2g:--gpu-batch-size 2 --cuda-graph" "b2gf32:--gpu-batch-size 2 --cuda-graph --no-amp"; do
             timeout 120 "$PY" benchmarks/bench_throughput.py --preset "$PRESET" --device "$DEVICE" --steps "$STEPS" \
-                ${run#*:}
+                ${run#*:} 2>&1 | tee ".cache/throughput_${run%%:*}.txt"
         done
     fi
 } 2>&1 | tee -a "$LOG"
 
+if [ "$GRAPH" = auto ]; then
+    eager=$(rate b2); graphed=$(rate b2g)
+    GRAPH=$(awk -v e="${eager:-0}" -v g="${graphed:-0}" 'BEGIN { print (e > 0 && g > 1.3 * e) ? "yes" : "no" }')
+    echo "gpu_check: batch 2 eager ${eager:-?}, CUDA graph ${graphed:-?} patches/s: cuda-graph=$GRAPH" | tee -a "$LOG"
+fi
+[ "$GRAPH" = yes ] && EXTRA="$EXTRA --cuda-graph"
 [ "$COMPILE" = yes ] && EXTRA="$EXTRA --compile"
 
 train_s=$(( $(left) - RESERVE ))
@@ -60,6 +68,14 @@ echo "gpu_check: $PRESET on $DEVICE for at most $train_s s (resumes from its las
 timeout --signal=INT --kill-after=20 "$train_s" "$PY" benchmarks/bench_denoiser.py --preset "$PRESET" \
     --data-dir .gpu/data -- --device "$DEVICE" --resume $EXTRA 2>&1 | grep -v '^\s*$' | tee -a "$LOG"
 rc=${PIPESTATUS[0]}
+if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$GRAPH" = yes ] && [ "$(left)" -gt $((RESERVE + 60)) ]; then
+    # --cuda-graph is new and untried on a GPU: report the failure above and measure without it.
+    echo "gpu_check: FAILED with --cuda-graph (rc $rc); training again without it" | tee -a "$LOG"
+    timeout --signal=INT --kill-after=20 $(( $(left) - RESERVE )) "$PY" benchmarks/bench_denoiser.py \
+        --preset "$PRESET" --data-dir .gpu/data -- --device "$DEVICE" --resume ${EXTRA/--cuda-graph/} 2>&1 \
+        | grep -v '^\s*$' | tee -a "$LOG"
+    rc=${PIPESTATUS[0]}
+fi
 [ "$rc" -eq 124 ] && echo "gpu_check: stopped at the budget; call again within ~30 s (warm machine) to resume" | tee -a "$LOG"
 
 best=.cache/bench_$PRESET/denoiser_best.pt

@@ -68,6 +68,16 @@ def test_bad_data_dir_and_init_from_errors(tmp_path, synthetic_dir, capsys):
     assert rc == 1 and "use the same --width" in capsys.readouterr().err
 
 
+def test_cuda_graph_is_refused_on_a_cpu_and_beside_compile(tmp_path, synthetic_dir, capsys):
+    args = ["--preset", "smoke", "--data-dir", str(synthetic_dir), "--models-dir", str(tmp_path),
+            "--cuda-graph"]
+    assert main([*args, "--device", "cpu"]) == 1
+    assert "--cuda-graph needs a CUDA device" in capsys.readouterr().err
+    assert main([*args, "--device", "cpu", "--compile"]) == 1
+    assert "--cuda-graph runs alone" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.pt"))
+
+
 def test_unknown_model_lists_choices(tmp_path, synthetic_dir, capsys):
     assert main(["--preset", "smoke", "--model", "nope", "--data-dir", str(synthetic_dir),
                  "--models-dir", str(tmp_path)]) == 1
