@@ -155,10 +155,8 @@ class GradClip:
             clipped = torch.minimum(norm, limit)
             if self.mean is None:
                 self.mean = clipped
-            else:  # a non-finite norm (fp16 overflow: the scaler skips that step) leaves the mean alone;
-                # in place, so a captured CUDA graph that replays this step updates the same tensor
-                moved = self.mean.lerp(clipped, 1 - self.beta)
-                self.mean.copy_(torch.where(torch.isfinite(norm), moved, self.mean))
+            else:  # a non-finite norm (fp16 overflow: the scaler skips that step) leaves the mean alone
+                self.mean = torch.where(torch.isfinite(norm), self.mean.lerp(clipped, 1 - self.beta), self.mean)
 
     def state_dict(self) -> dict:
         return {"mean": None if self.mean is None else float(self.mean)}
