@@ -70,14 +70,15 @@ def measure(cfg: DenoiserConfig, device: str, steps: int, batch_size: int, compi
     return rate
 
 
-def sampling_rate(cfg: DenoiserConfig, workers: int, batches: int = 1000) -> float:
-    """Batches per second that `fit`'s DataLoader draws from PatchDataset (random 420x540 pages)."""
+def sampling_rate(cfg: DenoiserConfig, batches: int = 1000) -> float:
+    """Batches per second that `fit`'s DataLoader draws from PatchDataset (random 420x540 pages) in the
+    main process."""
     from torch.utils.data import DataLoader
     from src.augment import PatchDataset
     rng = np.random.default_rng(0)
     pages = [tuple(rng.random((420, 540), dtype=np.float32) for _ in range(2)) for _ in range(8)]
     dataset = PatchDataset(pages, cfg.patch_size, batches * cfg.batch_size)
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, num_workers=workers, drop_last=True)
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, drop_last=True)
     t0 = time.perf_counter()
     n = sum(1 for _ in loader)
     return n / (time.perf_counter() - t0)
@@ -105,7 +106,7 @@ def main() -> None:
     if args.cuda_graph and (args.device != "cuda" or args.compile):
         sys.exit("--cuda-graph needs --device cuda, and runs without --compile (as in fit)")
     if args.sampling:
-        rate = sampling_rate(cfg, 0)
+        rate = sampling_rate(cfg)
         print(f"{args.preset} patch sampling: {rate:.0f} batches/s of {cfg.batch_size} x {cfg.patch_size}px "
               f"({1e3 / rate:.2f} ms per batch), main process")
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]

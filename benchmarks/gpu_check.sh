@@ -64,17 +64,21 @@ if [ "$train_s" -lt 30 ]; then
     echo "gpu_check: only $(left) s of BUDGET=$BUDGET left, no time to train; call again" | tee -a "$LOG"
     exit 1
 fi
-echo "gpu_check: $PRESET on $DEVICE for at most $train_s s (resumes from its last epoch if any):$EXTRA" | tee -a "$LOG"
-timeout --signal=INT --kill-after=20 "$train_s" "$PY" benchmarks/bench_denoiser.py --preset "$PRESET" \
-    --data-dir .gpu/data -- --device "$DEVICE" --resume $EXTRA 2>&1 | grep -v '^\s*$' | tee -a "$LOG"
-rc=${PIPESTATUS[0]}
+# train SECONDS [FLAGS...]: the preset through bench_denoiser, resumed, stopped by SIGINT after SECONDS.
+train() {
+    local seconds=$1; shift
+    echo "gpu_check: $PRESET on $DEVICE for at most $seconds s (resumes from its last epoch if any): $*" | tee -a "$LOG"
+    timeout --signal=INT --kill-after=20 "$seconds" "$PY" benchmarks/bench_denoiser.py --preset "$PRESET" \
+        --data-dir .gpu/data -- --device "$DEVICE" --resume "$@" 2>&1 | grep -v '^\s*$' | tee -a "$LOG"
+    return "${PIPESTATUS[0]}"
+}
+train "$train_s" $EXTRA
+rc=$?
 if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$GRAPH" = yes ] && [ "$(left)" -gt $((RESERVE + 60)) ]; then
     # --cuda-graph is new and untried on a GPU: report the failure above and measure without it.
     echo "gpu_check: FAILED with --cuda-graph (rc $rc); training again without it" | tee -a "$LOG"
-    timeout --signal=INT --kill-after=20 $(( $(left) - RESERVE )) "$PY" benchmarks/bench_denoiser.py \
-        --preset "$PRESET" --data-dir .gpu/data -- --device "$DEVICE" --resume ${EXTRA/--cuda-graph/} 2>&1 \
-        | grep -v '^\s*$' | tee -a "$LOG"
-    rc=${PIPESTATUS[0]}
+    train $(( $(left) - RESERVE )) ${EXTRA/--cuda-graph/}
+    rc=$?
 fi
 [ "$rc" -eq 124 ] && echo "gpu_check: stopped at the budget; call again within ~30 s (warm machine) to resume" | tee -a "$LOG"
 

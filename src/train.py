@@ -53,6 +53,11 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def cores_per_process(world: int) -> int:
+    """This machine's cores divided among the processes torchrun started on it (all, without torchrun)."""
+    return (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", world))
+
+
 def setup_runtime(device: str = "auto", threads: int = 0) -> Runtime:
     """Device, and the process group when launched by torchrun (RANK/WORLD_SIZE in the environment)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -71,8 +76,7 @@ def setup_runtime(device: str = "auto", threads: int = 0) -> Runtime:
         if threads:
             torch.set_num_threads(threads)
         elif "OMP_NUM_THREADS" not in os.environ:
-            cores = os.cpu_count() or 1
-            torch.set_num_threads(max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", world))))
+            torch.set_num_threads(max(1, cores_per_process(world)))
     else:
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -88,8 +92,7 @@ def loader_workers(requested: int, rt: Runtime) -> int:
         return requested
     if rt.device.type != "cuda":
         return 0
-    per_process = (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", rt.world))
-    return max(0, min(4, per_process - 1))
+    return max(0, min(4, cores_per_process(rt.world) - 1))
 
 
 def teardown_runtime() -> None:
