@@ -45,8 +45,9 @@ def main() -> None:
     data_dir = args.data_dir or real_data_dir()
     extra = [a for a in args.rest if a != "--"]
     models = ROOT / ".cache" / f"bench_{args.preset}"
-    cfg = parse_config(DenoiserConfig, DENOISER_PRESETS, ["--preset", args.preset, "--data-dir", str(data_dir),
-                                                          "--models-dir", str(models), *extra])
+    cfg = parse_config(DenoiserConfig, DENOISER_PRESETS,
+                       ["--preset", args.preset, "--data-dir", str(data_dir),
+                        "--models-dir", str(models), *extra])
     t0 = time.perf_counter()
     try:
         result = run(cfg)

@@ -7,7 +7,8 @@ Predictions are the real test pages themselves when ../shared/competition holds 
 sizes (48 pages 420x540 and 24 pages 258x540). Each writer runs in a fresh subprocess that loads one
 page at a time; a writer's time excludes imports, its memory is the subprocess's peak RSS
 (ru_maxrss, so Python, NumPy, pandas and OpenCV included) and, in brackets, how far that peak
-rose above the RSS just before writing. The last line is `writer speedup <ratio>x, peak <MB> MB` for our writer.
+rose above the RSS just before writing. The last line is `writer speedup <ratio>x, peak <MB> MB`
+for our writer.
 """
 from __future__ import annotations
 

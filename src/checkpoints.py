@@ -93,7 +93,8 @@ def load_checkpoint(path: Path, kind: str | None = None) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for truncated files, pickles, non-zip data
-        raise CheckpointError(f"{path}: not a loadable checkpoint of this package: {load_failure(e)}") from None
+        raise CheckpointError(f"{path}: not a loadable checkpoint of this package: "
+                              f"{load_failure(e)}") from None
     if not isinstance(ckpt, dict) or "format_version" not in ckpt or "model" not in ckpt:
         raise CheckpointError(f"{path}: not a checkpoint of this package (no format_version/model keys)")
     if ckpt["format_version"] > FORMAT_VERSION:
@@ -131,7 +132,8 @@ def init_encoder_from(model: nn.Module, path: Path) -> list[str]:
     own = unwrap(model).state_dict()
     src = {k: v for k, v in ckpt["model"].items() if k.startswith("encoder.")}
     shared = sorted(k for k in src if k in own)
-    bad = [f"{k} {tuple(src[k].shape)} vs {tuple(own[k].shape)}" for k in shared if src[k].shape != own[k].shape]
+    bad = [f"{k} {tuple(src[k].shape)} vs {tuple(own[k].shape)}"
+           for k in shared if src[k].shape != own[k].shape]
     if bad:
         raise CheckpointError(f"{path}: encoder weights do not fit this model ({'; '.join(bad[:3])}); "
                               f"use the same --width as the pretraining")

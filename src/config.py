@@ -26,8 +26,8 @@ class DenoiserConfig:
     patch_size: int = 128
     batch_size: int = 2            # measured: at equal patches seen, 2 beats 4, 8 and 16 (more updates)
     steps_per_epoch: int = 450
-    photometric: float = 0.0       # probability of brightness/contrast/noise jitter on the input (0.3: worse, README)
-    flips: bool = False            # the 8 flips/turns of each patch; off: real text is never mirrored (README)
+    photometric: float = 0.0       # chance of brightness/contrast/noise jitter on inputs (0.3: worse, README)
+    flips: bool = False            # the 8 flips/turns of each patch; off: text is never mirrored (README)
     val_fraction: float = 0.15     # share of pages held out (by page); 0 trains on every pair
     folds: int = 0                 # >1: K-fold split by page, validate on fold `fold`
     fold: int = 0
@@ -77,7 +77,8 @@ def _add_field(parser: argparse.ArgumentParser, f: dataclasses.Field) -> None:
     if f.type in ("bool", bool):
         parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
     else:
-        conv = {"int": int, "float": float, "str": str}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
+        conv = {"int": int, "float": float, "str": str}.get(
+            f.type if isinstance(f.type, str) else f.type.__name__, str)
         parser.add_argument(flag, dest=f.name, type=conv, default=None, metavar=f.name.upper())
 
 

@@ -44,7 +44,8 @@ class CompetitionData:
 
     def summary(self) -> str:
         kind = "SYNTHETIC (embedded default, not the competition)" if self.synthetic else "competition"
-        sample = "none" if self.sample_submission is None else f"{count_csv_rows(self.sample_submission):,} rows"
+        sample = ("none" if self.sample_submission is None
+                  else f"{count_csv_rows(self.sample_submission):,} rows")
         return (f"{kind} data in {self.root}: {len(self.train_pairs)} training pairs, "
                 f"{len(self.test_images)} test pages, sample submission: {sample}")
 
@@ -77,7 +78,8 @@ def safe_extract(archive: Path, dest: Path) -> None:
             for m in members:
                 target = (root / m.filename).resolve()
                 if m.filename.startswith(("/", "\\")) or (target != root and root not in target.parents):
-                    raise DataError(f"{archive}: member {m.filename!r} would be written outside {dest}; refused")
+                    raise DataError(f"{archive}: member {m.filename!r} would be written outside "
+                                    f"{dest}; refused")
             tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest))
             try:
                 for m in members:

@@ -242,7 +242,7 @@ def render_bundle(entry: str, function: str, plan: dict, command: str = "",
         f"sources under their real names (src, src.data, ...); no src/ folder is read.\n"
         + (f"Built with: {command}\n" if command else "") + '"""',
         "".join(f"import {m}\n" for m in ("importlib", "importlib.abc", "importlib.machinery", "linecache",
-                                           "os", "sys")),
+                                          "os", "sys")),
         '# no internet in the kernel: albumentations would otherwise look for updates on import\n'
         'os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")\n'
         'os.environ.setdefault("MPLBACKEND", "Agg")\n',

@@ -26,7 +26,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="denoiser checkpoint; repeat to average several (fold ensemble)")
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     p.add_argument("--images", type=Path, help="folder of PNG pages (default: the test pages in --data-dir)")
-    p.add_argument("--sample", type=Path, help="sample submission to check ids against (default: the one in --data-dir)")
+    p.add_argument("--sample", type=Path,
+                   help="sample submission to check ids against (default: the one in --data-dir)")
     p.add_argument("--out", type=Path, default=Path("submissions/submission.csv"))
     p.add_argument("--compress", choices=["zip", "gz"], help="write a compressed CSV (.zip or .gz appended)")
     p.add_argument("--tile", type=int, default=DenoiserConfig.tile)

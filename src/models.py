@@ -31,7 +31,8 @@ class UNet(nn.Module):
         self.head = nn.Sequential(nn.Conv2d(width, 4 * in_ch, 3, padding=1), nn.PixelShuffle(2))
         # Optional full-resolution refinement of (input, coarse output): the rest of the net runs at
         # half resolution or less, and antialiased stroke edges live at the pixel scale.
-        self.refine = nn.Sequential(nn.Conv2d(2 * in_ch, refine, 3, padding=1), nn.LeakyReLU(0.1, inplace=True),
+        self.refine = nn.Sequential(nn.Conv2d(2 * in_ch, refine, 3, padding=1),
+                                    nn.LeakyReLU(0.1, inplace=True),
                                     nn.Conv2d(refine, in_ch, 3, padding=1)) if refine else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -39,7 +39,8 @@ def plot_before_after(noisy: np.ndarray, pred: np.ndarray, clean: np.ndarray | N
                       title: str = "") -> Path:
     """Noisy input, prediction and (when known) the clean target side by side."""
     panels = [("noisy", noisy), ("denoised", pred)] + ([("clean", clean)] if clean is not None else [])
-    fig, ax = plt.subplots(1, len(panels), figsize=(5 * len(panels), 5 * noisy.shape[0] / noisy.shape[1] + 0.6))
+    fig, ax = plt.subplots(1, len(panels),
+                           figsize=(5 * len(panels), 5 * noisy.shape[0] / noisy.shape[1] + 0.6))
     for a, (name, img) in zip(np.atleast_1d(ax), panels):
         a.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         a.set_title(name)

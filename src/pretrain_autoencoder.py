@@ -78,7 +78,8 @@ class AutoencoderConfig:
     epochs: int = 40
     steps_per_epoch: int = 200
     batch_size: int = 64           # 40 x 200 x 64 = 512k digits (8.5 passes over MNIST)
-    lr: float = 1.5e-3             # 3e-3 left sparse and vae still falling 6-9 % over the last quarter (README)
+    # 3e-3 left sparse and vae still falling 6-9 % over the last quarter (README)
+    lr: float = 1.5e-3
     weight_decay: float = 1e-4
     beta2: float = 0.999           # Adam's second-moment decay (README's autoencoder figures used 0.999)
     warmup_epochs: float = 0.3     # linear warm-up, then cosine decay to zero

@@ -285,7 +285,7 @@ def _parse_slow(blk: bytes, tally: _Tally) -> tuple[np.ndarray, np.ndarray]:
             value = float(m[4]) if m[4].strip() else np.nan   # pandas reads an empty value as NaN
         except ValueError:
             tally.add(NON_NUMERIC, 1, [f"{m[1].decode()}_{m[2].decode()}_{m[3].decode()}="
-                                                f"{m[4].decode('utf-8', 'replace')[:20]!r}"])
+                                       f"{m[4].decode('utf-8', 'replace')[:20]!r}"])
             continue
         img, row, col = map(int, m.groups()[:3])
         keys.append(img << 2 * _BITS | col << _BITS | row)

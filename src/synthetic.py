@@ -50,7 +50,8 @@ def render_clean_page(rng: np.random.Generator, height: int, width: int = WIDTH)
     font = int(rng.choice(BOLD_FONTS if rng.random() < 0.2 else FONTS))   # real pages are mostly regular
     font |= cv2.FONT_ITALIC if rng.random() < 0.3 else 0
     cap = rng.uniform(11.5, 15.5)                    # cap height in px, like the real scans
-    scale, pitch, left = cap / glyph_height(font), int(cap * rng.uniform(1.65, 2.05)), int(rng.integers(2, 40))
+    scale, pitch, left = (cap / glyph_height(font), int(cap * rng.uniform(1.65, 2.05)),
+                          int(rng.integers(2, 40)))
     # most real pages are crops whose lines run past the right edge
     right = width + int(rng.integers(0, 60)) if rng.random() < 0.7 else width - int(rng.integers(5, 40))
     y, indent, sentence_start = int(cap + rng.integers(2, 16)), 30, True
@@ -156,7 +157,8 @@ def blotches(rng, h, w):
 
 def edge_shadow(rng, h, w):
     """The scanner lid's shadow: darkening that decays away from one page edge."""
-    d = [np.arange(h)[:, None], np.arange(h)[::-1, None], np.arange(w), np.arange(w)[::-1]][int(rng.integers(4))]
+    d = [np.arange(h)[:, None], np.arange(h)[::-1, None],
+         np.arange(w), np.arange(w)[::-1]][int(rng.integers(4))]
     shadow = -rng.uniform(0.15, 0.4) * np.exp(-d / rng.uniform(15, 60))
     return np.broadcast_to(shadow, (h, w)).astype(np.float32)
 

@@ -120,7 +120,8 @@ def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
         return None
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    if (device.type == "cpu" and torch.backends.mkldnn.is_available()
+            and torch.ops.mkldnn._is_mkldnn_bf16_supported()):
         return torch.bfloat16
     return None
 
@@ -159,7 +160,8 @@ class GradClip:
             if self.mean is None:
                 self.mean = clipped
             else:  # a non-finite norm (fp16 overflow: the scaler skips that step) leaves the mean alone
-                self.mean = torch.where(torch.isfinite(norm), self.mean.lerp(clipped, 1 - self.beta), self.mean)
+                self.mean = torch.where(torch.isfinite(norm), self.mean.lerp(clipped, 1 - self.beta),
+                                        self.mean)
 
     def state_dict(self) -> dict:
         return {"mean": None if self.mean is None else float(self.mean)}
@@ -250,8 +252,8 @@ def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, r
     Args:
         dataset: a Dataset with `set_epoch(epoch)`; len = steps_per_epoch * batch_size.
         evaluate: model -> {"score": lower is better, ...}; run on rank 0 every `cfg.val_every` epochs.
-        cfg: a run config with epochs, lr, weight_decay, beta2, warmup_epochs, grad_clip, clip_factor, batch_size,
-            steps_per_epoch, seed, amp, compile, workers, val_every, models_dir, name, resume
+        cfg: a run config with epochs, lr, weight_decay, beta2, warmup_epochs, grad_clip, clip_factor,
+            batch_size, steps_per_epoch, seed, amp, compile, workers, val_every, models_dir, name, resume
             (and optionally cuda_graph).
     Returns: {"history": [...], "best_score": float, "best_path": Path, "last_path": Path}.
     """
@@ -288,7 +290,8 @@ def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, r
     if cfg.compile:
         net = torch.compile(net)
     if rt.distributed:
-        net = nn.parallel.DistributedDataParallel(net, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
+        net = nn.parallel.DistributedDataParallel(
+            net, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
     workers = loader_workers(cfg.workers, rt)
     # Forked workers share the pages; others each unpickle a copy (Python 3.14 defaults to forkserver).
     fork = "fork" if workers and "fork" in multiprocessing.get_all_start_methods() else None
@@ -308,7 +311,8 @@ def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, r
         dataset.set_epoch(epoch)
         net.train()
         t0, loss_sum, n = time.perf_counter(), torch.zeros((), device=rt.device), 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=None if rt.is_main else True)
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                   disable=None if rt.is_main else True)
         for batch in bar:
             batch = [b.to(rt.device, non_blocking=True) for b in batch]
             loss = train_step(net, model, batch, loss_fn, opt, scaler, clip, dtype)

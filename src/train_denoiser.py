@@ -48,7 +48,8 @@ def report(best_path: Path, val_pages, names, cfg, rt) -> str:
     ssim = np.mean([structural_similarity(p, y, data_range=1.0) for p, (_, y) in zip(preds, val_pages)])
     worst = int(np.argmax([np.mean((p - y) ** 2) for p, (_, y) in zip(preds, val_pages)]))
     plot_before_after(val_pages[worst][0], preds[worst], val_pages[worst][1],
-                      best_path.with_name(f"{cfg.name}_val_page.png"), title=f"validation page {names[worst]}")
+                      best_path.with_name(f"{cfg.name}_val_page.png"),
+                      title=f"validation page {names[worst]}")
     where = error_breakdown(zip(preds, (y for _, y in val_pages)))
     return (f"best validation RMSE {err:.5f} (PSNR {psnr_from_rmse(err):.2f} dB, "
             f"SSIM {ssim:.4f}) on {len(val_pages)} pages, epoch {ckpt['epoch']} -> {best_path}\n"
@@ -59,7 +60,8 @@ def report(best_path: Path, val_pages, names, cfg, rt) -> str:
 def run(cfg: DenoiserConfig, log=print) -> dict:
     rt = setup_runtime(cfg.device, cfg.threads)
     data = prepare_or_synthesize(Path(cfg.data_dir), log=log if rt.is_main else lambda *_: None)
-    train_idx, val_idx = split_pages(len(data.train_pairs), cfg.val_fraction, cfg.folds, cfg.fold, cfg.split_seed)
+    train_idx, val_idx = split_pages(len(data.train_pairs), cfg.val_fraction, cfg.folds, cfg.fold,
+                                     cfg.split_seed)
     pages = load_pairs(data.train_pairs)
     train_pages, val_pages = [pages[i] for i in train_idx], [pages[i] for i in val_idx]
     if cfg.loss not in LOSSES:

@@ -26,9 +26,11 @@ def load(script: str):
 
 
 def test_throughput_prints_patches_per_second():
-    out = bench("bench_throughput.py", "--preset", "smoke", "--steps", "2", "--device", "cpu", "--threads", "1")
+    out = bench("bench_throughput.py", "--preset", "smoke", "--steps", "2", "--device", "cpu",
+                "--threads", "1")
     assert out.returncode == 0, out.stderr
-    m = re.search(r"^smoke cpu \(.*1 of \d+ cores\): ([\d.]+) patches/s of 48px, batch 4, amp \w+$", out.stdout, re.M)
+    m = re.search(r"^smoke cpu \(.*1 of \d+ cores\): ([\d.]+) patches/s of 48px, batch 4, amp \w+$",
+                  out.stdout, re.M)
     assert m and float(m.group(1)) > 0, out.stdout
 
 

@@ -13,9 +13,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import torch
 
-from src import build_kernel, data, kernel_bundle
+from src import build_kernel, data
 from src.build_kernel import find_checkpoint, kernel_data, main
 from src.checkpoints import make_checkpoint, save_checkpoint
 from src.data import CLEAN, COMPETITION, SAMPLE, TEST, TRAIN

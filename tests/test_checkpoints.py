@@ -3,8 +3,8 @@ import pickle
 import pytest
 import torch
 
-from src.checkpoints import (CheckpointError, FORMAT_VERSION, atomic_write, init_encoder_from, load_checkpoint,
-                             load_model, make_checkpoint, save_checkpoint)
+from src.checkpoints import (CheckpointError, FORMAT_VERSION, atomic_write, init_encoder_from,
+                             load_checkpoint, load_model, make_checkpoint, save_checkpoint)
 from src.models import build_model
 
 
@@ -18,7 +18,8 @@ def test_round_trip_rebuilds_identical_model(tmp_path):
     save_checkpoint(tmp_path / "m.pt", ckpt_for(model))
     loaded, ckpt = load_model(tmp_path / "m.pt", kind="denoiser")
     theirs = model.state_dict()
-    assert all(torch.equal(v, theirs[k]) for k, v in loaded.state_dict().items()) and len(theirs) == len(loaded.state_dict())
+    assert (all(torch.equal(v, theirs[k]) for k, v in loaded.state_dict().items())
+            and len(theirs) == len(loaded.state_dict()))
     x = torch.rand(1, 1, 20, 20)
     # loaded models are channels-last (faster convs), whose kernels round differently in the last bits
     assert torch.allclose(loaded(x), model.eval()(x), atol=1e-6)
@@ -27,7 +28,8 @@ def test_round_trip_rebuilds_identical_model(tmp_path):
 
 def test_not_a_checkpoint_and_missing(tmp_path):
     (tmp_path / "x.pt").write_text("hello")
-    with pytest.raises(CheckpointError, match=r"x\.pt: not a loadable checkpoint .*: truncated, corrupt or not a PyTorch"):
+    with pytest.raises(CheckpointError,
+                       match=r"x\.pt: not a loadable checkpoint .*: truncated, corrupt or not a PyTorch"):
         load_checkpoint(tmp_path / "x.pt")
     save_checkpoint(tmp_path / "whole.pt", ckpt_for(build_model("unet", width=4, depth=1)))
     (tmp_path / "cut.pt").write_bytes((tmp_path / "whole.pt").read_bytes()[:3000])

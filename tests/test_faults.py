@@ -29,7 +29,8 @@ def test_ctrl_c_keeps_last_epoch_and_says_how_to_resume(tmp_path, synthetic_dir)
     models = tmp_path / "m"
     cmd = [sys.executable, "-m", "src.train_denoiser", "--preset", "smoke", "--data-dir", str(synthetic_dir),
            "--models-dir", str(models), "--epochs", "50", "--threads", "1"]
-    proc = subprocess.Popen(cmd, cwd=PROJECT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, cwd=PROJECT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     deadline = time.time() + 120
     while not (models / "denoiser_last.pt").exists() and time.time() < deadline:
         time.sleep(0.05)
@@ -44,15 +45,17 @@ def test_ctrl_c_keeps_last_epoch_and_says_how_to_resume(tmp_path, synthetic_dir)
 def test_torchrun_two_cpu_processes_then_submission(tmp_path, synthetic_dir):
     models = tmp_path / "m"
     torchrun = Path(sys.executable).with_name("torchrun")
-    out = subprocess.run([str(torchrun), "--nproc_per_node=2", "-m", "src.train_denoiser", "--preset", "smoke",
-                          "--device", "cpu", "--data-dir", str(synthetic_dir), "--models-dir", str(models)],
+    out = subprocess.run([str(torchrun), "--nproc_per_node=2", "-m", "src.train_denoiser",
+                          "--preset", "smoke", "--device", "cpu", "--data-dir", str(synthetic_dir),
+                          "--models-dir", str(models)],
                          cwd=PROJECT, env=ENV, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "on cpu x2" in out.stdout and "best validation RMSE" in out.stdout
     assert load_checkpoint(models / "denoiser_last.pt", "denoiser")["epoch"] == 2
     assert load_checkpoint(models / "denoiser_best.pt", "denoiser")["epoch"] in (1, 2)
     csv = tmp_path / "sub.csv"
-    sub = subprocess.run([sys.executable, "-m", "src.make_submission", "--checkpoint", str(models / "denoiser_best.pt"),
+    sub = subprocess.run([sys.executable, "-m", "src.make_submission",
+                          "--checkpoint", str(models / "denoiser_best.pt"),
                           "--data-dir", str(synthetic_dir), "--out", str(csv)],
                          cwd=PROJECT, env=ENV, capture_output=True, text=True, timeout=300)
     assert sub.returncode == 0, sub.stderr[-2000:]
@@ -64,8 +67,8 @@ def test_torchrun_two_cpu_processes_then_submission(tmp_path, synthetic_dir):
 def test_single_process_checkpoint_resumes_under_torchrun(tmp_path, synthetic_dir):
     """The other direction of the torchrun test above: a run started in one process goes on in two."""
     models = tmp_path / "m"
-    args = ["-m", "src.train_denoiser", "--preset", "smoke", "--device", "cpu", "--data-dir", str(synthetic_dir),
-            "--models-dir", str(models)]
+    args = ["-m", "src.train_denoiser", "--preset", "smoke", "--device", "cpu",
+            "--data-dir", str(synthetic_dir), "--models-dir", str(models)]
     assert main(args[2:] + ["--threads", "1"]) == 0
     first = load_checkpoint(models / "denoiser_last.pt", "denoiser")
     torchrun = Path(sys.executable).with_name("torchrun")

@@ -23,7 +23,8 @@ def identity_ckpt(tmp_path):
 
 def test_submission_for_test_pages_matches_sample_and_pixels(tmp_path, synthetic_dir, identity_ckpt, capsys):
     out = tmp_path / "sub" / "submission.csv"
-    assert main(["--checkpoint", str(identity_ckpt), "--data-dir", str(synthetic_dir), "--out", str(out)]) == 0
+    assert main(["--checkpoint", str(identity_ckpt), "--data-dir", str(synthetic_dir),
+                 "--out", str(out)]) == 0
     assert "wrote" in capsys.readouterr().out
     report = validate_submission(out, sample=synthetic_dir / "sampleSubmission.csv")
     assert report.ok, report.problems
@@ -71,17 +72,19 @@ def test_flip_tta_is_the_default_and_can_be_switched_off(tmp_path, synthetic_dir
 
     torch.manual_seed(0)
     path = tmp_path / "random.pt"
-    save_checkpoint(path, make_checkpoint(build_model("unet", width=4, depth=1), kind="denoiser", model_name="unet",
-                                          model_config=dict(width=4, depth=1), config={}))
+    save_checkpoint(path, make_checkpoint(build_model("unet", width=4, depth=1), kind="denoiser",
+                                          model_name="unet", model_config=dict(width=4, depth=1), config={}))
     model, _ = load_model(path)
     page_path = list_images(synthetic_dir / "test")[0]
     page = load_page(page_path)
     for flag, tta in ((), True), (("--no-tta",), False):
         out = tmp_path / f"{tta}.csv"
-        assert main(["--checkpoint", str(path), "--images", str(page_path.parent), "--out", str(out), *flag]) == 0
+        assert main(["--checkpoint", str(path), "--images", str(page_path.parent), "--out", str(out),
+                     *flag]) == 0
         got = read_submission(out).set_index("id")["value"]
         want = predict_page(model, page, tta=tta)
         for r, c in [(1, 1), (5, 9), (page.shape[0], page.shape[1])]:
-            assert got[f"{page_path.stem}_{r}_{c}"] == pytest.approx(want[r - 1, c - 1], abs=6e-5), (tta, r, c)
+            assert got[f"{page_path.stem}_{r}_{c}"] == pytest.approx(want[r - 1, c - 1],
+                                                                     abs=6e-5), (tta, r, c)
     plain, flipped = predict_page(model, page), predict_page(model, page, tta=True)
     assert np.abs(plain - flipped).max() > 1e-3, "TTA made no difference: the test cannot tell them apart"

@@ -146,7 +146,8 @@ def test_pca_grid_spans_the_plane_of_the_two_main_axes():
     assert x[0, 0] == pytest.approx(-x[0, -1], abs=0.2) and y[0, 0] == pytest.approx(-y[-1, 0], abs=0.1)
     # axes point along +e0 and +e1 whatever sign the SVD returns: PC1 grows rightwards, PC2 upwards
     assert x[0, 0] < 0 < x[0, -1] and y[-1, 0] < 0 < y[0, 0]
-    np.testing.assert_allclose(pca_grid(-codes, n=5)[0], -grid[-1], atol=1e-6)  # mirrored codes, mirrored grid
+    # mirrored codes, mirrored grid
+    np.testing.assert_allclose(pca_grid(-codes, n=5)[0], -grid[-1], atol=1e-6)
 
 
 def test_dataset_is_deterministic_per_epoch():
@@ -251,10 +252,10 @@ def test_torchrun_two_cpu_processes_then_single_process_use(tmp_path, mnist_dir)
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "PYTHONPATH": str(project), "OMP_NUM_THREADS": "1"}
     cfg = smoke(tmp_path, mnist_dir)
     torchrun = Path(sys.executable).with_name("torchrun")
-    out = subprocess.run([str(torchrun), "--nproc_per_node=2", "-m", "src.pretrain_autoencoder", "--preset", "smoke",
-                          "--device", "cpu", "--data", str(mnist_dir), "--models-dir", cfg.models_dir,
-                          "--results-dir", cfg.results_dir], cwd=project, env=env, capture_output=True, text=True,
-                         timeout=300)
+    out = subprocess.run([str(torchrun), "--nproc_per_node=2", "-m", "src.pretrain_autoencoder",
+                          "--preset", "smoke", "--device", "cpu", "--data", str(mnist_dir),
+                          "--models-dir", cfg.models_dir, "--results-dir", cfg.results_dir],
+                         cwd=project, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.count("base: test MSE") == 1          # rank 0 alone reports
     for name in FIGURES + ["metrics.json"]:

@@ -61,8 +61,9 @@ def test_no_validation_trains_on_every_pair(tmp_path, synthetic_dir):
 def test_bad_data_dir_and_init_from_errors(tmp_path, synthetic_dir, capsys):
     assert main(["--preset", "smoke", "--data-dir", str(tmp_path / "nowhere")]) == 1
     assert "nowhere: no such folder" in capsys.readouterr().err
-    save_checkpoint(tmp_path / "ae.pt", make_checkpoint(build_model("unet", width=16, depth=1), kind="autoencoder",
-                                                        model_name="unet", model_config={}, config={}))
+    save_checkpoint(tmp_path / "ae.pt", make_checkpoint(build_model("unet", width=16, depth=1),
+                                                        kind="autoencoder", model_name="unet",
+                                                        model_config={}, config={}))
     rc = main(["--preset", "smoke", "--data-dir", str(synthetic_dir), "--models-dir", str(tmp_path / "m"),
                "--init-from", str(tmp_path / "ae.pt")])
     assert rc == 1 and "use the same --width" in capsys.readouterr().err
@@ -86,8 +87,8 @@ def test_unknown_model_lists_choices(tmp_path, synthetic_dir, capsys):
 
 def _cmd(data_dir, models_dir, *extra):
     return [sys.executable, "-m", "src.train_denoiser", "--preset", "smoke", "--data-dir", str(data_dir),
-            "--models-dir", str(models_dir), "--epochs", "4", "--steps-per-epoch", "6", "--val-fraction", "0.34",
-            "--threads", "1", *extra]
+            "--models-dir", str(models_dir), "--epochs", "4", "--steps-per-epoch", "6",
+            "--val-fraction", "0.34", "--threads", "1", *extra]
 
 
 @pytest.mark.slow
