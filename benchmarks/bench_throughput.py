@@ -8,7 +8,7 @@ gradient clipping), on random patches after a few warm-up steps, and prints one 
 Experiments for the GPU, where a batch-2 step is bound by the CPU launching ~320 small kernels
 (H100: 9.1 ms per step, of which the GPU is busy 1.1 ms; README): `--no-amp` (autocast casts every
 weight every step), `--compile-mode reduce-overhead` (torch.compile's CUDA graphs), `--cuda-graph`
-(the model's forward and backward replayed as CUDA graphs: `fit`'s `--cuda-graph`) and `--profile`
+(the model and loss, forward and backward, replayed as CUDA graphs: `fit`'s `--cuda-graph`) and `--profile`
 (the ten operations costing the most CPU time). `--sampling` also times the patch DataLoader alone.
 """
 from __future__ import annotations
@@ -29,8 +29,8 @@ import torch  # noqa: E402
 
 from src.config import DENOISER_PRESETS, DenoiserConfig  # noqa: E402
 from src.models import build_model  # noqa: E402
-from src.train import (LOSSES, GradClip, amp_dtype, grad_scaler, graph_model, make_optimizer,  # noqa: E402
-                       setup_runtime, train_step)
+from src.train import (LOSSES, GradClip, amp_dtype, grad_scaler, graph_loss, graphed_step,  # noqa: E402
+                       make_optimizer, setup_runtime, train_step)
 
 
 def measure(cfg: DenoiserConfig, device: str, steps: int, batch_size: int, compile_mode: str = "default",
@@ -43,12 +43,13 @@ def measure(cfg: DenoiserConfig, device: str, steps: int, batch_size: int, compi
     clip = GradClip(cfg.grad_clip, cfg.clip_factor)
     x = torch.rand(batch_size, 1, cfg.patch_size, cfg.patch_size, device=rt.device)
     y = (torch.rand_like(x) > 0.2).float()
-    net = graph_model(model, x, dtype) if cuda_graph else model
+    net, loss_fn = (graph_loss(model, LOSSES[cfg.loss], [x, y], dtype), graphed_step) if cuda_graph \
+        else (model, LOSSES[cfg.loss])
     net = torch.compile(net, mode=compile_mode) if cfg.compile else net
     opt = make_optimizer(model, cfg)
 
     def step():
-        train_step(net, model, [x, y], LOSSES[cfg.loss], opt, scaler, clip, dtype)
+        train_step(net, model, [x, y], loss_fn, opt, scaler, clip, dtype)
 
     for _ in range(5):
         step()
@@ -95,7 +96,7 @@ def main() -> None:
                    choices=["default", "reduce-overhead", "max-autotune"])
     p.add_argument("--no-amp", action="store_true", help="full fp32 (TF32 matmuls on CUDA)")
     p.add_argument("--cuda-graph", action="store_true",
-                   help="replay forward and backward as CUDA graphs (fit's --cuda-graph)")
+                   help="replay model and loss, forward and backward, as CUDA graphs (fit's --cuda-graph)")
     p.add_argument("--profile", action="store_true", help="print the operations costing the most CPU time")
     p.add_argument("--sampling", action="store_true",
                    help="also time patch sampling (the DataLoader), main process")

@@ -118,3 +118,40 @@ def test_train_step_clips_steps_and_returns_the_loss():
     losses = [train_step(model, model, batch, LOSSES["mse"], opt, scaler, GradClip(1.0), None).item()
               for _ in range(30)]
     assert losses[-1] < 0.5 * expected
+
+
+def test_graph_loss_captures_model_and_loss_and_trains_like_the_eager_step(monkeypatch):
+    """The wiring of --cuda-graph, on a CPU: torch.cuda.make_graphed_callables is replaced by a fake
+    that checks what the real one requires (autocast's cache off, a tuple of sample tensors that need
+    no gradient, a module in training mode) and returns the module unchanged."""
+    from types import SimpleNamespace
+
+    from src.models import build_model
+    from src.train import LOSSES, graph_loss, graphed_step, make_optimizer, train_step
+
+    calls = []
+
+    def fake_make_graphed_callables(module, sample_args):
+        assert not torch.is_autocast_cache_enabled() and module.training
+        assert isinstance(sample_args, tuple) and len(sample_args) == 2
+        assert all(isinstance(t, torch.Tensor) and not t.requires_grad for t in sample_args)
+        calls.append(module)
+        return module
+
+    monkeypatch.setattr(torch.cuda, "make_graphed_callables", fake_make_graphed_callables)
+    x = torch.rand(2, 1, 32, 32)
+    batch, cfg = [x, (x > 0.5).float()], SimpleNamespace(lr=1e-3, weight_decay=0.0, beta2=0.99)
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    weights = []
+    for graphed in (False, True):
+        torch.manual_seed(0)
+        model = build_model("unet", width=4, depth=1, refine=4)
+        opt = make_optimizer(model, cfg)
+        net, loss_fn = ((graph_loss(model, LOSSES["clipped_mse"], batch, torch.bfloat16), graphed_step)
+                        if graphed else (model, LOSSES["clipped_mse"]))
+        losses = [train_step(net, model, batch, loss_fn, opt, scaler, GradClip(1.0, 4.0), None).item()
+                  for _ in range(3)]
+        weights.append([p.detach().clone() for p in model.parameters()])
+    assert len(calls) == 1 and calls[0].model is model
+    assert losses[-1] < losses[0]
+    assert all(torch.equal(a, b) for a, b in zip(*weights))
