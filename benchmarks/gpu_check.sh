@@ -9,6 +9,7 @@
 #      (torch.compile reduce-overhead; fit's --cuda-graph), the last also in fp32;
 #   3. the preset (default `full`) on the GPU through bench_denoiser (held-out RMSE, training time),
 #      with --cuda-graph if step 2 measured it at least 1.3x faster than batch 2 eager (GRAPH=auto|yes|no),
+#      then in fp32 (--no-amp) if that measured 10 % faster than bf16 with the graphs (AMP=auto|yes|no),
 #      compiled if COMPILE=yes (2026-11-27, H100: compiling gained 4 %), stopped by SIGINT when
 #      BUDGET seconds minus RESERVE have passed. Its checkpoints stay in .cache/ (git-ignored, kept
 #      on a warm machine): a second call within ~30 s resumes it (--resume), skipping 2;
@@ -22,7 +23,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 start=$SECONDS
 BUDGET=${BUDGET:-560}; RESERVE=${RESERVE:-75}; PY=${PY:-python3}; DEVICE=${DEVICE:-cuda}; PRESET=${PRESET:-full}
-EXTRA=${EXTRA:-}; STEPS=${STEPS:-300}; COMPILE=${COMPILE:-no}; GRAPH=${GRAPH:-auto}
+EXTRA=${EXTRA:-}; STEPS=${STEPS:-300}; COMPILE=${COMPILE:-no}; GRAPH=${GRAPH:-auto}; AMP=${AMP:-auto}
 LOG=${OUT:-.cache}/gpu_check.log
 mkdir -p "$(dirname "$LOG")" .cache
 export PYTHONUNBUFFERED=1 NO_ALBUMENTATIONS_UPDATE=1
@@ -56,7 +57,15 @@ if [ "$GRAPH" = auto ]; then
     GRAPH=$(awk -v e="${eager:-0}" -v g="${graphed:-0}" 'BEGIN { print (e > 0 && g > 1.3 * e) ? "yes" : "no" }')
     echo "gpu_check: batch 2 eager ${eager:-?}, CUDA graph ${graphed:-?} patches/s: cuda-graph=$GRAPH" | tee -a "$LOG"
 fi
-[ "$GRAPH" = yes ] && EXTRA="$EXTRA --cuda-graph"
+GRAPH_FLAGS=""
+[ "$GRAPH" = yes ] && GRAPH_FLAGS="--cuda-graph"
+if [ "$GRAPH" = yes ] && [ "$AMP" = auto ]; then
+    # With the launches gone the GPU's own time counts: keep bf16 unless fp32 measured 10 % faster.
+    bf16=$(rate b2g); fp32=$(rate b2gf32)
+    AMP=$(awk -v b="${bf16:-0}" -v f="${fp32:-0}" 'BEGIN { print (b > 0 && f > 1.1 * b) ? "no" : "yes" }')
+    echo "gpu_check: CUDA graph bf16 ${bf16:-?}, fp32 ${fp32:-?} patches/s: amp=$AMP" | tee -a "$LOG"
+fi
+[ "$AMP" = no ] && GRAPH_FLAGS="$GRAPH_FLAGS --no-amp"
 [ "$COMPILE" = yes ] && EXTRA="$EXTRA --compile"
 
 train_s=$(( $(left) - RESERVE ))
@@ -72,12 +81,12 @@ train() {
         --data-dir .gpu/data -- --device "$DEVICE" --resume "$@" 2>&1 | grep -v '^\s*$' | tee -a "$LOG"
     return "${PIPESTATUS[0]}"
 }
-train "$train_s" $EXTRA
+train "$train_s" $EXTRA $GRAPH_FLAGS
 rc=$?
 if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$GRAPH" = yes ] && [ "$(left)" -gt $((RESERVE + 60)) ]; then
     # --cuda-graph is new and untried on a GPU: report the failure above and measure without it.
     echo "gpu_check: FAILED with --cuda-graph (rc $rc); training again without it" | tee -a "$LOG"
-    train $(( $(left) - RESERVE )) ${EXTRA/--cuda-graph/}
+    train $(( $(left) - RESERVE )) $EXTRA
     rc=$?
 fi
 [ "$rc" -eq 124 ] && echo "gpu_check: stopped at the budget; call again within ~30 s (warm machine) to resume" | tee -a "$LOG"
