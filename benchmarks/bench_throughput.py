@@ -90,7 +90,8 @@ def main() -> None:
     p.add_argument("--preset", default="quick", choices=sorted(DENOISER_PRESETS))
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--device", default="all", choices=["all", "cpu", "cuda"])
-    p.add_argument("--gpu-batch-size", type=int, default=0, help="batch size on CUDA (default: the preset's)")
+    p.add_argument("--batch-size", type=int, default=0, help="batch size (default: the preset's)")
+    p.add_argument("--gpu-batch-size", type=int, default=0, help="batch size on CUDA (default: --batch-size)")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--compile-mode", default="default",
                    choices=["default", "reduce-overhead", "max-autotune"])
@@ -103,6 +104,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: all cores)")
     args = p.parse_args()
     overrides = {"compile": args.compile, "threads": args.threads, "amp": not args.no_amp}
+    if args.batch_size:
+        overrides["batch_size"] = args.batch_size
     cfg = DenoiserConfig(preset=args.preset, **{**DENOISER_PRESETS[args.preset], **overrides})
     if args.cuda_graph and (args.device != "cuda" or args.compile):
         sys.exit("--cuda-graph needs --device cuda, and runs without --compile (as in fit)")

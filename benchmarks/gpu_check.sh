@@ -6,7 +6,7 @@
 #   1. torch, albumentations and the GPU;
 #   2. first call only: training throughput of the preset's step (bench_throughput): batch 2 with a
 #      CPU profile and the patch sampling rate, batch 2 in fp32, batch 16, batch 2 with CUDA graphs
-#      (torch.compile reduce-overhead; fit's --cuda-graph), the last also in fp32;
+#      (torch.compile reduce-overhead; fit's --cuda-graph, profiled: what stays eager), the last also in fp32;
 #   3. the preset (default `full`) on the GPU through bench_denoiser (held-out RMSE, training time),
 #      with --cuda-graph if step 2 measured it at least 1.3x faster than batch 2 eager (GRAPH=auto|yes|no),
 #      then in fp32 (--no-amp) if that measured 10 % faster than bf16 with the graphs (AMP=auto|yes|no),
@@ -45,7 +45,7 @@ rate() { sed -n 's/.*: \([0-9.]*\) patches\/s.*/\1/p' ".cache/throughput_$1.txt"
     if [ ! -e ".cache/bench_$PRESET/denoiser_last.pt" ]; then
         for run in "b2:--gpu-batch-size 2 --sampling --profile" "b2f32:--gpu-batch-size 2 --no-amp" \
                    "b16:--gpu-batch-size 16" "b2ro:--gpu-batch-size 2 --compile --compile-mode reduce-overhead" \
-                   "b2g:--gpu-batch-size 2 --cuda-graph" "b2gf32:--gpu-batch-size 2 --cuda-graph --no-amp"; do
+                   "b2g:--gpu-batch-size 2 --cuda-graph --profile" "b2gf32:--gpu-batch-size 2 --cuda-graph --no-amp"; do
             timeout 120 "$PY" benchmarks/bench_throughput.py --preset "$PRESET" --device "$DEVICE" --steps "$STEPS" \
                 ${run#*:} 2>&1 | tee ".cache/throughput_${run%%:*}.txt"
         done
