@@ -57,15 +57,19 @@ if [ "$GRAPH" = auto ]; then
     GRAPH=$(awk -v e="${eager:-0}" -v g="${graphed:-0}" 'BEGIN { print (e > 0 && g > 1.3 * e) ? "yes" : "no" }')
     echo "gpu_check: batch 2 eager ${eager:-?}, CUDA graph ${graphed:-?} patches/s: cuda-graph=$GRAPH" | tee -a "$LOG"
 fi
+# GRAPH_FLAGS: what the graphs decided, dropped by the retry below; an explicit AMP=no stays in EXTRA.
 GRAPH_FLAGS=""
-[ "$GRAPH" = yes ] && GRAPH_FLAGS="--cuda-graph"
-if [ "$GRAPH" = yes ] && [ "$AMP" = auto ]; then
-    # With the launches gone the GPU's own time counts: keep bf16 unless fp32 measured 10 % faster.
-    bf16=$(rate b2g); fp32=$(rate b2gf32)
-    AMP=$(awk -v b="${bf16:-0}" -v f="${fp32:-0}" 'BEGIN { print (b > 0 && f > 1.1 * b) ? "no" : "yes" }')
-    echo "gpu_check: CUDA graph bf16 ${bf16:-?}, fp32 ${fp32:-?} patches/s: amp=$AMP" | tee -a "$LOG"
+if [ "$GRAPH" = yes ]; then
+    GRAPH_FLAGS="--cuda-graph"
+    if [ "$AMP" = auto ]; then
+        # With the launches gone the GPU's own time counts: keep bf16 unless fp32 measured 10 % faster.
+        bf16=$(rate b2g); fp32=$(rate b2gf32)
+        amp=$(awk -v b="${bf16:-0}" -v f="${fp32:-0}" 'BEGIN { print (b > 0 && f > 1.1 * b) ? "no" : "yes" }')
+        echo "gpu_check: CUDA graph bf16 ${bf16:-?}, fp32 ${fp32:-?} patches/s: amp=$amp" | tee -a "$LOG"
+        [ "$amp" = no ] && GRAPH_FLAGS="$GRAPH_FLAGS --no-amp"
+    fi
 fi
-[ "$AMP" = no ] && GRAPH_FLAGS="$GRAPH_FLAGS --no-amp"
+[ "$AMP" = no ] && EXTRA="$EXTRA --no-amp"
 [ "$COMPILE" = yes ] && EXTRA="$EXTRA --compile"
 
 train_s=$(( $(left) - RESERVE ))

@@ -18,7 +18,7 @@ WHEELS=(albumentations==2.0.8 albucore==0.0.24 pydantic==2.14.4 pydantic-core==2
 [ -f "$ZIP" ] || { echo "gpu_kit: $ZIP not found; set ZIP=path/to/denoising-dirty-documents.zip" >&2; exit 1; }
 mkdir -p "$KIT/data" "$KIT/whl"
 # A dry run of gpu_check.sh extracts the zips here (22+ MB more): the carry limit is 64 MiB, so drop them.
-rm -rf "$KIT/data/train" "$KIT/data/train_cleaned" "$KIT/data/test" "$KIT/diag.py"
+rm -rf "$KIT/data/train" "$KIT/data/train_cleaned" "$KIT/data/test"
 # train + train_cleaned for the full recipe, test for a submission's timing; not the 29 MB sample CSV.
 unzip -o -q -j "$ZIP" train.zip train_cleaned.zip test.zip -d "$KIT/data"
 platforms=()
