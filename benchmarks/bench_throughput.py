@@ -9,7 +9,8 @@ Experiments for the GPU, where a batch-2 step is bound by the CPU launching ~320
 (H100: 9.1 ms per step, of which the GPU is busy 1.1 ms; README): `--no-amp` (autocast casts every
 weight every step), `--compile-mode reduce-overhead` (torch.compile's CUDA graphs), `--cuda-graph`
 (the model and loss, forward and backward, replayed as CUDA graphs: `fit`'s `--cuda-graph`) and `--profile`
-(the ten operations costing the most CPU time). `--sampling` also times the patch DataLoader alone.
+(the ten operations costing the most CPU time). `--sampling` also times the patch DataLoader alone
+(`--workers N`: also from N worker processes, and what receiving a batch costs the main process).
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ import torch  # noqa: E402
 from src.config import DENOISER_PRESETS, DenoiserConfig  # noqa: E402
 from src.models import build_model  # noqa: E402
 from src.train import (LOSSES, GradClip, amp_dtype, grad_scaler, graph_loss, graphed_step,  # noqa: E402
-                       make_optimizer, setup_runtime, train_step)
+                       PatchLoader, make_optimizer, setup_runtime, train_step)
 
 
 def measure(cfg: DenoiserConfig, device: str, steps: int, batch_size: int, compile_mode: str = "default",
@@ -71,18 +72,20 @@ def measure(cfg: DenoiserConfig, device: str, steps: int, batch_size: int, compi
     return rate
 
 
-def sampling_rate(cfg: DenoiserConfig, batches: int = 1000) -> float:
-    """Batches per second that `fit`'s DataLoader draws from PatchDataset (random 420x540 pages) in the
-    main process."""
-    from torch.utils.data import DataLoader
+def sampling_rate(cfg: DenoiserConfig, workers: int, device: torch.device,
+                  batches: int = 1000) -> tuple[float, float]:
+    """Batches per second that `fit`'s loader delivers on `device` from PatchDataset (random 420x540
+    pages), and the main process's CPU milliseconds per batch: with workers, what receiving (pinning,
+    copying) a batch takes from the training loop, which on a GPU launches the step's kernels."""
     from src.augment import PatchDataset
     rng = np.random.default_rng(0)
     pages = [tuple(rng.random((420, 540), dtype=np.float32) for _ in range(2)) for _ in range(8)]
     dataset = PatchDataset(pages, cfg.patch_size, batches * cfg.batch_size)
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, drop_last=True)
-    t0 = time.perf_counter()
-    n = sum(1 for _ in loader)
-    return n / (time.perf_counter() - t0)
+    it = iter(PatchLoader(dataset, cfg.batch_size, workers, device))
+    next(it)  # the workers' start is an epoch's cost, not a batch's
+    t0, c0 = time.perf_counter(), time.process_time()
+    n = sum(1 for _ in it)
+    return n / (time.perf_counter() - t0), (time.process_time() - c0) * 1e3 / n
 
 
 def main() -> None:
@@ -100,7 +103,10 @@ def main() -> None:
                    help="replay model and loss, forward and backward, as CUDA graphs (fit's --cuda-graph)")
     p.add_argument("--profile", action="store_true", help="print the operations costing the most CPU time")
     p.add_argument("--sampling", action="store_true",
-                   help="also time patch sampling (the DataLoader), main process")
+                   help="also time patch sampling (fit's DataLoader), in the main process")
+    p.add_argument("--workers", type=int, default=0,
+                   help="with --sampling, also time it from this many worker processes (onto the GPU "
+                        "when there is one), as fit's loader on CUDA")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: all cores)")
     args = p.parse_args()
     overrides = {"compile": args.compile, "threads": args.threads, "amp": not args.no_amp}
@@ -110,9 +116,13 @@ def main() -> None:
     if args.cuda_graph and (args.device != "cuda" or args.compile):
         sys.exit("--cuda-graph needs --device cuda, and runs without --compile (as in fit)")
     if args.sampling:
-        rate = sampling_rate(cfg)
-        print(f"{args.preset} patch sampling: {rate:.0f} batches/s of {cfg.batch_size} x {cfg.patch_size}px "
-              f"({1e3 / rate:.2f} ms per batch), main process")
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        for workers in sorted({0, args.workers}):
+            rate, main_ms = sampling_rate(cfg, workers, device)
+            print(f"{args.preset} patch sampling: {rate:.0f} batches/s of {cfg.batch_size} x "
+                  f"{cfg.patch_size}px ({1e3 / rate:.2f} ms per batch), "
+                  + (f"{workers} workers: main process CPU {main_ms:.3f} ms per batch" if workers
+                     else "main process"))
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     for dev in devices:
         if dev == "cuda" and not torch.cuda.is_available():

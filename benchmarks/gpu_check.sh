@@ -43,7 +43,7 @@ rate() { sed -n 's/.*: \([0-9.]*\) patches\/s.*/\1/p' ".cache/throughput_$1.txt"
     "$PY" -c "import torch, albumentations as A; print('torch', torch.__version__, '| albumentations', A.__version__,
 '| cuda', torch.cuda.get_device_name() if torch.cuda.is_available() else 'none')"
     if [ ! -e ".cache/bench_$PRESET/denoiser_last.pt" ]; then
-        for run in "b2:--gpu-batch-size 2 --sampling --profile" "b2f32:--gpu-batch-size 2 --no-amp" \
+        for run in "b2:--gpu-batch-size 2 --sampling --workers 4 --profile" "b2f32:--gpu-batch-size 2 --no-amp" \
                    "b16:--gpu-batch-size 16" "b2ro:--gpu-batch-size 2 --compile --compile-mode reduce-overhead" \
                    "b2g:--gpu-batch-size 2 --cuda-graph --profile" "b2gf32:--gpu-batch-size 2 --cuda-graph --no-amp"; do
             timeout 120 "$PY" benchmarks/bench_throughput.py --preset "$PRESET" --device "$DEVICE" --steps "$STEPS" \

@@ -37,9 +37,12 @@ def test_throughput_prints_patches_per_second():
 def test_throughput_experiments_sampling_profile_and_no_amp():
     tiny = ["--preset", "smoke", "--steps", "2", "--device", "cpu"]
     out = bench("bench_throughput.py", *tiny, "--threads", "1", "--no-amp", "--profile", "--sampling",
-                "--batch-size", "2")
+                "--workers", "1", "--batch-size", "2")
     assert out.returncode == 0, out.stderr
-    assert re.search(r"^smoke patch sampling: \d+ batches/s of 2 x 48px", out.stdout, re.M), out.stdout
+    rate = r"^smoke patch sampling: \d+ batches/s of 2 x 48px"
+    assert re.search(rate + r".*main process$", out.stdout, re.M), out.stdout
+    workers = re.search(rate + r".* 1 workers: main process CPU [\d.]+ ms per batch$", out.stdout, re.M)
+    assert workers, out.stdout
     assert "Self CPU time total" in out.stdout and re.search(r"batch 2, amp off$", out.stdout, re.M)
     graph = bench("bench_throughput.py", *tiny, "--cuda-graph")
     assert graph.returncode == 1 and "--cuda-graph needs --device cuda" in graph.stderr

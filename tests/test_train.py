@@ -4,7 +4,8 @@ import os
 import pytest
 import torch
 
-from src.train import GradClip, Runtime, clipped_mse, loader_workers, resolve_device, warmup_cosine
+from src.train import (GradClip, PatchLoader, Runtime, clipped_mse, loader_workers, resolve_device,
+                       warmup_cosine)
 
 
 def test_clipped_mse_hand_computed():
@@ -70,6 +71,25 @@ def _grad_param(*values):
     p = torch.nn.Parameter(torch.zeros(len(values)))
     p.grad = torch.tensor(values, dtype=torch.float32)
     return p
+
+
+class Numbered(torch.utils.data.Dataset):
+    def __len__(self):
+        return 23
+
+    def __getitem__(self, i):
+        return torch.full((2,), float(i)), torch.tensor(-i)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_patch_loader_splits_chunks_into_the_batches_of_one_batch_at_a_time(workers):
+    """23 items, batch 3: 7 whole batches in order, the short last one dropped, whatever the chunk."""
+    one_at_a_time = list(PatchLoader(Numbered(), 3, 0, torch.device("cpu"), chunk=1))
+    chunked = list(PatchLoader(Numbered(), 3, workers, torch.device("cpu"), chunk=10))  # 3 batches a chunk
+    assert len(PatchLoader(Numbered(), 3, 0, torch.device("cpu"))) == len(chunked) == 7
+    assert [b[1].tolist() for b in one_at_a_time] == [[-3 * k, -3 * k - 1, -3 * k - 2] for k in range(7)]
+    assert all(torch.equal(a, b) for x, y in zip(one_at_a_time, chunked) for a, b in zip(x, y))
+    assert chunked[0][0].shape == (3, 2)
 
 
 def test_grad_clip_caps_at_max_norm_like_clip_grad_norm():
