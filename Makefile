@@ -4,7 +4,7 @@ STAMP  := .venv/.installed
 export NO_ALBUMENTATIONS_UPDATE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test bench clean
 
 install: $(STAMP)
 

@@ -84,7 +84,8 @@ def _add_field(parser: argparse.ArgumentParser, f: dataclasses.Field) -> None:
 
 def parse_config(cls, presets: dict[str, dict[str, Any]], argv=None, description: str = ""):
     """Build a `cls` from defaults, then `--preset`, then explicit flags; unknown flags exit with code 2."""
-    parser = argparse.ArgumentParser(description=description,
+    # No abbreviations: `--epoch 1` silently meaning `--epochs 1` is how a typo goes unnoticed.
+    parser = argparse.ArgumentParser(description=description, allow_abbrev=False,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in fields(cls):
         if f.name == "preset":

@@ -20,6 +20,9 @@ def test_unknown_flag_and_preset_rejected(capsys):
     assert e.value.code == 2 and "unrecognized arguments: --bogus" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         parse_config(DenoiserConfig, DENOISER_PRESETS, ["--preset", "nope"])
+    with pytest.raises(SystemExit) as e:  # an abbreviation is a typo, not a flag
+        parse_config(DenoiserConfig, DENOISER_PRESETS, ["--epoch", "1"])
+    assert e.value.code == 2 and "unrecognized arguments: --epoch" in capsys.readouterr().err
 
 
 def test_presets_only_name_real_fields():
