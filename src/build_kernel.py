@@ -36,7 +36,8 @@ OUTPUT_DIR = Path("out")
 def parse_args(argv=None) -> tuple[argparse.Namespace, list[str]]:
     """(build arguments, train_denoiser flags passed through to the kernel's training run)."""
     p = argparse.ArgumentParser(prog="python -m src.build_kernel", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                epilog="With --train, any other flag goes to the kernel's training run "
+                                       "(python -m src.train_denoiser --help lists them).",
                                 allow_abbrev=False)   # an abbreviation may be meant for train_denoiser
     p.add_argument("--id", required=True, dest="kernel_id", help="<username>/<kernel-slug>")
     p.add_argument("--title", help="kernel title; must slugify to the slug (default: from the slug)")
@@ -47,7 +48,8 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--preset", choices=sorted(DENOISER_PRESETS),
                    help="training recipe for --train (default: full)")
     p.add_argument("--gpu", action="store_true", help="run the kernel on a GPU")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="kernel folder to write")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                   help=f"kernel folder to write (default: {DEFAULT_OUT})")
     args, extra = p.parse_known_args(argv)
     if not args.train and (extra or args.preset):
         p.error(f"{' '.join(extra) or '--preset'}: training flags need --train")
@@ -72,7 +74,8 @@ def build(args: argparse.Namespace, extra: list[str] = (), command: str = "") ->
     dataset = None
     if args.train:
         # a typo in a passed-through flag fails here, not after the upload
-        parse_config(DenoiserConfig, DENOISER_PRESETS, train_argv(args.preset, list(extra), out, out))
+        parse_config(DenoiserConfig, DENOISER_PRESETS, train_argv(args.preset, list(extra), out, out),
+                     prog="python -m src.build_kernel --train")
         plan.update(preset=args.preset, train_args=list(extra))
     else:
         load_model(args.checkpoint, "denoiser")   # a checkpoint that does not build fails here, not on Kaggle
@@ -226,7 +229,7 @@ def run_kernel(plan: dict, log=print) -> int:
              "--overlap", str(trained.get("overlap", DenoiserConfig.overlap)),
              "--tta" if trained.get("tta", DenoiserConfig.tta) else "--no-tta"])
         out = make_submission.run(args, log=log)
-    except (DataError, CheckpointError, SubmissionError) as e:   # anything else: its traceback
+    except (DataError, CheckpointError, SubmissionError, OSError) as e:   # else: its traceback
         log(f"error: {e}")
         return 1
     report = validate_submission(out, sample=data.sample_submission)

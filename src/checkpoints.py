@@ -36,25 +36,56 @@ def _umask() -> int:
     return mask
 
 
+def _os_error(errno: int | None, message: str) -> OSError:
+    """An OSError that prints as message alone, without "[Errno 28]" before it, and keeps errno."""
+    err = OSError(message)
+    err.errno = errno
+    return err
+
+
+def _blocking_file(folder: Path) -> Path | None:
+    """The file standing where folder or one of its parents should be, if any."""
+    return next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+
+
+def _temp_file(folder: Path, name: str) -> Path:
+    """An empty new file in folder (created if needed); OSError "cannot write to <folder>: why"."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+        os.close(fd)
+    except OSError as e:
+        blocker = _blocking_file(folder)
+        why = (e.strerror or str(e)) if blocker is None else \
+            f"{'it' if blocker == folder else blocker} is a file, not a folder"
+        raise _os_error(e.errno, f"cannot write to {folder}: {why}") from None
+    return Path(tmp)
+
+
+def ensure_writable_dir(folder: Path) -> Path:
+    """Create folder if needed and check a file can be written in it, before hours of work, not after.
+
+    Raises OSError "cannot write to <folder>: why" (like atomic_write). Returns folder.
+    """
+    folder = Path(folder)
+    _temp_file(folder, "write-check").unlink()
+    return folder
+
+
 def atomic_write(path: Path, write) -> None:
     """Call write(tmp_path), then rename tmp over path: a crash mid-write leaves the old file intact."""
     path = Path(path)
+    tmp = _temp_file(path.parent, path.name)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-    except OSError as e:
-        raise OSError(e.errno, f"cannot write to {path.parent}: {e.strerror}") from None
-    try:
-        write(Path(tmp))
+        write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         if isinstance(e, OSError):
-            raise OSError(e.errno, f"cannot write {path}: {e.strerror or e}") from None
+            raise _os_error(e.errno, f"cannot write {path}: {e.strerror or e}") from None
         raise
 
 
@@ -82,12 +113,22 @@ def load_failure(e: Exception) -> str:
         return (f"it holds Python objects a safe load refuses ({detail.group(1)}); this package's "
                 f"checkpoints hold only tensors and plain data, so do not load it with weights_only=False")
     why = detail.group(1) if detail else (text.strip().splitlines() or [type(e).__name__])[0]
-    return f"truncated, corrupt or not a PyTorch file ({why[:160]})"
+    return f"truncated, corrupt or not a PyTorch file ({first_sentence(why)})"
+
+
+def first_sentence(text: str, limit: int = 200) -> str:
+    """text up to its first sentence end (the period dropped); past `limit` chars, cut at a word and "..."."""
+    sentence = re.split(r"(?<=[.!?])\s", text.strip(), maxsplit=1)[0].rstrip(".")
+    if len(sentence) <= limit:
+        return sentence
+    return sentence[:limit].rsplit(" ", 1)[0].rstrip(" ,;:") + "..."
 
 
 def load_checkpoint(path: Path, kind: str | None = None) -> dict:
     """Load and check a checkpoint (weights_only=True). Raises CheckpointError naming the file."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder; pass a checkpoint file such as {_examples(path)}")
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
@@ -103,6 +144,12 @@ def load_checkpoint(path: Path, kind: str | None = None) -> dict:
     if kind is not None and ckpt.get("kind") != kind:
         raise CheckpointError(f"{path}: holds a {ckpt.get('kind')!r} checkpoint, expected {kind!r}")
     return ckpt
+
+
+def _examples(folder: Path, most: int = 3) -> str:
+    """Up to `most` checkpoint files in folder ("a, b or c"), else the usual one, for an error message."""
+    found = [str(p) for p in sorted(folder.glob("*.pt"))[:most]] or ["models/denoiser_best.pt"]
+    return " or ".join([", ".join(found[:-1]), found[-1]] if len(found) > 1 else found)
 
 
 def model_from_checkpoint(ckpt: dict, path: Path | str = "checkpoint") -> nn.Module:

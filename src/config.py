@@ -8,45 +8,48 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
+import math
+import re
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, ClassVar
 
 
 @dataclass
 class DenoiserConfig:
     preset: str = "quick"
     # model
-    model: str = "unet"            # see src.models.MODELS
+    model: str = "unet"            # network name (src.models.MODELS)
     width: int = 32                # channels at the first level
     depth: int = 3                 # number of 2x downsamplings
     refine: int = 16               # channels of a full-resolution refinement block (0: none)
     init_from: str = ""            # MNIST autoencoder checkpoint whose encoder starts this model
     # data
-    data_dir: str = "competition"  # zip(s) or extracted folders; synthetic default when empty
-    patch_size: int = 128
-    batch_size: int = 2            # measured: at equal patches seen, 2 beats 4, 8 and 16 (more updates)
-    steps_per_epoch: int = 450
+    data_dir: str = "competition"  # folder with the competition zip(s) or their extracted folders
+    patch_size: int = 128          # side of the square training patches, px
+    batch_size: int = 2            # patches per step; at equal patches seen 2 beat 4, 8 and 16 (README)
+    steps_per_epoch: int = 450     # optimiser steps per epoch
     photometric: float = 0.0       # chance of brightness/contrast/noise jitter on inputs (0.3: worse, README)
     flips: bool = False            # the 8 flips/turns of each patch; off: text is never mirrored (README)
     val_fraction: float = 0.15     # share of pages held out (by page); 0 trains on every pair
-    folds: int = 0                 # >1: K-fold split by page, validate on fold `fold`
-    fold: int = 0
+    folds: int = 0                 # >1: K-fold split by page, validate on fold --fold
+    fold: int = 0                  # which of the --folds folds is held out
     seed: int = 0                  # initial weights and patch draws
     split_seed: int = 0            # which pages are held out: fixed while --seed varies, so seeds compare
     # optimisation
-    epochs: int = 14
-    lr: float = 1e-3               # 2e-3 measured worse (README, benchmarks)
-    weight_decay: float = 1e-4
+    epochs: int = 14               # epochs of --steps-per-epoch steps
+    lr: float = 1e-3               # peak learning rate of AdamW (2e-3 measured worse, README)
+    weight_decay: float = 1e-4     # AdamW's decoupled weight decay
     beta2: float = 0.99            # Adam's second-moment decay: 0.999 let batch-2 runs spike (README)
     warmup_epochs: float = 0.5     # linear warm-up, then cosine decay to zero
     grad_clip: float = 1.0         # cap on the gradient norm
     clip_factor: float = 4.0       # and to this many times its running mean: no loss spikes (README)
     loss: str = "clipped_mse"      # mse | clipped_mse (MSE after clipping to [0, 1], as scored)
     # validation: the same tiled inference the submission uses
-    tile: int = 1024               # pages up to 1024 px in one piece: half the time of 512 tiles, same RMSE
-    overlap: int = 32
+    tile: int = 1024               # tile side, px; 1024 takes pages whole: half the time of 512, same RMSE
+    overlap: int = 32              # px shared by neighbouring tiles, blended
     tta: bool = True               # average over flips when validating (make_submission does by default)
-    val_every: int = 7
+    val_every: int = 7             # validate every this many epochs, and after the last
     # runtime
     device: str = "auto"           # auto | cpu | cuda | cuda:N
     amp: bool = True               # mixed precision: CUDA, and CPUs with native bf16 (AVX512-BF16/AMX)
@@ -54,9 +57,11 @@ class DenoiserConfig:
     cuda_graph: bool = False       # model + loss, forward/backward, as CUDA graphs (README: not yet on a GPU)
     workers: int = -1              # DataLoader workers; -1: 0 on CPU, a few on CUDA (train.loader_workers)
     threads: int = 0               # CPU threads for torch; 0 = all cores
-    models_dir: str = "models"
+    models_dir: str = "models"     # where checkpoints and plots go
     name: str = "denoiser"         # checkpoints are <models_dir>/<name>_best.pt and _last.pt
-    resume: bool = False
+    resume: bool = False           # continue from <models_dir>/<name>_last.pt with the same flags
+
+    limits: ClassVar[dict] = {}  # per-config changes to LIMITS
 
     def model_config(self) -> dict[str, Any]:
         """The keyword arguments of `build_model(self.model, ...)`, as stored in checkpoints."""
@@ -72,30 +77,134 @@ DENOISER_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def _add_field(parser: argparse.ArgumentParser, f: dataclasses.Field) -> None:
-    flag = "--" + f.name.replace("_", "-")
+# Allowed ranges of the fields, by name, for every config that has them: (low, low allowed, high,
+# high allowed).
+# A value outside fails at parse time naming the flag, instead of deep inside a run (a batch size of 0
+# crashed mid-training; --steps-per-epoch 0 "trained" at loss 0; --tile 16 --overlap 32 ran for hours).
+LIMITS: dict[str, tuple[float, float, bool]] = {
+    **dict.fromkeys(["epochs", "steps_per_epoch", "batch_size", "patch_size", "width", "code", "tile",
+                     "val_every"], (1, True, math.inf, True)),
+    **dict.fromkeys(["depth", "refine", "overlap", "folds", "fold", "seed", "split_seed", "threads",
+                     "warmup_epochs", "weight_decay", "grad_clip", "clip_factor", "l1", "kl_weight",
+                     "eval_digits", "train_eval_digits", "probe_digits"], (0, True, math.inf, True)),
+    **dict.fromkeys(["val_fraction", "test_fraction", "dropout"], (0, True, 1, False)),
+    "photometric": (0, True, 1, True),
+    "beta2": (0, False, 1, False),
+    "lr": (0, False, math.inf, True),
+    "workers": (-1, True, math.inf, True),
+}
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def config_problems(cfg) -> list[str]:
+    """What is wrong with a config's values, one line per flag (empty when it can run)."""
+    limits = {**LIMITS, **cfg.limits}
+    problems = []
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.name in limits and isinstance(value, (int, float)) and not isinstance(value, bool):
+            low, low_ok, high, high_ok = limits[f.name]
+            above = low <= value if low_ok else low < value
+            if not (above and (value <= high if high_ok else value < high)):
+                bound = "" if math.isinf(high) else f" and {'at most' if high_ok else 'below'} {high:g}"
+                problems.append(f"{flag(f.name)} {value}: must be {'at least' if low_ok else 'above'} "
+                                f"{low:g}{bound}")
+    if getattr(cfg, "device", "auto") and not DEVICE.fullmatch(cfg.device):
+        problems.append(f"--device {cfg.device}: choose auto, cpu, cuda or cuda:N")
+    if hasattr(cfg, "overlap") and cfg.overlap >= cfg.tile >= 1:
+        problems.append(f"--overlap {cfg.overlap}: must be below --tile {cfg.tile} (tiles step by their "
+                        f"difference)")
+    if getattr(cfg, "folds", 0) > 1 and not 0 <= cfg.fold < cfg.folds:
+        problems.append(f"--fold {cfg.fold}: must be in 0..{cfg.folds - 1} for --folds {cfg.folds}")
+    return problems
+
+
+def field_help(cls) -> dict[str, str]:
+    """Each field's trailing comment in the class source, which is its --help text.
+
+    The comments stay where a reader of the config looks; without the source (a frozen or bundled
+    copy) --help lists the flags and their defaults only.
+    """
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return {}
+    comments = dict(re.findall(r"^\s+(\w+): [^=\n]+=[^#\n]+#\s*(.+?)\s*$", source, re.M))
+    return {f.name: comments[f.name] for f in fields(cls) if f.name in comments}
+
+
+def _add_field(parser: argparse.ArgumentParser, f: dataclasses.Field, help: str) -> None:
     if f.type in ("bool", bool):
-        parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
+        parser.add_argument(flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                            help=help)
     else:
         conv = {"int": int, "float": float, "str": str}.get(
             f.type if isinstance(f.type, str) else f.type.__name__, str)
-        parser.add_argument(flag, dest=f.name, type=conv, default=None, metavar=f.name.upper())
+        parser.add_argument(flag(f.name), dest=f.name, type=conv, default=None, metavar=f.name.upper(),
+                            help=help)
 
 
-def parse_config(cls, presets: dict[str, dict[str, Any]], argv=None, description: str = ""):
-    """Build a `cls` from defaults, then `--preset`, then explicit flags; unknown flags exit with code 2."""
+def _default_text(cls, presets: dict[str, dict[str, Any]], name: str) -> str:
+    """`default: 32; smoke: 8` -- the value without --preset, and where a preset sets another."""
+    base = cls.preset
+    value = presets[base].get(name, getattr(cls, name))
+    text = f"default: {'none' if value == '' else format(value, 'g') if isinstance(value, float) else value}"
+    others = [f"{p}: {v[name]}" for p, v in presets.items() if p != base and name in v]
+    return "; ".join([text, *others])
+
+
+def parse_config(cls, presets: dict[str, dict[str, Any]], argv=None, description: str = "", prog=None):
+    """Build a `cls` from defaults, then `--preset`, then explicit flags.
+
+    Unknown flags and values out of range exit with code 2 and a message naming the flag.
+    """
     # No abbreviations: `--epoch 1` silently meaning `--epochs 1` is how a typo goes unnoticed.
-    parser = argparse.ArgumentParser(description=description, allow_abbrev=False,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False,
+                                     usage=f"{prog or '%(prog)s'} [--preset {{{','.join(presets)}}}] "
+                                           f"[--FLAG VALUE ...]  (--help lists the flags)",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    helps = field_help(cls)
     for f in fields(cls):
         if f.name == "preset":
-            parser.add_argument("--preset", choices=sorted(presets), default=cls.preset)
+            parser.add_argument("--preset", choices=list(presets), default=cls.preset,
+                                help=f"a recipe of the flags below (default: {cls.preset})")
         else:
-            _add_field(parser, f)
+            text = helps.get(f.name, "")
+            _add_field(parser, f, f"{text} ({_default_text(cls, presets, f.name)})".lstrip())
     args = parser.parse_args(argv)
     values = dict(presets[args.preset])
     values.update({k: v for k, v in vars(args).items() if v is not None})
-    return cls(**values)
+    cfg = cls(**values)
+    problems = config_problems(cfg)
+    if problems:
+        parser.error("\n  ".join(problems))
+    return cfg
+
+
+# What a resumed run may change: where and how it runs, not what it trains. --epochs may grow (the
+# schedule is recomputed, `train.fit` says how); any other change would make the resumed run neither
+# the checkpoint's run nor the new one, so it is refused (a new --width crashed in load_state_dict,
+# a new --lr was silently ignored: the scheduler's state holds the old one).
+RUNTIME_FIELDS = {"preset", "data_dir", "data", "results_dir", "models_dir", "name", "resume", "init_from",
+                  "device", "amp", "compile", "cuda_graph", "workers", "threads", "tile", "overlap", "tta",
+                  "val_every", "eval_digits", "train_eval_digits", "probe_digits", "epochs"}
+
+
+def as_flags(name: str, value) -> str:
+    if isinstance(value, bool):
+        return flag(name) if value else flag(f"no_{name}")
+    return f"{flag(name)} {value}"
+
+
+def resume_conflicts(saved: dict[str, Any], cfg) -> list[str]:
+    """`--flag saved (now: new)` for each training setting that differs from a checkpoint's config."""
+    now = dataclasses.asdict(cfg)
+    return [f"{as_flags(k, saved[k])} (now: {as_flags(k, now[k])})" for k in now
+            if k in saved and k not in RUNTIME_FIELDS and saved[k] != now[k]]
 
 
 def config_from_dict(cls, values: dict[str, Any]):

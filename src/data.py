@@ -134,6 +134,9 @@ def prepare_data(data_dir: Path = DEFAULT_DATA_DIR, work_dir: Path | None = None
     """
     data_dir = Path(data_dir)
     work_dir = Path(work_dir) if work_dir is not None else data_dir
+    if data_dir.is_file():   # most often the competition zip itself
+        raise DataError(f"{data_dir}: is a file; --data-dir takes the folder that holds the competition zip "
+                        f"(here: {data_dir.parent})")
     if not data_dir.is_dir():
         raise DataError(f"{data_dir}: no such folder")
     sources = [data_dir] if work_dir == data_dir else [data_dir, work_dir]
@@ -221,6 +224,9 @@ def has_competition_data(data_dir: Path) -> bool:
 def list_images(folder: Path) -> list[Path]:
     """PNG pages in folder, sorted by page id. Raises DataError for a missing or empty folder."""
     folder = Path(folder)
+    if folder.is_file():     # most often one page of the folder meant
+        raise DataError(f"{folder}: is a file; pass the folder that holds the .png pages "
+                        f"(here: {folder.parent})")
     if not folder.is_dir():
         raise DataError(f"{folder}: no such folder")
     files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),

@@ -8,12 +8,20 @@ import torch
 from torch import nn
 
 
+def check_tiling(tile: int, overlap: int) -> None:
+    """ValueError unless 0 <= overlap < tile: overlap >= tile would step 1 px at a time (hours a page)."""
+    if tile < 1:
+        raise ValueError(f"tile={tile}: must be at least 1")
+    if not 0 <= overlap < tile:
+        raise ValueError(f"overlap={overlap}: must be at least 0 and below tile={tile}")
+
+
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     """Start offsets covering [0, length) with tiles of `tile` overlapping by at least `overlap`."""
+    check_tiling(tile, overlap)
     if length <= tile:
         return [0]
-    stride = max(1, tile - overlap)
-    starts = list(range(0, length - tile, stride))
+    starts = list(range(0, length - tile, tile - overlap))
     return starts + [length - tile]
 
 
@@ -45,11 +53,16 @@ def predict_page(models: nn.Module | Sequence[nn.Module], page: np.ndarray, *, t
         page: (H, W) float array in [0, 1].
     Returns: (H, W) float32 in [0, 1].
     """
+    check_tiling(tile, overlap)
+    if batch_size < 1:
+        raise ValueError(f"batch_size={batch_size}: must be at least 1")
     models = [models] if isinstance(models, nn.Module) else list(models)
     page = np.asarray(page, dtype=np.float32)
     H, W = page.shape
     th, tw = min(tile, H), min(tile, W)
-    boxes = [(y, x) for y in tile_starts(H, th, overlap) for x in tile_starts(W, tw, overlap)]
+    # a side shorter than the tile is one tile whatever the overlap: clip it for tile_starts' guard
+    boxes = [(y, x) for y in tile_starts(H, th, min(overlap, th - 1))
+             for x in tile_starts(W, tw, min(overlap, tw - 1))]
     weight = np.outer(ramp(th, overlap), ramp(tw, overlap)) if len(boxes) > 1 else np.ones((th, tw))
     acc = np.zeros((H, W), np.float64)
     norm = np.zeros((H, W), np.float64)

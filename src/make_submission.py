@@ -12,35 +12,64 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from src.checkpoints import CheckpointError, load_model
-from src.config import DenoiserConfig  # inference defaults = those validation used
+from src.checkpoints import CheckpointError, ensure_writable_dir, load_model
+from src.config import DEVICE, DenoiserConfig  # inference defaults = those validation used
 from src.data import DEFAULT_DATA_DIR, DataError, list_images, load_page, prepare_or_synthesize
 from src.inference import predict_page
-from src.submission import SubmissionError, write_submission
+from src.submission import CSV_NAME, SubmissionError, submission_path, write_submission
 from src.train import resolve_device
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m src.make_submission", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", type=Path, action="append", required=True,
-                   help="denoiser checkpoint; repeat to average several (fold ensemble)")
-    p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
-    p.add_argument("--images", type=Path, help="folder of PNG pages (default: the test pages in --data-dir)")
+                   help="denoiser checkpoint file; repeat to average several (fold ensemble)")
+    p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+                   help=f"folder holding the competition zip or its folders (default: {DEFAULT_DATA_DIR})")
+    p.add_argument("--images", type=Path, help="folder of PNG pages to predict instead of the test pages")
     p.add_argument("--sample", type=Path,
                    help="sample submission to check ids against (default: the one in --data-dir)")
-    p.add_argument("--out", type=Path, default=Path("submissions/submission.csv"))
-    p.add_argument("--compress", choices=["zip", "gz"], help="write a compressed CSV (.zip or .gz appended)")
-    p.add_argument("--tile", type=int, default=DenoiserConfig.tile)
-    p.add_argument("--overlap", type=int, default=DenoiserConfig.overlap)
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--out", type=Path, default=Path("submissions/submission.csv"),
+                   help="file to write; a name ending .zip or .gz is compressed (default: %(default)s)")
+    p.add_argument("--compress", choices=["zip", "gz"],
+                   help="compress the CSV; .zip or .gz is appended to --out unless it ends so already")
+    p.add_argument("--tile", type=int, default=DenoiserConfig.tile,
+                   help="side in pixels of the tiles a page is predicted in (default: %(default)s)")
+    p.add_argument("--overlap", type=int, default=DenoiserConfig.overlap,
+                   help="pixels neighbouring tiles share, 0 to below --tile (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default: %(default)s)")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=DenoiserConfig.tta,
-                   help="average predictions over the 4 flips (4x the time, lower RMSE: README)")
-    p.add_argument("--device", default="auto")
-    return p.parse_args(argv)
+                   help="average predictions over the 4 flips (4x the time, lower RMSE: README; default: on)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
+    args = p.parse_args(argv)
+    check_flags(p, args)
+    return args
+
+
+def check_flags(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse now the values that would fail (or run for hours) only once pages are being predicted."""
+    if not DEVICE.fullmatch(args.device):
+        p.error(f"--device {args.device}: choose auto, cpu, cuda or cuda:N")
+    if args.batch_size < 1:
+        p.error(f"--batch-size {args.batch_size}: must be at least 1")
+    if args.tile < 1:
+        p.error(f"--tile {args.tile}: must be at least 1")
+    if not 0 <= args.overlap < args.tile:
+        p.error(f"--overlap {args.overlap}: must be at least 0 and below --tile ({args.tile})")
+    try:
+        out, _ = submission_path(args.out, args.compress)
+    except ValueError:
+        p.error(f"--compress {args.compress} contradicts --out {args.out}; "
+                f"drop --compress (the name picks it) or rename --out")
+    if out.is_dir():   # else found only when the finished file is renamed into place
+        p.error(f"--out {out}: is a folder; name a file such as {out / CSV_NAME}")
 
 
 def run(args: argparse.Namespace, log=print) -> Path:
     t0 = time.perf_counter()
+    out, compress = submission_path(args.out, args.compress)
+    ensure_writable_dir(out.parent)   # fail now, not after minutes of predicting
     device = resolve_device(args.device)
     models = [load_model(c, kind="denoiser", device=device)[0] for c in args.checkpoint]
     sample = args.sample
@@ -51,11 +80,10 @@ def run(args: argparse.Namespace, log=print) -> Path:
         pages, sample = data.test_images, sample or data.sample_submission
         if not pages:
             raise DataError(f"{args.data_dir}: no test pages found")
-    out = args.out if args.compress is None else args.out.with_name(f"{args.out.name}.{args.compress}")
     preds = ((p.stem, predict_page(models, load_page(p), tile=args.tile, overlap=args.overlap,
                                    batch_size=args.batch_size, tta=args.tta, device=device, amp=True))
              for p in tqdm(pages, desc="pages", disable=None))
-    rows = write_submission(preds, out, compress=args.compress, sample=sample)
+    rows = write_submission(preds, out, compress=compress, sample=sample)
     log(f"wrote {rows:,} rows for {len(pages)} pages in {time.perf_counter() - t0:.1f} s -> {out}"
         + ("" if sample else " (no sample submission: ids not cross-checked)"))
     return out

@@ -183,7 +183,9 @@ def load_digits(path: Path, test_fraction: float = 1 / 7, seed: int = 0) -> Digi
             raise DataError(f"{path}: expected a folder of MNIST IDX files or a Digit Recognizer .csv file")
         return load_csv(path, test_fraction, seed)
     if not path.is_dir():
-        raise DataError(f"{path}: no such file or folder")
+        raise DataError(f"{path}: no such file or folder. Point --data at the folder of the four MNIST "
+                        f"IDX files or a Digit Recognizer train.csv, or get it with `python -m src.download "
+                        f"--competition digit-recognizer`")
     stems = list(IDX_FILES.values())
     if any(path.glob(f"{stems[0]}*")) or any(path.glob(stems[0].replace("-idx", ".idx") + "*")):
         return load_idx_folder(path)

@@ -30,18 +30,19 @@ Definitions (the numbers of metrics.md and of the curves):
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from src.autoencoders import autoencoder_loss, loss_terms
-from src.checkpoints import (atomic_write, load_checkpoint, model_from_checkpoint,
+from src.checkpoints import (atomic_write, ensure_writable_dir, load_checkpoint, model_from_checkpoint,
                              save_checkpoint)
 from src.config import parse_config
 from src.data import DataError
@@ -63,43 +64,45 @@ class AutoencoderConfig:
     data: str = "competition/digit-recognizer"  # MNIST IDX folder, Digit Recognizer train.csv or its folder
     test_fraction: float = 1 / 7   # CSV only: share of train.csv held out as the test set
     invert: bool = False           # dark digits on white, like the documents' ink on paper
-    seed: int = 0
+    seed: int = 0                  # initial weights and digit draws
     # model (the encoder is the denoiser's: keep --width equal to the denoiser's for --init-from)
     width: int = 32                # channels at the first level
     # One 2x downsampling after the stem (28 -> 14 -> 7): twice the digits/s of depth 2 and a better
     # MSE per digit, so the curve flattens inside the 10-minute budget (README); the denoiser takes
     # the stem and its first level from it.
-    depth: int = 1
+    depth: int = 1                 # number of 2x downsamplings
     code: int = 32                 # code units
     dropout: float = 0.1           # sparse only: dropout on the encoder features
     l1: float = 3e-2               # sparse only: weight of mean |code| in the loss (BCE per pixel ~0.07)
     kl_weight: float = 1.0         # vae only: weight of the KL term (1 = the Bernoulli ELBO)
     # optimisation
-    epochs: int = 40
-    steps_per_epoch: int = 200
+    epochs: int = 40               # epochs of --steps-per-epoch steps
+    steps_per_epoch: int = 200     # optimiser steps per epoch
     batch_size: int = 64           # 40 x 200 x 64 = 512k digits (8.5 passes over MNIST)
     # 3e-3 left sparse and vae still falling 6-9 % over the last quarter (README)
-    lr: float = 1.5e-3
-    weight_decay: float = 1e-4
+    lr: float = 1.5e-3             # peak learning rate of AdamW
+    weight_decay: float = 1e-4     # AdamW's decoupled weight decay
     beta2: float = 0.999           # Adam's second-moment decay (README's autoencoder figures used 0.999)
     warmup_epochs: float = 0.3     # linear warm-up, then cosine decay to zero
     grad_clip: float = 1.0         # cap on the gradient norm
     clip_factor: float = 0.0       # >0: also to this many times its running mean (see src.train.GradClip)
     # evaluation
-    val_every: int = 1
+    val_every: int = 1             # evaluate every this many epochs, and after the last
     eval_digits: int = 2000        # test digits scored after each epoch (0 = all); metrics.md uses all
     train_eval_digits: int = 2000  # fixed train digits scored after each epoch (train MSE/accuracy curves)
     probe_digits: int = 10000      # train digits the linear probe is fitted on (0 = all)
     # runtime
     device: str = "auto"           # auto | cpu | cuda | cuda:N
     amp: bool = True               # mixed precision: CUDA, and CPUs with native bf16 (AVX512-BF16/AMX)
-    compile: bool = False
+    compile: bool = False          # torch.compile the model (CUDA)
     workers: int = -1              # DataLoader workers; -1: 0 on CPU, a few on CUDA (train.loader_workers)
     threads: int = 0               # CPU threads for torch; 0 = all cores
-    models_dir: str = "models"
+    models_dir: str = "models"     # where checkpoints go
     results_dir: str = "results/mnist"  # figures and metrics go to <results_dir>/<variant>/
     name: str = ""                 # checkpoint stem; empty = mnist_<variant>
-    resume: bool = False
+    resume: bool = False           # continue from <models_dir>/<name>_last.pt with the same flags
+
+    limits: ClassVar[dict] = {"depth": (1, True, math.inf, True)}  # the dense code needs one level
 
 
 # "default" fits in 10 minutes on 2 CPU cores (benchmarks/bench_autoencoders.py); "full" is for a GPU.
@@ -317,6 +320,8 @@ def run(cfg: AutoencoderConfig, log=print) -> dict:
     if h != w:
         raise DataError(f"{digits.source}: digits of {h}x{w}; the autoencoders need square images")
     out_dir = Path(cfg.results_dir) / cfg.variant
+    if rt.is_main:
+        ensure_writable_dir(out_dir)  # now, not when the first epoch's figures are due
     name, config = VARIANTS[cfg.variant], model_config(cfg, h)
     torch.manual_seed(cfg.seed)  # same initial weights on every rank and every run with this seed
     model = build_model(name, **config)
@@ -337,7 +342,8 @@ def run(cfg: AutoencoderConfig, log=print) -> dict:
 
 
 def main(argv=None) -> int:
-    cfg = parse_config(AutoencoderConfig, AUTOENCODER_PRESETS, argv, description=__doc__.split("\n\n")[0])
+    cfg = parse_config(AutoencoderConfig, AUTOENCODER_PRESETS, argv, description=__doc__.split("\n\n")[0],
+                       prog="python -m src.pretrain_autoencoder")
     return run_command(run, cfg, command="src.pretrain_autoencoder", argv=argv,
                        last_path=Path(cfg.models_dir) / f"{cfg.name or 'mnist_' + cfg.variant}_last.pt")
 

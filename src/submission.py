@@ -125,6 +125,28 @@ def page_csv(page_id: str, pred: np.ndarray) -> np.ndarray:
     return buf
 
 
+def compression_of(path: Path) -> str | None:
+    """The compression a file name implies: "zip" for .zip, "gz" for .gz, None (plain CSV) otherwise."""
+    suffix = Path(path).suffix.lower().lstrip(".")
+    return suffix if suffix in COMPRESSIONS else None
+
+
+def output_compression(out: Path, compress: str | None = None) -> str | None:
+    """compress, else what out's name implies; ValueError when they disagree (a.csv.zip with "gz")."""
+    implied = compression_of(out)
+    if compress is not None and implied not in (None, compress):
+        raise ValueError(f"{out}: a .{implied} name, but compress={compress!r}; make them agree")
+    return compress or implied
+
+
+def submission_path(out: Path, compress: str | None = None) -> tuple[Path, str | None]:
+    """(file, compression) for --out and --compress: .zip/.gz is appended unless out ends with it."""
+    out, compress = Path(out), output_compression(out, compress)
+    if compress is not None and compression_of(out) != compress:
+        out = out.with_name(f"{out.name}.{compress}")
+    return out, compress
+
+
 @contextlib.contextmanager
 def _open_for_writing(tmp: Path, out: Path, compress: str | None):
     with open(tmp, "xb") as raw:
@@ -144,14 +166,17 @@ def write_submission(pages, out: Path, compress: str | None = None, sample: Path
 
     Args:
         pages: iterable of (page_id, pred), pred (H, W) floats in [0, 1] (clipped when written).
-        out: the file to write; compress None, "zip" (holding submission.csv) or "gz".
+        out: the file to write; compress None, "zip" (holding submission.csv) or "gz" (None: what
+            a .zip or .gz name implies, so the name never lies about the content).
         sample: when given, the written ids must equal the sample submission's ids.
     Returns: the number of rows written.
-    Raises: SubmissionError for a bad page, a repeated page or ids that differ from the sample.
+    Raises: SubmissionError for a bad page, a repeated page or ids that differ from the sample;
+        ValueError for a compression out's name contradicts.
     """
     if compress not in COMPRESSIONS:
         raise ValueError(f"compress={compress!r}; choose one of {COMPRESSIONS}")
     out = Path(out)
+    compress = output_compression(out, compress)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{secrets.token_hex(4)}.tmp")
     written: dict[str, tuple[int, int]] = {}
@@ -205,15 +230,15 @@ def read_submission(path: Path) -> pd.DataFrame:
 @contextlib.contextmanager
 def _open_csv(path: Path):
     """Binary stream of a plain, .zip (exactly one member) or .gz CSV."""
-    suffix = Path(path).suffix.lower()
-    if suffix == ".zip":
+    compress = compression_of(path)
+    if compress == "zip":
         with zipfile.ZipFile(path) as zf:
             names = [n for n in zf.namelist() if not n.endswith("/")]
             if len(names) != 1:
                 raise zipfile.BadZipFile(f"want exactly one file in the zip, found {len(names)}")
             with zf.open(names[0]) as f:
                 yield f
-    elif suffix == ".gz":
+    elif compress == "gz":
         with gzip.open(path, "rb") as f:
             yield f
     else:

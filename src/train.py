@@ -24,7 +24,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from src.checkpoints import CheckpointError, load_checkpoint, make_checkpoint, save_checkpoint, unwrap
+from src.checkpoints import (CheckpointError, ensure_writable_dir, load_checkpoint, make_checkpoint,
+                             save_checkpoint, unwrap)
+from src.config import DEVICE, resume_conflicts
 from src.data import DataError
 
 
@@ -47,6 +49,8 @@ def resolve_device(name: str) -> torch.device:
     """`auto` picks CUDA when present; asking for CUDA without it is an error, not a silent CPU run."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not DEVICE.fullmatch(name):
+        raise ValueError(f"--device {name}: choose auto, cpu, cuda or cuda:N")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda was requested but PyTorch sees no CUDA device; use --device cpu")
@@ -307,16 +311,23 @@ def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, r
     """
     models_dir = Path(cfg.models_dir)
     best_path, last_path = models_dir / f"{cfg.name}_best.pt", models_dir / f"{cfg.name}_last.pt"
+    if rt.is_main:
+        ensure_writable_dir(models_dir)  # now, not when the first epoch's checkpoint is due
     # channels-last: oneDNN (CPU) and cuDNN convolutions run 20-30 % faster on it (README, speed).
     model.to(rt.device, memory_format=torch.channels_last)
     opt = make_optimizer(model, cfg)
     total = cfg.epochs * cfg.steps_per_epoch
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, warmup_cosine(total, int(cfg.warmup_epochs * cfg.steps_per_epoch)))
+    lr_factor = warmup_cosine(total, int(cfg.warmup_epochs * cfg.steps_per_epoch))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
     start, best, history = 0, math.inf, []
     clip = GradClip(cfg.grad_clip, cfg.clip_factor)
     if cfg.resume and last_path.exists():
         ckpt = load_checkpoint(last_path, kind)
+        saved = ckpt.get("config", {})
+        conflicts = resume_conflicts(saved, cfg)
+        if conflicts:
+            raise ValueError(f"--resume: {last_path} was trained with {', '.join(conflicts)}; resume with "
+                             f"the checkpoint's values, or give a new --name to train a separate run")
         unwrap(model).load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
@@ -324,6 +335,12 @@ def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, r
         start, best, history = ckpt["epoch"], ckpt["best_score"], list(ckpt["history"])
         if rt.is_main:
             log(f"resumed from {last_path} after epoch {start} (best score {best:.5f})")
+            if start >= cfg.epochs:
+                log(f"nothing to train: the checkpoint has {start} epochs and --epochs is {cfg.epochs}")
+            elif saved.get("epochs", cfg.epochs) != cfg.epochs:
+                log(f"--epochs {cfg.epochs} (checkpoint: {saved['epochs']}): the cosine schedule now ends at "
+                    f"epoch {cfg.epochs}, so the learning rate goes on from "
+                    f"{lr_factor(start * cfg.steps_per_epoch):.2f} x --lr")
     elif cfg.resume and rt.is_main:
         log(f"--resume: no {last_path} yet, starting from scratch")
 

@@ -90,7 +90,8 @@ def run(cfg: DenoiserConfig, log=print) -> dict:
 
 
 def main(argv=None) -> int:
-    cfg = parse_config(DenoiserConfig, DENOISER_PRESETS, argv, description=__doc__)
+    cfg = parse_config(DenoiserConfig, DENOISER_PRESETS, argv, description=__doc__,
+                       prog="python -m src.train_denoiser")
     return run_command(run, cfg, command="src.train_denoiser", argv=argv,
                        last_path=Path(cfg.models_dir) / f"{cfg.name}_last.pt")
 

@@ -13,6 +13,9 @@ from pathlib import Path
 
 from src.data import DEFAULT_DATA_DIR, SAMPLE, SYNTHETIC_DIR
 from src.submission import validate_submission
+from src.synthetic import MARKER
+
+GET_DATA = "Get the competition data with `python -m src.download`"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -43,16 +46,33 @@ def main(argv=None) -> int:
     else:
         print(f"no {DEFAULT_DATA_DIR / SAMPLE} found (pass --sample): checking the format only")
     report = validate_submission(args.file, sample=sample, truth=args.truth)
+    note = synthetic_note(sample, report.ok, picked=args.sample is None)
     if report.ok:
         score = "" if report.rmse is None else f", RMSE {report.rmse:.6f}"
         print(f"OK: {args.file} is a valid submission, {report.rows:,} rows{score}")
-        return 0
-    print(f"INVALID: {args.file}, {report.rows:,} rows")
-    for problem in report.problems:
-        print(f"  - {problem}")
-    if report.rmse is not None:
-        print(f"  RMSE over the truth pages anyway: {report.rmse:.6f}")
-    return 1
+    else:
+        print(f"INVALID: {args.file}, {report.rows:,} rows")
+        for problem in report.problems:
+            print(f"  - {problem}")
+        if report.rmse is not None:
+            print(f"  RMSE over the truth pages anyway: {report.rmse:.6f}")
+    if note:
+        print(note)
+    return 0 if report.ok else 1
+
+
+def synthetic_note(sample: Path | None, ok: bool, picked: bool) -> str | None:
+    """The warning due when the ids were checked against the synthetic demo sample, not Kaggle's."""
+    if sample is None or not (sample.parent / MARKER).exists():
+        return None
+    if ok:
+        return (f"NOTE: {sample} is the SYNTHETIC demo sample: the file matches the synthetic demo pages, "
+                f"not the competition's test pages, so Kaggle would reject it. {GET_DATA}, then make "
+                f"the submission again.")
+    if picked:   # chosen for want of the competition's sample: its mismatch says little
+        return (f"NOTE: the ids were checked against {sample}, the SYNTHETIC demo sample, not the "
+                f"competition's. {GET_DATA} (or pass --sample) to check a submission for Kaggle.")
+    return None
 
 
 if __name__ == "__main__":

@@ -292,13 +292,18 @@ def test_bad_checkpoint_and_too_long_slug_exit_1(tmp_path, capsys):
     assert "Kaggle wants 6-50 characters" in capsys.readouterr().err
 
 
-def test_train_flags_pass_through_and_are_checked_at_build_time(tmp_path):
+def test_train_flags_pass_through_and_are_checked_at_build_time(tmp_path, capsys):
     out = tmp_path / "k"
     assert main(["--id", KID, "--train", "--preset", "quick", "--epochs", "3", "--out", str(out)]) == 0
     assert "'preset': 'quick', 'train_args': ['--epochs', '3']" in (out / CODE_FILE).read_text()
-    with pytest.raises(SystemExit) as exc:   # argparse's exit code for a bad flag, before anything runs
-        main(["--id", KID, "--train", "--epochz", "3", "--out", str(out)])
-    assert exc.value.code == 2
+    capsys.readouterr()
+    for bad, said in ((["--epochz", "3"], "unrecognized arguments: --epochz 3"),
+                      (["--epochs", "0"], "--epochs 0: must be at least 1")):
+        with pytest.raises(SystemExit) as exc:   # argparse's exit code for a bad flag, before anything runs
+            main(["--id", KID, "--train", *bad, "--out", str(out)])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and f"python -m src.build_kernel --train: error: {said}" in err
+        assert len(err.splitlines()) == 2, err   # the usage line and the error, not every training flag
     for flags in (["--epochs", "3"], ["--preset", "smoke"]):   # training flags without --train
         with pytest.raises(SystemExit):
             main(["--id", KID, "--checkpoint", "m.pt", *flags])

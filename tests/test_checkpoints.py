@@ -1,10 +1,12 @@
+import os
 import pickle
 
 import pytest
 import torch
 
-from src.checkpoints import (CheckpointError, FORMAT_VERSION, atomic_write, init_encoder_from,
-                             load_checkpoint, load_model, make_checkpoint, save_checkpoint)
+from src.checkpoints import (CheckpointError, FORMAT_VERSION, atomic_write, ensure_writable_dir,
+                             init_encoder_from, load_checkpoint, load_failure, load_model, make_checkpoint,
+                             save_checkpoint)
 from src.models import build_model
 
 
@@ -136,3 +138,69 @@ def test_atomic_files_get_the_usual_permissions(tmp_path):
         assert (tmp_path / "m.pt").stat().st_mode & 0o777 == 0o644
     finally:
         os.umask(mask)
+
+
+def test_folder_given_as_checkpoint_suggests_files_in_it(tmp_path):
+    for name in ("d.pt", "a.pt", "c.pt", "b.pt", "notes.txt"):
+        (tmp_path / name).write_text("x")
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(tmp_path)
+    assert str(err.value) == (f"{tmp_path}: is a folder; pass a checkpoint file such as "
+                              f"{tmp_path / 'a.pt'}, {tmp_path / 'b.pt'} or {tmp_path / 'c.pt'}")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match=r"empty: is a folder; .* such as models/denoiser_best\.pt$"):
+        load_checkpoint(tmp_path / "empty")
+
+
+def torch_reason(path):
+    with pytest.raises(Exception) as err:
+        torch.load(path, map_location="cpu", weights_only=True)
+    return str(err.value)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random bytes"])
+def test_unloadable_file_quotes_a_whole_sentence_of_torchs_reason(tmp_path, damage):
+    path = tmp_path / "m.pt"
+    torch.save({"format_version": 1, "model": {"w": torch.zeros(500)}}, path)
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2] if damage == "truncated"
+                     else bytes(torch.randint(0, 256, (2000,), generator=torch.Generator().manual_seed(0),
+                                              dtype=torch.uint8).tolist()))
+    reason = torch_reason(path)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path)
+    msg = str(err.value)
+    assert msg.startswith(f"{path}: ") and msg.endswith(")") and "\n" not in msg
+    quoted = msg[msg.index("PyTorch file (") + len("PyTorch file ("):-1]
+    assert quoted and quoted in reason
+    after = reason[reason.index(quoted) + len(quoted):]
+    assert after[:1] in ("", ".", "\n"), f"cut mid-sentence: {quoted!r} then {after[:30]!r}"
+
+
+def test_long_reason_is_cut_at_a_word():
+    why = load_failure(RuntimeError("the reader failed " * 30 + "at last. Then more."))
+    quoted = why[why.index("(") + 1:-1]
+    assert quoted.endswith("failed...") and len(quoted) <= 203 and "Then" not in quoted
+
+
+def test_ensure_writable_dir_creates_checks_and_leaves_nothing(tmp_path):
+    folder = ensure_writable_dir(tmp_path / "a" / "b")
+    assert folder == tmp_path / "a" / "b" and folder.is_dir() and list(folder.iterdir()) == []
+    (tmp_path / "file").write_text("a file where a folder should be")
+    with pytest.raises(OSError) as err:
+        ensure_writable_dir(tmp_path / "file" / "sub")
+    blocked = tmp_path / "file"
+    assert str(err.value) == f"cannot write to {blocked / 'sub'}: {blocked} is a file, not a folder"
+    with pytest.raises(OSError, match=r"cannot write to .*file: it is a file, not a folder$"):
+        ensure_writable_dir(blocked)
+    assert err.value.errno is not None
+
+
+@pytest.mark.skipif(getattr(os, "geteuid", lambda: 0)() == 0, reason="root may write to read-only folders")
+def test_ensure_writable_dir_read_only_folder(tmp_path):
+    (tmp_path / "ro").mkdir(mode=0o555)
+    try:
+        with pytest.raises(OSError, match=r"cannot write to .*ro: Permission denied"):
+            ensure_writable_dir(tmp_path / "ro")
+    finally:
+        (tmp_path / "ro").chmod(0o755)

@@ -1,6 +1,9 @@
+from dataclasses import asdict, fields
+
 import pytest
 
-from src.config import DENOISER_PRESETS, DenoiserConfig, config_from_dict, parse_config
+from src.config import (DENOISER_PRESETS, DenoiserConfig, config_from_dict, field_help, parse_config,
+                        resume_conflicts)
 
 
 def test_preset_then_flags():
@@ -30,3 +33,55 @@ def test_presets_only_name_real_fields():
         DenoiserConfig(**values)
     with pytest.raises(ValueError, match="unknown DenoiserConfig keys: zzz"):
         config_from_dict(DenoiserConfig, {"zzz": 1})
+
+
+@pytest.mark.parametrize("flags, problem", [
+    (["--batch-size", "0"], "--batch-size 0: must be at least 1"),
+    (["--steps-per-epoch", "0"], "--steps-per-epoch 0: must be at least 1"),
+    (["--epochs", "0"], "--epochs 0: must be at least 1"),
+    (["--lr", "0"], "--lr 0.0: must be above 0"),
+    (["--val-fraction", "1"], "--val-fraction 1.0: must be at least 0 and below 1"),
+    (["--tile", "16", "--overlap", "32"], "--overlap 32: must be below --tile 16"),
+    (["--folds", "5", "--fold", "5"], "--fold 5: must be in 0..4 for --folds 5"),
+    (["--device", "gpu"], "--device gpu: choose auto, cpu, cuda or cuda:N"),
+])
+def test_values_out_of_range_exit_2_naming_the_flag(capsys, flags, problem):
+    with pytest.raises(SystemExit) as e:
+        parse_config(DenoiserConfig, DENOISER_PRESETS, flags, prog="python -m src.train_denoiser")
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and problem in err and "python -m src.train_denoiser" in err
+    assert len(err.splitlines()) <= 3  # a short usage line, not every flag
+
+
+def test_every_value_at_its_bound_is_accepted():
+    for flags in (["--device", "cuda:1"], ["--tile", "33", "--overlap", "32"], ["--workers", "-1"],
+                  ["--folds", "5", "--fold", "4"], ["--photometric", "1"], ["--val-fraction", "0"]):
+        parse_config(DenoiserConfig, DENOISER_PRESETS, flags)
+
+
+def test_autoencoder_depth_needs_one_level(capsys):
+    from src.pretrain_autoencoder import AUTOENCODER_PRESETS, AutoencoderConfig
+    with pytest.raises(SystemExit):
+        parse_config(AutoencoderConfig, AUTOENCODER_PRESETS, ["--depth", "0"])
+    assert "--depth 0: must be at least 1" in capsys.readouterr().err
+    assert parse_config(DenoiserConfig, DENOISER_PRESETS, ["--depth", "0"]).depth == 0  # a U-Net may
+
+
+def test_help_describes_every_flag_with_its_default_and_preset_values(capsys):
+    from src.pretrain_autoencoder import AutoencoderConfig
+    for cls in (DenoiserConfig, AutoencoderConfig):  # a new field needs its comment
+        assert set(field_help(cls)) == {f.name for f in fields(cls)} - {"preset"}, cls.__name__
+    with pytest.raises(SystemExit):
+        parse_config(DenoiserConfig, DENOISER_PRESETS, ["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--width WIDTH channels at the first level (default: 32; smoke: 8)" in out
+    assert "(default: 14; smoke: 2; full: 60)" in out and "--init-from INIT_FROM" in out
+    assert "(default: none)" in out and "None" not in out
+
+
+def test_resume_conflicts_name_training_flags_only():
+    saved = asdict(DenoiserConfig())
+    cfg = DenoiserConfig(width=16, flips=True, lr=2e-3, device="cpu", epochs=20, tile=512, name="x")
+    assert resume_conflicts(saved, cfg) == ["--width 32 (now: --width 16)", "--no-flips (now: --flips)",
+                                            "--lr 0.001 (now: --lr 0.002)"]
+    assert resume_conflicts({"width": 32}, DenoiserConfig()) == []  # keys an old checkpoint lacks: no say

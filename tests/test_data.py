@@ -181,3 +181,17 @@ def test_real_zip_prepares(tmp_path, real_zip):
     assert len(data.train_pairs) == n_train and len(data.test_images) == 72
     x, y = load_pair(*data.train_pairs[0])
     assert x.shape == y.shape and x.shape[1] == 540
+
+
+def test_file_given_where_a_folder_is_expected_names_the_folder(tmp_path):
+    z = tmp_path / "comp" / "denoising-dirty-documents.zip"
+    z.parent.mkdir()
+    z.write_bytes(b"PK\x05\x06" + bytes(18))
+    with pytest.raises(DataError) as err:
+        prepare_data(z)
+    assert str(err.value) == (f"{z}: is a file; --data-dir takes the folder that holds the competition zip "
+                              f"(here: {tmp_path / 'comp'})")
+    page = write_png(tmp_path / "pages" / "1.png", np.zeros((4, 5), np.uint8))
+    with pytest.raises(DataError, match=r"1\.png: is a file; pass the folder that holds the \.png pages "
+                                        r"\(here: .*pages\)"):
+        list_images(page)

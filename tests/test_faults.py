@@ -16,12 +16,16 @@ PROJECT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "PYTHONPATH": str(PROJECT)}
 
 
-def test_unwritable_models_dir_is_one_clear_line(tmp_path, synthetic_dir, capsys):
+def test_unwritable_models_dir_is_one_clear_line(tmp_path, synthetic_dir, capsys, monkeypatch):
     blocker = tmp_path / "models"
     blocker.write_text("a file, not a folder")
+
+    def no_training(*_):
+        raise RuntimeError("trained before finding that the checkpoints cannot be written")
+    monkeypatch.setattr("src.train.train_step", no_training)
     rc = main(["--preset", "smoke", "--data-dir", str(synthetic_dir), "--models-dir", str(blocker)])
     err = capsys.readouterr().err
-    assert rc == 1 and err.startswith("error: ") and "cannot write" in err and "Traceback" not in err
+    assert rc == 1 and err.startswith(f"error: cannot write to {blocker}") and "Traceback" not in err
 
 
 @pytest.mark.slow

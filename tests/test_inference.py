@@ -65,3 +65,24 @@ def test_tiled_matches_whole_page_for_real_unet():
     whole = predict_page(model, page, tile=512)
     tiled = predict_page(model, page, tile=64, overlap=24)
     assert np.abs(whole - tiled).mean() < 0.02
+
+
+@pytest.mark.parametrize("tile,overlap", [(0, 0), (16, -1), (16, 16), (16, 40)])
+def test_bad_tiling_is_refused_not_run_for_hours(tile, overlap):
+    """overlap >= tile used to mean a stride of 1 px: thousands of tiles a page."""
+    page = np.zeros((100, 100), np.float32)
+    with pytest.raises(ValueError, match="tile" if tile < 1 else "overlap"):
+        tile_starts(100, tile, overlap)
+    with pytest.raises(ValueError):
+        predict_page(Identity(), page, tile=tile, overlap=overlap)
+
+
+def test_zero_batch_size_is_refused():
+    with pytest.raises(ValueError, match="batch_size=0"):
+        predict_page(Identity(), np.zeros((8, 8), np.float32), batch_size=0)
+
+
+def test_page_side_shorter_than_the_overlap_still_works(rng):
+    """A side shorter than the tile is clipped to one tile, whatever overlap the full tile has."""
+    page = rng.random((8, 150), dtype=np.float32)
+    assert np.array_equal(predict_page(Identity(), page, tile=64, overlap=32), page)

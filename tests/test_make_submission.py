@@ -4,7 +4,7 @@ import torch
 
 from src.checkpoints import make_checkpoint, save_checkpoint
 from src.data import list_images, load_page
-from src.make_submission import main
+from src.make_submission import main, parse_args
 from src.models import build_model
 from src.submission import read_submission, validate_submission
 
@@ -88,3 +88,73 @@ def test_flip_tta_is_the_default_and_can_be_switched_off(tmp_path, synthetic_dir
                                                                      abs=6e-5), (tta, r, c)
     plain, flipped = predict_page(model, page), predict_page(model, page, tta=True)
     assert np.abs(plain - flipped).max() > 1e-3, "TTA made no difference: the test cannot tell them apart"
+
+
+@pytest.fixture
+def tiny_pages(tmp_path):
+    """A folder holding one 20x30 page: a submission in a fraction of a second."""
+    import cv2
+
+    folder = tmp_path / "pages"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "3.png"), np.full((20, 30), 200, np.uint8))
+    return folder
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--batch-size", "0"], "--batch-size 0: must be at least 1"),
+    (["--tile", "0"], "--tile 0: must be at least 1"),
+    (["--tile", "16", "--overlap", "16"], "--overlap 16: must be at least 0 and below --tile (16)"),
+    (["--overlap", "-1"], "--overlap -1: must be at least 0 and below --tile"),
+    (["--out", "a.csv.zip", "--compress", "gz"], "--compress gz contradicts --out a.csv.zip"),
+])
+def test_bad_flags_are_usage_errors(flags, message, capsys):
+    with pytest.raises(SystemExit) as err:
+        parse_args(["--checkpoint", "m.pt", *flags])
+    assert err.value.code == 2
+    assert f"python -m src.make_submission: error: {message}" in capsys.readouterr().err
+
+
+def test_out_folder_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--checkpoint", "m.pt", "--out", str(tmp_path)])
+    assert f"--out {tmp_path}: is a folder; name a file such as {tmp_path / 'submission.csv'}" in \
+        capsys.readouterr().err
+
+
+@pytest.mark.parametrize("out, flags, written", [
+    ("s.csv.gz", [], "s.csv.gz"), ("s.csv.gz", ["--compress", "gz"], "s.csv.gz"),
+    ("s.csv", ["--compress", "zip"], "s.csv.zip"), ("s.csv.zip", [], "s.csv.zip")])
+def test_out_name_and_compression_agree(tmp_path, tiny_pages, identity_ckpt, out, flags, written):
+    assert main(["--checkpoint", str(identity_ckpt), "--images", str(tiny_pages), "--no-tta",
+                 "--out", str(tmp_path / "o" / out), *flags]) == 0
+    assert [p.name for p in (tmp_path / "o").iterdir()] == [written]
+    magic = (tmp_path / "o" / written).read_bytes()[:2]
+    assert magic == (b"\x1f\x8b" if written.endswith(".gz") else b"PK")
+    assert read_submission(tmp_path / "o" / written).shape == (600, 2)
+
+
+def test_unwritable_out_fails_before_any_work(tmp_path, tiny_pages, identity_ckpt, monkeypatch, capsys):
+    import src.make_submission as cmd
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("loaded a model or pages for an output that cannot be written")
+
+    monkeypatch.setattr(cmd, "load_model", no_work)
+    monkeypatch.setattr(cmd, "list_images", no_work)
+    (tmp_path / "file").write_text("a file where the output folder should be")
+    assert main(["--checkpoint", str(identity_ckpt), "--images", str(tiny_pages),
+                 "--out", str(tmp_path / "file" / "sub" / "s.csv")]) == 1
+    assert capsys.readouterr().err == (f"error: cannot write to {tmp_path / 'file' / 'sub'}: "
+                                       f"{tmp_path / 'file'} is a file, not a folder\n")
+
+
+def test_help_shows_each_default_once(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    text = capsys.readouterr().out
+    assert text.startswith("usage: python -m src.make_submission ")
+    options = text.split("options:")[1].split("\n  -")[1:]
+    assert len(options) == 12
+    for option in options:
+        assert option.count("default") <= 1 and "(default: None)" not in option, option

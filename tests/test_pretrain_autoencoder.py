@@ -238,7 +238,9 @@ def test_checkpoint_initialises_the_denoiser(tmp_path, mnist_dir, synthetic_dir)
 def test_command_line_errors(tmp_path, mnist_dir, capsys):
     nowhere = str(tmp_path / "nowhere")
     assert main(["--preset", "smoke", "--data", nowhere, "--models-dir", str(tmp_path)]) == 1
-    assert "nowhere: no such file or folder" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "nowhere: no such file or folder" in err
+    assert "python -m src.download --competition digit-recognizer" in err
     assert main(["--preset", "smoke", "--variant", "deep", "--data", str(mnist_dir)]) == 1
     assert "unknown variant 'deep'; choose one of: base, sparse, vae" in capsys.readouterr().err
     with pytest.raises(SystemExit):

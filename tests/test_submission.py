@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from src.metrics import rmse
-from src.submission import SubmissionError, read_submission, write_submission
+from src.submission import SubmissionError, read_submission, submission_path, write_submission
 
 PAGE = np.array([[0.1, 0.25],
                  [0.33333, 1.5],      # clipped to 1
@@ -107,3 +107,23 @@ def test_rounding_to_4_decimals_barely_moves_rmse(tmp_path):
     write_submission([("1", pred)], tmp_path / "s.csv")
     written = read_submission(tmp_path / "s.csv").value.to_numpy().reshape(80, 64).T
     assert abs(rmse(written, truth) - rmse(pred, truth)) < 1e-5
+
+
+@pytest.mark.parametrize("out, compress, want", [
+    ("s.csv", None, ("s.csv", None)), ("s.csv", "gz", ("s.csv.gz", "gz")),
+    ("s.csv.gz", None, ("s.csv.gz", "gz")), ("s.csv.gz", "gz", ("s.csv.gz", "gz")),
+    ("S.CSV.ZIP", None, ("S.CSV.ZIP", "zip")), ("s.csv", "zip", ("s.csv.zip", "zip"))])
+def test_submission_path_name_and_compression_agree(out, compress, want):
+    path, got = submission_path(out, compress)
+    assert (str(path), got) == want
+
+
+def test_compressed_name_is_never_written_plain(tmp_path):
+    write_submission([("7", PAGE)], tmp_path / "s.csv.gz")
+    assert (tmp_path / "s.csv.gz").read_bytes()[:2] == b"\x1f\x8b"      # gzip's magic number
+    assert read_submission(tmp_path / "s.csv.gz").shape == (6, 2)
+    with pytest.raises(ValueError, match=r"s\.csv\.zip: a \.zip name, but compress='gz'"):
+        submission_path(tmp_path / "s.csv.zip", "gz")
+    with pytest.raises(ValueError, match="a .zip name"):
+        write_submission([("7", PAGE)], tmp_path / "s.csv.zip", compress="gz")
+    assert [p.name for p in tmp_path.iterdir()] == ["s.csv.gz"]

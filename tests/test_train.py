@@ -55,6 +55,12 @@ def test_cuda_requested_without_cuda_is_an_error():
     assert resolve_device("auto").type == "cpu"
 
 
+def test_an_unknown_device_names_the_flag_and_the_choices():
+    for name in ("gpu", "cuda0", "cpu:x"):
+        with pytest.raises(ValueError, match=f"--device {name}: choose auto, cpu, cuda or cuda:N"):
+            resolve_device(name)
+
+
 def test_loader_workers_none_on_cpu_a_few_per_process_on_cuda(monkeypatch):
     cpu, cuda = Runtime(torch.device("cpu")), Runtime(torch.device("cuda", 0))
     monkeypatch.setattr(os, "cpu_count", lambda: 16)

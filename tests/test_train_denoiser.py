@@ -134,3 +134,20 @@ def test_seed_changes_training_but_not_the_held_out_pages(tmp_path, synthetic_di
     assert held_out[0] == held_out[1] != held_out[2]
     weights = [load_checkpoint(r["last_path"])["model"] for r in runs]
     assert any(not torch.equal(v, weights[1][k]) for k, v in weights[0].items())   # --seed: other weights
+
+
+def test_resume_refuses_changed_training_flags_and_may_add_epochs(tmp_path, synthetic_dir):
+    run(smoke(tmp_path, synthetic_dir, val_fraction=0.0), log=lambda *_: None)
+    last = tmp_path / "models" / "denoiser_last.pt"
+    before = last.read_bytes()
+    for change, said in ((dict(width=16), "--width 8 (now: --width 16)"), (dict(lr=2e-3), "--lr 0.001"),
+                         (dict(flips=True), "--no-flips (now: --flips)")):
+        with pytest.raises(ValueError, match="--resume: .* was trained with") as e:
+            run(smoke(tmp_path, synthetic_dir, val_fraction=0.0, resume=True, **change), log=lambda *_: None)
+        assert said in str(e.value) and "new --name" in str(e.value)
+    assert last.read_bytes() == before  # refused before anything was written
+    logs = []
+    result = run(smoke(tmp_path, synthetic_dir, val_fraction=0.0, resume=True, epochs=3, threads=1),
+                 log=logs.append)
+    assert any("--epochs 3 (checkpoint: 2): the cosine schedule now ends at epoch 3" in m for m in logs), logs
+    assert [r["epoch"] for r in result["history"]] == [1, 2, 3]

@@ -163,6 +163,38 @@ def test_command_prints_rmse(tmp_path, monkeypatch, capsys):
     assert last.startswith("OK") and "2 rows, RMSE 0.223607" in last
 
 
+def test_synthetic_sample_says_kaggle_would_reject_the_file(synthetic_dir, sample, capsys):
+    demo = synthetic_dir / "sampleSubmission.csv"
+    assert main([str(demo), "--sample", str(demo)]) == 0
+    ok, note = capsys.readouterr().out.splitlines()[-2:]
+    assert ok.startswith("OK: ")
+    assert note.startswith(f"NOTE: {demo} is the SYNTHETIC demo sample") and "not the competition's test " \
+        "pages, so Kaggle would reject it" in note and "`python -m src.download`" in note
+    assert main([str(sample), "--sample", str(sample)]) == 0
+    assert "NOTE" not in capsys.readouterr().out          # a sample of no synthetic set: no note
+
+
+def test_default_synthetic_sample_named_on_a_mismatch(synthetic_dir, sample, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "competition" / "synthetic").mkdir(parents=True)
+    for name in ("sampleSubmission.csv", ".synthetic"):
+        (tmp_path / "competition" / "synthetic" / name).write_bytes((synthetic_dir / name).read_bytes())
+    assert main([str(sample)]) == 1
+    out = capsys.readouterr().out
+    assert "INVALID" in out and out.splitlines()[-1].startswith(
+        "NOTE: the ids were checked against competition/synthetic/sampleSubmission.csv, the SYNTHETIC demo")
+    assert main([str(tmp_path / "competition" / "synthetic" / "sampleSubmission.csv")]) == 0
+    assert "Kaggle would reject it" in capsys.readouterr().out
+
+
+def test_help_shows_each_default_once(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert text.startswith("usage: python -m src.validate_submission ")
+    assert all(part.count("default") <= 1 for part in text.split("\n  -"))
+
+
 @pytest.mark.shared
 @pytest.mark.slow
 def test_real_sample_submission_is_valid(tmp_path):
