@@ -51,7 +51,10 @@ def plateau_change(history: list[dict], key: str = "test_mse") -> tuple[float, i
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                epilog="Any other flag (--variant, --data, --preset, --epochs, --threads, "
+                                       "...) goes to the training run: "
+                                       "python -m src.pretrain_autoencoder --help lists them.")
     p.add_argument("--out", type=Path, default=None,
                    help="keep checkpoints and figures here (default: a temporary folder)")
     args, rest = p.parse_known_args(argv)

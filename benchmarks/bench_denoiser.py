@@ -20,6 +20,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from src.config import DENOISER_PRESETS, DenoiserConfig, parse_config  # noqa: E402
+from src.train import run_command  # noqa: E402
 from src.train_denoiser import run  # noqa: E402
 
 SHARED_ZIP = ROOT.parent / "shared" / "competition" / "denoising-dirty-documents.zip"
@@ -41,7 +42,7 @@ def main() -> None:
     p.add_argument("rest", nargs=argparse.REMAINDER, help="extra train_denoiser flags after --")
     args = p.parse_args()
     if args.data_dir is None and not SHARED_ZIP.is_file():
-        sys.exit(f"no data: pass --data-dir or provide {SHARED_ZIP}")
+        p.error(f"no data: pass --data-dir or provide {SHARED_ZIP}")
     data_dir = args.data_dir or real_data_dir()
     extra = [a for a in args.rest if a != "--"]
     models = ROOT / ".cache" / f"bench_{args.preset}"
@@ -49,11 +50,14 @@ def main() -> None:
                        ["--preset", args.preset, "--data-dir", str(data_dir),
                         "--models-dir", str(models), *extra])
     t0 = time.perf_counter()
-    try:
-        result = run(cfg)
-    except KeyboardInterrupt:  # gpu_check.sh stops it at its time budget
-        sys.exit(f"interrupted: {models}/{cfg.name}_last.pt holds the last finished epoch; "
-                 f"add `-- --resume` to the same command to go on")
+    result = {}
+    # train_denoiser's handler: one `error:` line for bad flags, data or checkpoints, and on Ctrl-C
+    # (gpu_check.sh stops it at its time budget) the command that resumes this benchmark
+    argv = [*sys.argv[1:], *([] if "--" in sys.argv[1:] else ["--"])]   # --resume must follow the --
+    rc = run_command(lambda c: result.update(run(c)), cfg, command="benchmarks.bench_denoiser", argv=argv,
+                     last_path=models / f"{cfg.name}_last.pt")
+    if rc:
+        sys.exit(rc)
     wall = time.perf_counter() - t0
     hist = result["history"]
     train_s = sum(r["train_s"] + r.get("val_s", 0.0) for r in hist)

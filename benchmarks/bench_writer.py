@@ -118,6 +118,8 @@ def main(argv=None) -> None:
     p.add_argument("--compress", default=None, help=argparse.SUPPRESS)
     p.add_argument("--sample", type=Path, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.pages < 1:   # 0 pages fail deep in NumPy; negative ones slice from the end
+        p.error(f"--pages {args.pages}: must be at least 1")
     if args.child:
         return child(args)
     work = Path(tempfile.mkdtemp(prefix="bench_writer-"))

@@ -17,7 +17,8 @@
 # (torchrun's NCCL path needs two GPUs: with one, torchrun --nproc_per_node=1 starts no process group.)
 #
 # Compare with README: `full` trained 54.4 min on 2 CPU cores (AVX512-BF16), held-out RMSE 0.01138.
-# Dry run on a CPU: PY=.venv/bin/python DEVICE=cpu PRESET=smoke bash benchmarks/gpu_check.sh
+# Dry run on a CPU (after gpu_kit.sh; rm -r .cache/bench_smoke for a fresh run, it resumes any there):
+#   PY=.venv/bin/python DEVICE=cpu PRESET=smoke bash benchmarks/gpu_check.sh
 # (EXTRA="--flag value" adds train_denoiser flags, e.g. EXTRA="--epochs 200" BUDGET=60 to see it stop).
 set -uo pipefail
 cd "$(dirname "$0")/.."

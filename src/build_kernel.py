@@ -53,6 +53,10 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, list[str]]:
     args, extra = p.parse_known_args(argv)
     if not args.train and (extra or args.preset):
         p.error(f"{' '.join(extra) or '--preset'}: training flags need --train")
+    owned = sorted({a.split("=")[0] for a in extra} & {"--data-dir", "--models-dir"})
+    if args.train and owned:   # train_argv overrides them, so the kernel would silently not use them
+        p.error(f"{' and '.join(owned)}: the kernel reads the competition from Kaggle's inputs and writes "
+                f"to /kaggle/working; leave {'them' if len(owned) > 1 else 'it'} out")
     args.preset = args.preset or "full"
     return args, extra
 
@@ -74,8 +78,11 @@ def build(args: argparse.Namespace, extra: list[str] = (), command: str = "") ->
     dataset = None
     if args.train:
         # a typo in a passed-through flag fails here, not after the upload
-        parse_config(DenoiserConfig, DENOISER_PRESETS, train_argv(args.preset, list(extra), out, out),
-                     prog="python -m src.build_kernel --train")
+        cfg = parse_config(DenoiserConfig, DENOISER_PRESETS, train_argv(args.preset, list(extra), out, out),
+                           prog="python -m src.build_kernel --train")
+        if cfg.device.startswith("cuda") and not args.gpu:   # else it fails on Kaggle, after the queue
+            raise KernelError(f"--device {cfg.device} needs a GPU kernel: add --gpu (or leave --device "
+                              f"out: auto takes the GPU when the kernel has one)")
         plan.update(preset=args.preset, train_args=list(extra))
     else:
         load_model(args.checkpoint, "denoiser")   # a checkpoint that does not build fails here, not on Kaggle

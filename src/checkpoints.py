@@ -142,7 +142,7 @@ def load_checkpoint(path: Path, kind: str | None = None) -> dict:
         raise CheckpointError(f"{path}: checkpoint format {ckpt['format_version']} is newer than this "
                               f"package reads ({FORMAT_VERSION}); update the package")
     if kind is not None and ckpt.get("kind") != kind:
-        raise CheckpointError(f"{path}: holds a {ckpt.get('kind')!r} checkpoint, expected {kind!r}")
+        raise CheckpointError(f"{path}: holds a checkpoint of kind {ckpt.get('kind')!r}, expected {kind!r}")
     return ckpt
 
 

@@ -164,7 +164,12 @@ def missing_credentials_message(hint: str, env: Mapping[str, str] | None = None,
     suggest = _tilde(found if env.get("KAGGLE_CONFIG_DIR") else home / ".kaggle" / "kaggle.json", home)
     notes = []
     if found.exists():
-        notes.append(f"{_tilde(found, home)} exists but holds no \"username\" and \"key\"")
+        try:
+            json.loads(_read_text(found) or "{}")
+            what = "holds no \"username\" and \"key\""
+        except ValueError as e:   # a hand-edited file: say where it breaks, not that fields are missing
+            what = f"is not valid JSON ({e})"
+        notes.append(f"{_tilde(found, home)} exists but {what}")
     half = [v for v in ("KAGGLE_USERNAME", "KAGGLE_KEY") if env.get(v)]
     if len(half) == 1:
         notes.append(f"{half[0]} is set but not its partner")

@@ -6,6 +6,7 @@ Pages come from --images (any folder of PNGs) or the test pages found in --data-
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -30,7 +31,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--images", type=Path, help="folder of PNG pages to predict instead of the test pages")
     p.add_argument("--sample", type=Path,
                    help="sample submission to check ids against (default: the one in --data-dir)")
-    p.add_argument("--out", type=Path, default=Path("submissions/submission.csv"),
+    p.add_argument("--out", default="submissions/submission.csv",   # a str until checked: Path drops a "/"
                    help="file to write; a name ending .zip or .gz is compressed (default: %(default)s)")
     p.add_argument("--compress", choices=["zip", "gz"],
                    help="compress the CSV; .zip or .gz is appended to --out unless it ends so already")
@@ -57,6 +58,9 @@ def check_flags(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         p.error(f"--tile {args.tile}: must be at least 1")
     if not 0 <= args.overlap < args.tile:
         p.error(f"--overlap {args.overlap}: must be at least 0 and below --tile ({args.tile})")
+    raw, args.out = args.out, Path(args.out)
+    if raw.endswith(("/", os.sep)):   # else written as a file of that name, or refused only at the end
+        p.error(f"--out {raw}: a trailing slash names a folder; name a file such as {args.out / CSV_NAME}")
     try:
         out, _ = submission_path(args.out, args.compress)
     except ValueError:
@@ -96,6 +100,11 @@ def main(argv=None) -> int:
     except (DataError, CheckpointError, SubmissionError, OSError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:   # write_submission has removed its temporary file
+        out, _ = submission_path(args.out, args.compress)
+        kept = f" ({out} is left as it was)" if out.exists() else ""
+        print(f"\ninterrupted; no submission written{kept}", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -435,7 +435,10 @@ def _read(path: Path, tally: _Tally) -> list[tuple[np.ndarray, np.ndarray]]:
     """Check the header and parse every data line of a submission into (keys, values) pieces."""
     try:
         with _open_csv(path) as f:
-            header = f.readline().rstrip(b"\r\n").decode("utf-8", "replace")
+            line = f.readline()
+            if _is_binary(line):   # else escaped bytes as the "header" and as thousands of bad lines
+                raise SubmissionError(f"{path}: not a text CSV but binary data{_binary_kind(path, line)}")
+            header = line.rstrip(b"\r\n").decode("utf-8")
             if header != HEADER:
                 tally.note(f"header is {header[:40]!r}; want {HEADER!r}")
             return list(_rows(f, tally))
@@ -443,6 +446,23 @@ def _read(path: Path, tally: _Tally) -> list[tuple[np.ndarray, np.ndarray]]:
         raise SubmissionError(f"{path}: no such file") from None
     except _READ_ERRORS as e:
         raise SubmissionError(f"{path}: cannot read it as a CSV ({e})") from None
+
+
+def _is_binary(line: bytes) -> bool:
+    """True for a first line no text CSV has: a NUL byte (binary, UTF-16) or bytes that are not UTF-8."""
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return b"\0" in line
+
+
+def _binary_kind(path: Path, line: bytes) -> str:
+    """The fix for a compressed CSV named .csv: the name picks how it is read."""
+    kind = "zip" if line.startswith(b"PK\x03\x04") else "gz" if line.startswith(b"\x1f\x8b") else None
+    if kind is None or path.suffix.lower() != ".csv":
+        return ""
+    return f" ({kind} data: name it {path.name}.{kind})"
 
 
 def _truth_pages(truth: Path) -> list[tuple[int, np.ndarray]]:

@@ -11,7 +11,9 @@ import math
 import multiprocessing
 import os
 import shlex
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -326,8 +328,11 @@ def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, r
         saved = ckpt.get("config", {})
         conflicts = resume_conflicts(saved, cfg)
         if conflicts:
+            # a forgotten --preset is the usual cause: it changes several flags at once
+            preset = saved.get("preset")
+            hint = f" (it was trained with --preset {preset})" if preset and preset != cfg.preset else ""
             raise ValueError(f"--resume: {last_path} was trained with {', '.join(conflicts)}; resume with "
-                             f"the checkpoint's values, or give a new --name to train a separate run")
+                             f"the checkpoint's values{hint}, or give a new --name to train a separate run")
         unwrap(model).load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
@@ -415,19 +420,34 @@ def format_row(row: dict) -> str:
     return " | ".join(parts)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, as Kaggle, Slurm and `docker stop` send it: handled like Ctrl-C, so half-written
+    temporary files are removed and the resume command is printed."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
 def run_command(run: Callable, cfg, *, command: str, last_path: Path, argv=None) -> int:
     """A training command's exit code: 0; 1 with one `error:` line for bad input, data or disk;
-    130 on Ctrl-C, keeping the last completed epoch's checkpoint and printing the resume command."""
+    130 on Ctrl-C (143 on SIGTERM), keeping the last completed epoch's checkpoint and printing the
+    resume command."""
+    main_thread = threading.current_thread() is threading.main_thread()   # signals bind only there
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         run(cfg)
     except (DataError, CheckpointError, ValueError, OSError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         args = " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv) if a != "--resume")
-        print(f"\ninterrupted. The last completed epoch is kept in {last_path}; continue with:\n"
+        what = "stopped by SIGTERM" if isinstance(e, Terminated) else "interrupted"
+        print(f"\n{what}. The last completed epoch is kept in {last_path}; continue with:\n"
               f"  python -m {command} {args} --resume", file=sys.stderr)
-        return 130
+        return 143 if isinstance(e, Terminated) else 130
     finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
         teardown_runtime()
     return 0

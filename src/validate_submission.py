@@ -3,7 +3,7 @@
     python -m src.validate_submission submissions/submission.csv.zip
     python -m src.validate_submission preds.csv --truth competition/val_cleaned
 
-Exit code 0 when the file is valid, 1 otherwise.
+Exit code 0 when the file is valid, 1 otherwise, 2 for a --sample or --truth that is not there.
 """
 from __future__ import annotations
 
@@ -26,13 +26,22 @@ def parse_args(argv=None) -> argparse.Namespace:
                         f"else {SYNTHETIC_DIR / SAMPLE}, when present and --truth is not given)")
     p.add_argument("--truth", type=Path, default=None,
                    help="folder of clean pages <image>.png: ids must cover them; prints the RMSE")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    # a missing reference is the command's fault, not the submission's: say so before reading it
+    if args.sample is not None and not args.sample.is_file():
+        p.error(f"--sample {args.sample}: "
+                f"{'is a folder, not a sample submission' if args.sample.is_dir() else 'no such file'}")
+    if args.truth is not None and not args.truth.is_dir():
+        p.error(f"--truth {args.truth}: "
+                f"{'is a file, not a folder of pages' if args.truth.exists() else 'no such folder'}")
+    return args
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     if not args.file.is_file():
-        print(f"{args.file}: no such file")
+        what = "is a folder, not a submission file" if args.file.is_dir() else "no such file"
+        print(f"error: {args.file}: {what}", file=sys.stderr)
         return 1
     sample = args.sample
     # with --truth the clean pages define the ids (validation pages are not the test pages)

@@ -59,6 +59,56 @@ def test_denoiser_benchmark_scores_the_held_out_pages(tmp_path, synthetic_dir):
     assert (tmp_path / "models" / "denoiser_best.pt").is_file()
 
 
+def bench_main(monkeypatch, script: str, *args: str, module=None) -> int:
+    """script's main() in this process (no second torch import): its exit code."""
+    monkeypatch.setattr(sys, "argv", [script, *args])
+    with pytest.raises(SystemExit) as done:
+        (module or load(script)).main()
+    return done.value.code
+
+
+def test_denoiser_benchmark_errors_are_one_line(monkeypatch, tmp_path, synthetic_dir, capsys):
+    from src.checkpoints import make_checkpoint, save_checkpoint
+    from src.models import build_model
+
+    args = ["--preset", "smoke", "--data-dir", str(synthetic_dir), "--", "--models-dir", str(tmp_path / "m")]
+    assert bench_main(monkeypatch, "bench_denoiser.py", "--data-dir", str(tmp_path / "nowhere")) == 1
+    assert capsys.readouterr().err == f"error: {tmp_path / 'nowhere'}: no such folder\n"
+    assert bench_main(monkeypatch, "bench_denoiser.py", *args, "--init-from", str(tmp_path / "no.pt")) == 1
+    assert capsys.readouterr().err == f"error: {tmp_path / 'no.pt'}: checkpoint not found\n"
+    save_checkpoint(tmp_path / "ae.pt", make_checkpoint(build_model("unet", width=16, depth=1),
+                                                        kind="autoencoder", model_name="unet",
+                                                        model_config={}, config={}))
+    assert bench_main(monkeypatch, "bench_denoiser.py", *args, "--init-from", str(tmp_path / "ae.pt")) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "use the same --width" in err and "Traceback" not in err
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert bench_main(monkeypatch, "bench_denoiser.py", *args, "--device", "cuda") == 1
+    assert capsys.readouterr().err.startswith("error: --device cuda was requested but PyTorch sees no CUDA")
+
+
+def test_denoiser_benchmark_ctrl_c_says_how_to_resume(monkeypatch, synthetic_dir, capsys):
+    module = load("bench_denoiser.py")
+
+    def interrupted(cfg):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, "run", interrupted)
+    for extra in [], ["--", "--resume"]:     # a --resume given already is not repeated
+        assert bench_main(monkeypatch, "bench_denoiser.py", "--preset", "smoke", "--data-dir",
+                          str(synthetic_dir), *extra, module=module) == 130
+        err = capsys.readouterr().err
+        assert "interrupted" in err and "Traceback" not in err, err
+        assert err.rstrip().endswith(f"python -m benchmarks.bench_denoiser --preset smoke --data-dir "
+                                     f"{synthetic_dir} -- --resume"), err
+
+
+@pytest.mark.parametrize("pages", ["0", "-1"])
+def test_writer_benchmark_refuses_fewer_than_one_page(monkeypatch, pages, capsys):
+    assert bench_main(monkeypatch, "bench_writer.py", "--pages", pages) == 2
+    assert f"error: --pages {pages}: must be at least 1" in capsys.readouterr().err
+
+
 def test_plateau_change_is_the_last_quarters_relative_fall():
     plateau_change = load("bench_autoencoders.py").plateau_change
     history = [{"test_mse": v} for v in [1.0, 0.5, 0.4, 0.39, 0.38, 0.38, 0.40, 0.37]]

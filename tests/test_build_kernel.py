@@ -304,6 +304,13 @@ def test_train_flags_pass_through_and_are_checked_at_build_time(tmp_path, capsys
         err = capsys.readouterr().err
         assert exc.value.code == 2 and f"python -m src.build_kernel --train: error: {said}" in err
         assert len(err.splitlines()) == 2, err   # the usage line and the error, not every training flag
+    for flags in (["--data-dir", "d"], ["--models-dir=m"]):   # the kernel's own folders win
+        with pytest.raises(SystemExit):
+            main(["--id", KID, "--train", *flags, "--out", str(out)])
+        assert f"{flags[0].split('=')[0]}: the kernel reads the competition" in capsys.readouterr().err
+    assert main(["--id", KID, "--train", "--device", "cuda", "--out", str(out)]) == 1
+    assert "--device cuda needs a GPU kernel: add --gpu" in capsys.readouterr().err
+    assert main(["--id", KID, "--train", "--device", "cuda", "--gpu", "--out", str(out)]) == 0
     for flags in (["--epochs", "3"], ["--preset", "smoke"]):   # training flags without --train
         with pytest.raises(SystemExit):
             main(["--id", KID, "--checkpoint", "m.pt", *flags])

@@ -168,6 +168,15 @@ def test_no_credentials_message_names_the_default_folder(home, no_network, capsy
     assert "drop it into competition/, then run `python -m src.download --check`" in out
 
 
+def test_kaggle_json_that_is_not_json_is_named_as_such(tmp_path):
+    (tmp_path / ".kaggle").mkdir()
+    (tmp_path / ".kaggle" / "kaggle.json").write_text('{"username": "bob", "key": ')
+    msg = kaggle_api.missing_credentials_message("", env={}, home=tmp_path)
+    assert "~/.kaggle/kaggle.json exists but is not valid JSON (Expecting value: line 1" in msg
+    (tmp_path / ".kaggle" / "kaggle.json").write_text('{"username": "bob"}')
+    assert "exists but holds no" in kaggle_api.missing_credentials_message("", env={}, home=tmp_path)
+
+
 def test_half_set_key_is_named(home, no_network, capsys, monkeypatch):
     monkeypatch.setenv("KAGGLE_USERNAME", "bob")
     rc, out = run_main(capsys)

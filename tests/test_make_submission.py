@@ -122,6 +122,34 @@ def test_out_folder_is_a_usage_error(tmp_path, capsys):
         capsys.readouterr().err
 
 
+def test_out_with_a_trailing_slash_is_a_folder(tmp_path, capsys):
+    folder = tmp_path / "not_yet"
+    with pytest.raises(SystemExit) as err:
+        parse_args(["--checkpoint", "m.pt", "--out", f"{folder}/"])
+    assert err.value.code == 2
+    assert (f"--out {folder}/: a trailing slash names a folder; "
+            f"name a file such as {folder / 'submission.csv'}") in capsys.readouterr().err
+    assert not folder.exists()
+
+
+def test_ctrl_c_writes_nothing_and_says_so(tmp_path, tiny_pages, identity_ckpt, monkeypatch, capsys):
+    import src.make_submission as cmd
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cmd, "predict_page", interrupted)
+    out = tmp_path / "o" / "s.csv"
+    args = ["--checkpoint", str(identity_ckpt), "--images", str(tiny_pages), "--out", str(out)]
+    assert main(args) == 130
+    assert capsys.readouterr().err == "\ninterrupted; no submission written\n"
+    assert list((tmp_path / "o").iterdir()) == []                 # no temporary file left either
+    out.write_text("an earlier submission")
+    assert main(args) == 130
+    assert capsys.readouterr().err == f"\ninterrupted; no submission written ({out} is left as it was)\n"
+    assert out.read_text() == "an earlier submission"
+
+
 @pytest.mark.parametrize("out, flags, written", [
     ("s.csv.gz", [], "s.csv.gz"), ("s.csv.gz", ["--compress", "gz"], "s.csv.gz"),
     ("s.csv", ["--compress", "zip"], "s.csv.zip"), ("s.csv.zip", [], "s.csv.zip")])

@@ -1,11 +1,14 @@
 import math
 import os
+import signal
+import time
 
 import pytest
 import torch
 
+from src.checkpoints import atomic_write
 from src.train import (GradClip, PatchLoader, Runtime, clipped_mse, loader_workers, resolve_device,
-                       warmup_cosine)
+                       run_command, warmup_cosine)
 
 
 def test_clipped_mse_hand_computed():
@@ -59,6 +62,23 @@ def test_an_unknown_device_names_the_flag_and_the_choices():
     for name in ("gpu", "cuda0", "cpu:x"):
         with pytest.raises(ValueError, match=f"--device {name}: choose auto, cpu, cuda or cuda:N"):
             resolve_device(name)
+
+
+def test_sigterm_mid_write_removes_the_temp_file_and_prints_the_resume_command(tmp_path, capsys):
+    def run(cfg):
+        def write(tmp):
+            tmp.write_bytes(b"half")
+            os.kill(os.getpid(), signal.SIGTERM)   # as Kaggle or Slurm stop a run
+            time.sleep(10)
+        atomic_write(tmp_path / "plot.png", write)
+
+    before = signal.getsignal(signal.SIGTERM)
+    code = run_command(run, None, command="src.train_denoiser", last_path=tmp_path / "x_last.pt",
+                       argv=["--preset", "smoke"])
+    assert code == 143 and list(tmp_path.iterdir()) == []
+    err = capsys.readouterr().err
+    assert "stopped by SIGTERM" in err and "python -m src.train_denoiser --preset smoke --resume" in err
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_loader_workers_none_on_cpu_a_few_per_process_on_cuda(monkeypatch):

@@ -19,7 +19,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 def smoke(tmp_path, data_dir, **kw) -> DenoiserConfig:
     values = {**DENOISER_PRESETS["smoke"], "data_dir": str(data_dir), "models_dir": str(tmp_path / "models"),
               "val_fraction": 0.34, **kw}
-    return DenoiserConfig(preset="smoke", **values)
+    return DenoiserConfig(**{"preset": "smoke", **values})
 
 
 def test_smoke_run_leaves_checkpoints_plots_and_summary(tmp_path, synthetic_dir):
@@ -141,7 +141,8 @@ def test_resume_refuses_changed_training_flags_and_may_add_epochs(tmp_path, synt
     last = tmp_path / "models" / "denoiser_last.pt"
     before = last.read_bytes()
     for change, said in ((dict(width=16), "--width 8 (now: --width 16)"), (dict(lr=2e-3), "--lr 0.001"),
-                         (dict(flips=True), "--no-flips (now: --flips)")):
+                         (dict(flips=True), "--no-flips (now: --flips)"),
+                         (dict(preset="quick", width=16), "values (it was trained with --preset smoke)")):
         with pytest.raises(ValueError, match="--resume: .* was trained with") as e:
             run(smoke(tmp_path, synthetic_dir, val_fraction=0.0, resume=True, **change), log=lambda *_: None)
         assert said in str(e.value) and "new --name" in str(e.value)

@@ -77,8 +77,7 @@ def test_garbage_text_and_bad_ids(sample, tmp_path):
     assert report.problems[0] == ("malformed lines (want <image>_<row>_<col>,<value>): 3 "
                                   "(e.g. 'hello world', '1-1-1,0.5', '01_1_1,0.5')")
     (tmp_path / "bin.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff" * 50)
-    report = validate_submission(tmp_path / "bin.csv")
-    assert not report.ok and report.problems[0].startswith("header is '\ufffdPNG")
+    only_problem(validate_submission(tmp_path / "bin.csv"), "bin.csv: not a text CSV but binary data")
     report = validate_submission(write(tmp_path / "z.csv", ["1_0_1,0.5"]))
     only_problem(report, "ids with row or col 0 (ids are 1-based): 1")
 
@@ -90,6 +89,16 @@ def test_unreadable_files_are_problems(tmp_path):
     (tmp_path / "s.csv.gz").write_bytes(gzip.compress(b"id,value\n" + text)[:1000])
     only_problem(validate_submission(tmp_path / "s.csv.gz"), "cannot read")
     only_problem(validate_submission(tmp_path / "none.csv"), "none.csv: no such file")
+
+
+def test_binary_files_are_not_text_csvs(sample, tmp_path):
+    (tmp_path / "model.pt").write_bytes(b"PK\x03\x04\x00\x00\x08\x00" + bytes(range(256)) * 40)
+    report = validate_submission(tmp_path / "model.pt", sample=sample)
+    assert report.problems == [f"{tmp_path / 'model.pt'}: not a text CSV but binary data"]
+    zipped = tmp_path / "s.csv.zip"
+    write_submission([("1", np.ones((2, 3)))], zipped)
+    plain_name = zipped.rename(tmp_path / "s.csv")              # the name says plain: read as plain
+    only_problem(validate_submission(plain_name), "binary data (zip data: name it s.csv.zip)")
 
 
 def test_bad_line_found_inside_a_large_block(tmp_path, monkeypatch):
@@ -141,7 +150,9 @@ def test_rmse_pools_pixels_like_numpy(tmp_path):
 def test_command_exit_codes(sample, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["missing.csv"]) == 1
-    assert capsys.readouterr().out == "missing.csv: no such file\n"
+    assert capsys.readouterr().err == "error: missing.csv: no such file\n"
+    assert main([str(tmp_path)]) == 1
+    assert capsys.readouterr().err == f"error: {tmp_path}: is a folder, not a submission file\n"
     assert main([str(sample)]) == 0
     assert "checking the format only" in capsys.readouterr().out
     bad = write(tmp_path / "bad.csv", lines(sample)[1:-1])
@@ -152,6 +163,24 @@ def test_command_exit_codes(sample, tmp_path, monkeypatch, capsys):
     assert main([str(bad)]) == 1
     out = capsys.readouterr().out
     assert "checking ids against competition/sampleSubmission.csv" in out and "INVALID" in out
+
+
+@pytest.mark.parametrize("flag, path, message", [
+    ("--sample", "nope.csv", "no such file"), ("--sample", ".", "is a folder, not a sample submission"),
+    ("--truth", "nope", "no such folder"), ("--truth", "s.csv", "is a file, not a folder of pages")])
+def test_missing_reference_is_a_usage_error(flag, path, message, tmp_path, monkeypatch, capsys):
+    import src.validate_submission as cmd
+
+    def no_read(*args, **kwargs):
+        raise AssertionError("read the submission though the reference is not there")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cmd, "validate_submission", no_read)
+    write(tmp_path / "s.csv", ["1_1_1,0.5"])
+    with pytest.raises(SystemExit) as err:
+        main(["s.csv", flag, path])
+    assert err.value.code == 2
+    assert f"python -m src.validate_submission: error: {flag} {path}: {message}\n" in capsys.readouterr().err
 
 
 def test_command_prints_rmse(tmp_path, monkeypatch, capsys):
