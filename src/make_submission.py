@@ -14,7 +14,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from src.checkpoints import CheckpointError, ensure_writable_dir, load_model
-from src.config import DEVICE, DenoiserConfig  # inference defaults = those validation used
+from src.config import DenoiserConfig, config_problems  # inference defaults = those validation used
 from src.data import DEFAULT_DATA_DIR, DataError, list_images, load_page, prepare_or_synthesize
 from src.inference import predict_page
 from src.submission import CSV_NAME, SubmissionError, submission_path, write_submission
@@ -50,29 +50,26 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def check_flags(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Refuse now the values that would fail (or run for hours) only once pages are being predicted."""
-    if not DEVICE.fullmatch(args.device):
-        p.error(f"--device {args.device}: choose auto, cpu, cuda or cuda:N")
-    if args.batch_size < 1:
-        p.error(f"--batch-size {args.batch_size}: must be at least 1")
-    if args.tile < 1:
-        p.error(f"--tile {args.tile}: must be at least 1")
-    if not 0 <= args.overlap < args.tile:
-        p.error(f"--overlap {args.overlap}: must be at least 0 and below --tile ({args.tile})")
+    # The training config's checks, so both commands accept and word these flags alike.
+    inference = DenoiserConfig(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
+                               device=args.device)
+    for problem in config_problems(inference):
+        p.error(problem)
     raw, args.out = args.out, Path(args.out)
     if raw.endswith(("/", os.sep)):   # else written as a file of that name, or refused only at the end
         p.error(f"--out {raw}: a trailing slash names a folder; name a file such as {args.out / CSV_NAME}")
-    try:
-        out, _ = submission_path(args.out, args.compress)
+    try:   # from here on args.out is the file written and args.compress its compression
+        args.out, args.compress = submission_path(args.out, args.compress)
     except ValueError:
         p.error(f"--compress {args.compress} contradicts --out {args.out}; "
                 f"drop --compress (the name picks it) or rename --out")
-    if out.is_dir():   # else found only when the finished file is renamed into place
-        p.error(f"--out {out}: is a folder; name a file such as {out / CSV_NAME}")
+    if args.out.is_dir():   # else found only when the finished file is renamed into place
+        p.error(f"--out {args.out}: is a folder; name a file such as {args.out / CSV_NAME}")
 
 
 def run(args: argparse.Namespace, log=print) -> Path:
     t0 = time.perf_counter()
-    out, compress = submission_path(args.out, args.compress)
+    out, compress = args.out, args.compress   # resolved by check_flags
     ensure_writable_dir(out.parent)   # fail now, not after minutes of predicting
     device = resolve_device(args.device)
     models = [load_model(c, kind="denoiser", device=device)[0] for c in args.checkpoint]
@@ -101,8 +98,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:   # write_submission has removed its temporary file
-        out, _ = submission_path(args.out, args.compress)
-        kept = f" ({out} is left as it was)" if out.exists() else ""
+        kept = f" ({args.out} is left as it was)" if args.out.exists() else ""
         print(f"\ninterrupted; no submission written{kept}", file=sys.stderr)
         return 130
     return 0

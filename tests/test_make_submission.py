@@ -104,8 +104,9 @@ def tiny_pages(tmp_path):
 @pytest.mark.parametrize("flags, message", [
     (["--batch-size", "0"], "--batch-size 0: must be at least 1"),
     (["--tile", "0"], "--tile 0: must be at least 1"),
-    (["--tile", "16", "--overlap", "16"], "--overlap 16: must be at least 0 and below --tile (16)"),
-    (["--overlap", "-1"], "--overlap -1: must be at least 0 and below --tile"),
+    (["--tile", "16", "--overlap", "16"], "--overlap 16: must be below --tile 16"),
+    (["--overlap", "-1"], "--overlap -1: must be at least 0"),
+    (["--device", "gpu"], "--device gpu: choose auto, cpu, cuda or cuda:N"),
     (["--out", "a.csv.zip", "--compress", "gz"], "--compress gz contradicts --out a.csv.zip"),
 ])
 def test_bad_flags_are_usage_errors(flags, message, capsys):
