@@ -169,6 +169,9 @@ def load_model(path: Path, kind: str | None = None, device: str | torch.device =
     return model_from_checkpoint(ckpt, path).to(device), ckpt
 
 
+STEM = "encoder.stem.1.0.weight"   # blocks.Encoder's first conv, (width, 4, 3, 3)
+
+
 def init_encoder_from(model: nn.Module, path: Path) -> list[str]:
     """Copy a pretrained autoencoder's encoder weights into `model.encoder` (transfer learning).
 
@@ -182,8 +185,13 @@ def init_encoder_from(model: nn.Module, path: Path) -> list[str]:
     bad = [f"{k} {tuple(src[k].shape)} vs {tuple(own[k].shape)}"
            for k in shared if src[k].shape != own[k].shape]
     if bad:
-        raise CheckpointError(f"{path}: encoder weights do not fit this model ({'; '.join(bad[:3])}); "
-                              f"use the same --width as the pretraining")
+        # The stem's first conv has --width output channels: name the two widths, not tensor shapes.
+        theirs, ours = (t[STEM].shape[0] if STEM in t else None for t in (src, own))
+        why = (f"pretrained with --width {theirs}, this model has --width {ours}" if theirs != ours
+               else "; ".join(bad[:3]))
+        raise CheckpointError(f"{path}: encoder weights do not fit this model ({why}); use the same --width "
+                              f"as the pretraining" + (f" (--width {theirs} here, or pretrain with --width "
+                                                       f"{ours})" if theirs != ours else ""))
     if not shared:
         raise CheckpointError(f"{path}: no encoder weights in common with this model")
     unwrap(model).load_state_dict({**own, **{k: src[k] for k in shared}})

@@ -226,7 +226,9 @@ def test_checkpoint_initialises_the_denoiser(tmp_path, mnist_dir, synthetic_dir)
     ae = load_checkpoint(path)["model"]
     assert loaded and all(k.startswith("encoder.downs.") or k.startswith("encoder.stem.") for k in loaded)
     assert all(torch.equal(denoiser.state_dict()[k], ae[k]) for k in loaded)
-    with pytest.raises(CheckpointError, match="use the same --width as the pretraining"):
+    with pytest.raises(CheckpointError, match=r"pretrained with --width 8, this model has --width 16\); "
+                       r"use the same --width as the pretraining "
+                       r"\(--width 8 here, or pretrain with --width 16\)"):
         init_encoder_from(build_model("unet", width=16), path)
     # and through the command line of the denoiser
     args = ["--preset", "smoke", "--data-dir", str(synthetic_dir), "--models-dir", str(tmp_path / "d"),
