@@ -251,6 +251,7 @@ class _Tally:
 
     def __init__(self):
         self.found: dict[str, list] = {}
+        self.bad_keys: list[np.ndarray] = []   # ids read off bad lines: not reported again as missing
 
     def add(self, kind: str, count: int, examples: list[str] = ()) -> None:
         if count > 0:
@@ -295,38 +296,57 @@ def _parse_fast(blk: bytes) -> tuple[np.ndarray, np.ndarray]:
     return img << 2 * _BITS | col << _BITS | row, val
 
 
-_LINE = re.compile(rb"(0|[1-9]\d{0,5})_(0|[1-9]\d{0,5})_(0|[1-9]\d{0,5}),([^,_]*)")
+_ID = rb"(0|[1-9]\d{0,5})_(0|[1-9]\d{0,5})_(0|[1-9]\d{0,5})"
+_LINE = re.compile(_ID + rb",([^,_]*)")
+_ID_FIRST = re.compile(_ID)   # the id at the start of a malformed line, when it has one
 
 
-def _parse_slow(blk: bytes, tally: _Tally) -> tuple[np.ndarray, np.ndarray]:
-    """Line by line, for the few blocks holding bad lines: tallies them, keeps the good ones."""
-    keys, values = [], []
-    for line in blk.splitlines():
+def _key(m: re.Match) -> int:
+    img, row, col = map(int, m.groups()[:3])
+    return img << 2 * _BITS | col << _BITS | row
+
+
+def _parse_slow(blk: bytes, tally: _Tally, first: int) -> tuple[np.ndarray, np.ndarray]:
+    """Line by line, for the few blocks holding bad lines: tallies them, keeps the good ones.
+
+    first: the file line number of blk's first line, for the examples.
+    """
+    keys, values, bad = [], [], []
+    for n, line in enumerate(blk.split(b"\n")[:-1] if blk.endswith(b"\n") else blk.split(b"\n"), first):
+        line = line.removesuffix(b"\r")
         m = _LINE.fullmatch(line)
         if m is None:
-            tally.add(MALFORMED, int(bool(line.strip())), [repr(line.decode("utf-8", "replace"))[:60]])
+            text = repr(line.decode("utf-8", "replace"))[:60]
+            tally.add(MALFORMED, int(bool(line.strip())), [f"line {n}: {text}"])
+            if (m := _ID_FIRST.match(line)) is not None:
+                bad.append(_key(m))
             continue
         try:
             value = float(m[4]) if m[4].strip() else np.nan   # pandas reads an empty value as NaN
         except ValueError:
-            tally.add(NON_NUMERIC, 1, [f"{m[1].decode()}_{m[2].decode()}_{m[3].decode()}="
+            tally.add(NON_NUMERIC, 1, [f"line {n}: {m[1].decode()}_{m[2].decode()}_{m[3].decode()}="
                                        f"{m[4].decode('utf-8', 'replace')[:20]!r}"])
+            bad.append(_key(m))
             continue
-        img, row, col = map(int, m.groups()[:3])
-        keys.append(img << 2 * _BITS | col << _BITS | row)
+        keys.append(_key(m))
         values.append(value)
+    if bad:
+        tally.bad_keys.append(np.array(bad, np.int64))
     return np.array(keys, np.int64), np.array(values, np.float64)
 
 
-def _parse(blk: bytes, tally: _Tally) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Fast parse; on failure halve the block until the bad lines sit in small slow-parsed pieces."""
+def _parse(blk: bytes, tally: _Tally, first: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Fast parse; on failure halve the block until the bad lines sit in small slow-parsed pieces.
+
+    first: the file line number of blk's first line.
+    """
     try:
         return [_parse_fast(blk)]
     except ValueError:
         if blk.count(b"\n") <= 1000:
-            return [_parse_slow(blk, tally)]
+            return [_parse_slow(blk, tally, first)]
         mid = blk.rfind(b"\n", 0, len(blk) // 2) + 1 or blk.find(b"\n") + 1
-        return _parse(blk[:mid], tally) + _parse(blk[mid:], tally)
+        return _parse(blk[:mid], tally, first) + _parse(blk[mid:], tally, first + blk.count(b"\n", 0, mid))
 
 
 def _chunks(f):
@@ -343,9 +363,12 @@ def _chunks(f):
 
 
 def _rows(f, tally: _Tally):
-    """(keys, values) per block of the data lines of stream f; bad lines go to the tally."""
+    """(keys, values) per block of the data lines of stream f, read past the header; bad lines go to
+    the tally."""
+    first = 2
     for blk in _chunks(f):
-        yield from _parse(blk.replace(b'"', b"") if b'"' in blk else blk, tally)   # "1_2_3" is valid CSV
+        yield from _parse(blk.replace(b'"', b"") if b'"' in blk else blk, tally, first)   # "1_2_3": valid CSV
+        first += blk.count(b"\n")
 
 
 # ---------------------------------------------------------------- checking ids
@@ -404,6 +427,11 @@ def _match(grid: _Grid, pieces, tally: _Tally, outside: str, unseen: str, keep: 
         if keep:
             values[flat] = val[inside]
     missing = np.flatnonzero(~seen)
+    if tally.bad_keys:   # an id on a bad line is reported there: missing, here, are the others
+        flat, inside = grid.locate(np.concatenate(tally.bad_keys))
+        seen[flat[inside]] = True
+        missing = np.flatnonzero(~seen)
+        unseen += " besides those on the bad lines above"
     tally.add(unseen, len(missing), _ids(grid.keys(missing[:EXAMPLES])))
     return values
 

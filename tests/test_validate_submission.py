@@ -62,8 +62,17 @@ def test_bad_values(sample, tmp_path):
                  "NaN, inf or empty values: 1 (e.g. 1_1_2=nan)")
     only_problem(validate_submission(write(tmp_path / "s.csv", rows[:2] + ["1_1_2,1.5"] + rows[3:]), sample),
                  "values outside [0, 1]: 1 (e.g. 1_1_2=1.5)")
-    report = validate_submission(write(tmp_path / "s.csv", rows[:2] + ["1_1_2,dark"] + rows[3:]), sample)
-    assert "non-numeric values: 1 (e.g. 1_1_2='dark')" in report.problems
+    # the id of a bad line is not reported a second time as missing
+    only_problem(validate_submission(write(tmp_path / "s.csv", rows[:2] + ["1_1_2,dark"] + rows[3:]), sample),
+                 "non-numeric values: 1 (e.g. line 4: 1_1_2='dark')")
+
+
+def test_missing_ids_beside_bad_lines(sample, tmp_path):
+    rows = lines(sample)[1:]
+    report = validate_submission(write(tmp_path / "s.csv", rows[:2] + ["1_1_2;0.5"] + rows[4:]), sample)
+    assert report.problems == [
+        "malformed lines (want <image>_<row>_<col>,<value>): 1 (e.g. line 4: '1_1_2;0.5')",
+        f"missing ids besides those on the bad lines above: 1 (e.g. {rows[3].split(',')[0]})"]
 
 
 def test_bad_header(sample, tmp_path):
@@ -75,7 +84,7 @@ def test_garbage_text_and_bad_ids(sample, tmp_path):
     report = validate_submission(write(tmp_path / "s.csv", ["hello world", "1-1-1,0.5", "01_1_1,0.5"]))
     assert not report.ok and report.rows == 3
     assert report.problems[0] == ("malformed lines (want <image>_<row>_<col>,<value>): 3 "
-                                  "(e.g. 'hello world', '1-1-1,0.5', '01_1_1,0.5')")
+                                  "(e.g. line 2: 'hello world', line 3: '1-1-1,0.5', line 4: '01_1_1,0.5')")
     (tmp_path / "bin.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff" * 50)
     only_problem(validate_submission(tmp_path / "bin.csv"), "bin.csv: not a text CSV but binary data")
     report = validate_submission(write(tmp_path / "z.csv", ["1_0_1,0.5"]))
@@ -102,14 +111,15 @@ def test_binary_files_are_not_text_csvs(sample, tmp_path):
 
 
 def test_bad_line_found_inside_a_large_block(tmp_path, monkeypatch):
-    monkeypatch.setattr(submission, "BLOCK", 1 << 16)     # several blocks; the bad one is bisected
+    monkeypatch.setattr(submission, "BLOCK", 1 << 14)     # 4 blocks of ~1300 lines; the bad one is bisected
     out = tmp_path / "s.csv"
     write_submission([("1", np.full((50, 100), 0.5))], out)
     rows = lines(out)
     rows[3001] = "1_2_61;0.5"
     report = validate_submission(write(out, rows[1:]))
     assert report.rows == 5000
-    assert report.problems == ["malformed lines (want <image>_<row>_<col>,<value>): 1 (e.g. '1_2_61;0.5')"]
+    assert report.problems == [
+        "malformed lines (want <image>_<row>_<col>,<value>): 1 (e.g. line 3002: '1_2_61;0.5')"]
 
 
 def test_compressed_submissions(sample, tmp_path):
