@@ -46,19 +46,22 @@ def naive_write(pages, out: Path) -> int:
     return len(ids)
 
 
-def make_predictions(work: Path, n_pages: int) -> tuple[Path, Path | None, str]:
+def make_predictions(work: Path, n_pages: int | None) -> tuple[Path, Path | None, str]:
     """Save the predictions to work/preds.npz; returns it, the sample submission and a description."""
     if COMPETITION_ZIP.is_file():
         (work / "data").mkdir()
         (work / "data" / COMPETITION_ZIP.name).symlink_to(COMPETITION_ZIP)
         data = prepare_data(work / "data")
         pages = {p.stem: load_page(p) for p in data.test_images[:n_pages]}
-        sample, kind = data.sample_submission, "real test pages (prediction = noisy page)"
+        kind = f"of {len(data.test_images)} real test pages (prediction = noisy page)"
+        sample = data.sample_submission
+        if len(pages) < len(data.test_images):   # the sample's ids are those of every page
+            sample, kind = None, kind + "; no sample id check, which needs them all"
     else:
         rng = np.random.default_rng(0)
         heights = [420, 420, 258] * 24                  # 48 x 420 + 24 x 258 rows of 540 pixels
         pages = {str(3 * k + 1): rng.random((h, 540), np.float32) for k, h in enumerate(heights[:n_pages])}
-        sample, kind = None, "synthetic random pages"
+        sample, kind = None, f"of {len(heights)} synthetic random pages"
     np.savez(work / "preds.npz", **pages)
     return work / "preds.npz", sample, f"{len(pages)} {kind}, {sum(p.size for p in pages.values()):,} pixels"
 
@@ -111,14 +114,15 @@ def report(name: str, r: dict) -> None:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--pages", type=int, default=72, help="write only the first N test pages")
+    p.add_argument("--pages", type=int, default=None,
+                   help="write only the first N test pages (default: all, which the sample id check needs)")
     p.add_argument("--child", choices=["naive", "ours"], help=argparse.SUPPRESS)
     p.add_argument("--preds", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--compress", default=None, help=argparse.SUPPRESS)
     p.add_argument("--sample", type=Path, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.pages < 1:   # 0 pages fail deep in NumPy; negative ones slice from the end
+    if args.pages is not None and args.pages < 1:   # 0 fails deep in NumPy; -N slices from the end
         p.error(f"--pages {args.pages}: must be at least 1")
     if args.child:
         return child(args)
@@ -131,7 +135,7 @@ def main(argv=None) -> None:
         ours = run_child("ours", preds, work / "ours.csv")
         report("write_submission", ours)
         report("  ... zip", run_child("ours", preds, work / "ours.csv.zip", "--compress", "zip"))
-        if sample is not None and args.pages == 72:
+        if sample is not None:
             checked = run_child("ours", preds, work / "ours.csv", "--sample", str(sample))
             report("  ... + sample id check", checked)
         diff = compare(work / "naive.csv", work / "ours.csv")
