@@ -50,7 +50,7 @@ from src.mnist import Digits, load_digits
 from src.mnist_plots import (pca_grid, plot_accuracy_curves, plot_code_space, plot_digit_grid,
                              plot_loss_curves, plot_reconstructions)
 from src.models import build_model, count_parameters
-from src.train import fit, run_command, setup_runtime
+from src.train import fit, run_command, schedule_text, setup_runtime
 
 VARIANTS = {"base": "ae_base", "sparse": "ae_sparse", "vae": "vae"}   # --variant -> src.models.MODELS
 NEAR_ZERO = 1e-2
@@ -327,7 +327,7 @@ def run(cfg: AutoencoderConfig, log=print) -> dict:
     model = build_model(name, **config)
     if rt.is_main:
         log(f"{name} ({count_parameters(model) / 1e6:.2f} M parameters) on {rt.device}: {digits.describe()}; "
-            f"{cfg.epochs} epochs x {cfg.steps_per_epoch} steps x {cfg.batch_size} digits")
+            f"{schedule_text(cfg, 'digit')}")
     dataset = DigitDataset(digits.train_images, digits.train_labels, cfg.steps_per_epoch * cfg.batch_size,
                            cfg.seed, rt.rank)
     l1, kl = loss_weights(cfg)

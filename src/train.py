@@ -299,6 +299,17 @@ def graph_loss(model: nn.Module, loss_fn: Callable, sample: list[torch.Tensor],
         return torch.cuda.make_graphed_callables(module, tuple(sample))
 
 
+def check_resume(saved: dict, cfg, last_path: Path) -> None:
+    """ValueError when --resume would continue the run in last_path (config `saved`) with other flags."""
+    conflicts = resume_conflicts(saved, cfg)
+    if conflicts:
+        # a forgotten --preset is the usual cause: it changes several flags at once
+        preset = saved.get("preset")
+        hint = f" (it was trained with --preset {preset})" if preset and preset != cfg.preset else ""
+        raise ValueError(f"--resume: {last_path} was trained with {', '.join(conflicts)}; resume with "
+                         f"the checkpoint's values{hint}, or give a new --name to train a separate run")
+
+
 def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, rt: Runtime, *,
         kind: str, model_name: str, model_config: dict, loss_fn=mse_step, log=print) -> dict:
     """Train `model` and keep its best and last checkpoints.
@@ -326,13 +337,7 @@ def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, r
     if cfg.resume and last_path.exists():
         ckpt = load_checkpoint(last_path, kind)
         saved = ckpt.get("config", {})
-        conflicts = resume_conflicts(saved, cfg)
-        if conflicts:
-            # a forgotten --preset is the usual cause: it changes several flags at once
-            preset = saved.get("preset")
-            hint = f" (it was trained with --preset {preset})" if preset and preset != cfg.preset else ""
-            raise ValueError(f"--resume: {last_path} was trained with {', '.join(conflicts)}; resume with "
-                             f"the checkpoint's values{hint}, or give a new --name to train a separate run")
+        check_resume(saved, cfg, last_path)
         unwrap(model).load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
@@ -341,7 +346,8 @@ def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, r
         if rt.is_main:
             log(f"resumed from {last_path} after epoch {start} (best score {best:.5f})")
             if start >= cfg.epochs:
-                log(f"nothing to train: the checkpoint has {start} epochs and --epochs is {cfg.epochs}")
+                log(f"nothing to train: the checkpoint has {counted(start, 'epoch')} and --epochs is "
+                    f"{cfg.epochs}")
             elif saved.get("epochs", cfg.epochs) != cfg.epochs:
                 log(f"--epochs {cfg.epochs} (checkpoint: {saved['epochs']}): the cosine schedule now ends at "
                     f"epoch {cfg.epochs}, so the learning rate goes on from "
@@ -412,6 +418,17 @@ def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, r
     return dict(history=history, best_score=best, best_path=best_path, last_path=last_path)
 
 
+def counted(n: int, noun: str, nouns: str = "") -> str:
+    """`1 epoch`, `14 epochs` (nouns: the plural when not noun + s): logs read right at every count."""
+    return f"{n} {noun if n == 1 else nouns or noun + 's'}"
+
+
+def schedule_text(cfg, item: str, items: str = "") -> str:
+    """`14 epochs x 450 steps x 2 patches`: what a run will train on, for its first log line."""
+    return " x ".join([counted(cfg.epochs, "epoch"), counted(cfg.steps_per_epoch, "step"),
+                       counted(cfg.batch_size, item, items)])
+
+
 def format_row(row: dict) -> str:
     parts = [f"epoch {row['epoch']:3d}", f"loss {row['train_loss']:.5f}"]
     if "score" in row:
@@ -436,6 +453,8 @@ def run_command(run: Callable, cfg, *, command: str, last_path: Path, argv=None)
     main_thread = threading.current_thread() is threading.main_thread()   # signals bind only there
     previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
+        if getattr(cfg, "resume", False) and last_path.exists():   # refuse before loading any data
+            check_resume(load_checkpoint(last_path).get("config", {}), cfg, last_path)
         run(cfg)
     except (DataError, CheckpointError, ValueError, OSError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -19,7 +19,7 @@ from src.inference import predict_page
 from src.metrics import error_breakdown, pooled_rmse, psnr_from_rmse
 from src.models import build_model, count_parameters
 from src.plots import plot_before_after, plot_training_curves
-from src.train import LOSSES, fit, run_command, setup_runtime
+from src.train import LOSSES, counted, fit, run_command, schedule_text, setup_runtime
 
 
 def make_evaluate(pages, cfg, rt):
@@ -75,9 +75,9 @@ def run(cfg: DenoiserConfig, log=print) -> dict:
             log(f"encoder initialised from {cfg.init_from} ({len(loaded)} tensors)")
     if rt.is_main:
         log(f"{cfg.model} ({count_parameters(model) / 1e6:.2f} M parameters) on {rt.device}"
-            f"{f' x{rt.world}' if rt.distributed else ''}: {len(train_pages)} training pages, "
-            f"{len(val_pages)} validation pages, {cfg.epochs} epochs x {cfg.steps_per_epoch} steps "
-            f"x {cfg.batch_size} patches of {cfg.patch_size}px")
+            f"{f' x{rt.world}' if rt.distributed else ''}: {counted(len(train_pages), 'training page')}, "
+            f"{counted(len(val_pages), 'validation page')}, {schedule_text(cfg, 'patch', 'patches')} of "
+            f"{cfg.patch_size}px")
     dataset = PatchDataset(train_pages, cfg.patch_size, cfg.steps_per_epoch * cfg.batch_size,
                            cfg.photometric, cfg.seed, rt.rank, cfg.flips)
     result = fit(model, dataset, make_evaluate(val_pages, cfg, rt), cfg, rt, kind="denoiser",

@@ -152,3 +152,14 @@ def test_resume_refuses_changed_training_flags_and_may_add_epochs(tmp_path, synt
                  log=logs.append)
     assert any("--epochs 3 (checkpoint: 2): the cosine schedule now ends at epoch 3" in m for m in logs), logs
     assert [r["epoch"] for r in result["history"]] == [1, 2, 3]
+
+
+def test_command_refuses_a_changed_resume_before_loading_data(tmp_path, synthetic_dir, capsys):
+    run(smoke(tmp_path, synthetic_dir, epochs=1), log=lambda *_: None)
+    args = ["--preset", "smoke", "--data-dir", str(synthetic_dir), "--models-dir", str(tmp_path / "models"),
+            "--val-fraction", "0.34", "--resume", "--lr", "0.01"]
+    capsys.readouterr()
+    assert main(args) == 1
+    out, err = capsys.readouterr()
+    assert out == ""    # no run header, no data message: the refusal is the only thing said
+    assert err.startswith("error: --resume: ") and "--lr 0.001 (now: --lr 0.01)" in err
