@@ -186,12 +186,13 @@ def init_encoder_from(model: nn.Module, path: Path) -> list[str]:
            for k in shared if src[k].shape != own[k].shape]
     if bad:
         # The stem's first conv has --width output channels: name the two widths, not tensor shapes.
-        theirs, ours = (t[STEM].shape[0] if STEM in t else None for t in (src, own))
-        why = (f"pretrained with --width {theirs}, this model has --width {ours}" if theirs != ours
-               else "; ".join(bad[:3]))
-        raise CheckpointError(f"{path}: encoder weights do not fit this model ({why}); use the same --width "
-                              f"as the pretraining" + (f" (--width {theirs} here, or pretrain with --width "
-                                                       f"{ours})" if theirs != ours else ""))
+        if STEM in shared and src[STEM].shape[0] != own[STEM].shape[0]:
+            theirs, ours = src[STEM].shape[0], own[STEM].shape[0]
+            raise CheckpointError(f"{path}: encoder weights do not fit this model (pretrained with --width "
+                                  f"{theirs}, this model has --width {ours}); use the same --width as the "
+                                  f"pretraining (--width {theirs} here, or pretrain with --width {ours})")
+        raise CheckpointError(f"{path}: encoder weights do not fit this model ({'; '.join(bad[:3])}); "
+                              f"use the same --width as the pretraining")
     if not shared:
         raise CheckpointError(f"{path}: no encoder weights in common with this model")
     unwrap(model).load_state_dict({**own, **{k: src[k] for k in shared}})

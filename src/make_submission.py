@@ -53,8 +53,9 @@ def check_flags(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     # The training config's checks, so both commands accept and word these flags alike.
     inference = DenoiserConfig(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
                                device=args.device)
-    for problem in config_problems(inference):
-        p.error(problem)
+    problems = config_problems(inference)
+    if problems:   # all of them at once, as parse_config reports the training flags
+        p.error("\n  ".join(problems))
     raw, args.out = args.out, Path(args.out)
     if raw.endswith(("/", os.sep)):   # else written as a file of that name, or refused only at the end
         p.error(f"--out {raw}: a trailing slash names a folder; name a file such as {args.out / CSV_NAME}")

@@ -312,7 +312,7 @@ def _parse_slow(blk: bytes, tally: _Tally, first: int) -> tuple[np.ndarray, np.n
     first: the file line number of blk's first line, for the examples.
     """
     keys, values, bad = [], [], []
-    for n, line in enumerate(blk.split(b"\n")[:-1] if blk.endswith(b"\n") else blk.split(b"\n"), first):
+    for n, line in enumerate(blk.removesuffix(b"\n").split(b"\n"), first):
         line = line.removesuffix(b"\r")
         m = _LINE.fullmatch(line)
         if m is None:
@@ -426,12 +426,11 @@ def _match(grid: _Grid, pieces, tally: _Tally, outside: str, unseen: str, keep: 
         seen[flat] = True
         if keep:
             values[flat] = val[inside]
-    missing = np.flatnonzero(~seen)
     if tally.bad_keys:   # an id on a bad line is reported there: missing, here, are the others
         flat, inside = grid.locate(np.concatenate(tally.bad_keys))
         seen[flat[inside]] = True
-        missing = np.flatnonzero(~seen)
         unseen += " besides those on the bad lines above"
+    missing = np.flatnonzero(~seen)
     tally.add(unseen, len(missing), _ids(grid.keys(missing[:EXAMPLES])))
     return values
 
