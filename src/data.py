@@ -19,6 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from src.files import atomic_write
+
 log = logging.getLogger(__name__)
 
 COMPETITION = "denoising-dirty-documents"
@@ -277,6 +279,17 @@ def load_page(path: Path) -> np.ndarray:
         img = cv2.cvtColor(img, code)
     scale = 65535.0 if img.dtype == np.uint16 else 255.0
     return img.astype(np.float32) / scale
+
+
+def save_page(path: Path, page: np.ndarray) -> None:
+    """Write a page as an 8-bit grayscale PNG, atomically: uint8 as it is, floats in [0, 1] rounded
+    (values outside clipped), so that load_page reads it back to within 1/510."""
+    path = Path(path)
+    if page.ndim != 2:
+        raise DataError(f"{path}: a page is (height, width) grayscale, not shape {page.shape}")
+    img = page if page.dtype == np.uint8 else np.rint(np.clip(page, 0, 1) * 255).astype(np.uint8)
+    buf = cv2.imencode(".png", img)[1]
+    atomic_write(path, lambda tmp: tmp.write_bytes(buf.tobytes()))
 
 
 def load_pair(noisy: Path, clean: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -2,6 +2,7 @@
 
 Pages come from --images (any folder of PNGs) or the test pages found in --data-dir; several
 --checkpoint flags average a fold ensemble; flip test-time augmentation is on unless --no-tta.
+--png-dir also keeps each cleaned page as a PNG, to look at (or to clean scans of your own).
 """
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from src.checkpoints import CheckpointError, ensure_writable_dir, load_model
+from src.checkpoints import CheckpointError, load_model
 from src.config import DenoiserConfig, config_problems  # inference defaults = those validation used
-from src.data import DEFAULT_DATA_DIR, DataError, list_images, load_page, prepare_or_synthesize
+from src.data import DEFAULT_DATA_DIR, DataError, list_images, load_page, prepare_or_synthesize, save_page
+from src.files import ensure_writable_dir
 from src.inference import predict_page
 from src.submission import CSV_NAME, SubmissionError, submission_path, write_submission
 from src.train import resolve_device
@@ -35,6 +37,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="file to write; a name ending .zip or .gz is compressed (default: %(default)s)")
     p.add_argument("--compress", choices=["zip", "gz"],
                    help="compress the CSV; .zip or .gz is appended to --out unless it ends so already")
+    p.add_argument("--png-dir", type=Path,
+                   help="also write each cleaned page as <png-dir>/<page>.png (8-bit grayscale)")
     p.add_argument("--tile", type=int, default=DenoiserConfig.tile,
                    help="side in pixels of the tiles a page is predicted in (default: %(default)s)")
     p.add_argument("--overlap", type=int, default=DenoiserConfig.overlap,
@@ -71,7 +75,9 @@ def check_flags(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace, log=print) -> Path:
     t0 = time.perf_counter()
     out, compress = args.out, args.compress   # resolved by check_flags
-    ensure_writable_dir(out.parent)   # fail now, not after minutes of predicting
+    for folder in (out.parent, args.png_dir):   # fail now, not after minutes of predicting
+        if folder is not None:
+            ensure_writable_dir(folder)
     device = resolve_device(args.device)
     models = [load_model(c, kind="denoiser", device=device)[0] for c in args.checkpoint]
     sample = args.sample
@@ -82,12 +88,19 @@ def run(args: argparse.Namespace, log=print) -> Path:
         pages, sample = data.test_images, sample or data.sample_submission
         if not pages:
             raise DataError(f"{args.data_dir}: no test pages found")
-    preds = ((p.stem, predict_page(models, load_page(p), tile=args.tile, overlap=args.overlap,
-                                   batch_size=args.batch_size, tta=args.tta, device=device, amp=True))
-             for p in tqdm(pages, desc="pages", disable=None))
-    rows = write_submission(preds, out, compress=compress, sample=sample)
+
+    def predictions():
+        for page in tqdm(pages, desc="pages", disable=None):
+            pred = predict_page(models, load_page(page), tile=args.tile, overlap=args.overlap,
+                                batch_size=args.batch_size, tta=args.tta, device=device, amp=True)
+            if args.png_dir is not None:
+                save_page(args.png_dir / f"{page.stem}.png", pred)
+            yield page.stem, pred
+
+    rows = write_submission(predictions(), out, compress=compress, sample=sample)
     log(f"wrote {rows:,} rows for {len(pages)} pages in {time.perf_counter() - t0:.1f} s -> {out}"
-        + ("" if sample else " (no sample submission: ids not cross-checked)"))
+        + ("" if sample else " (no sample submission: ids not cross-checked)")
+        + (f"; cleaned pages in {args.png_dir}" if args.png_dir is not None else ""))
     return out
 
 

@@ -9,7 +9,7 @@ matplotlib.use("Agg")  # headless: CI, servers and Kaggle kernels have no displa
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from src.checkpoints import atomic_write  # noqa: E402
+from src.files import atomic_write  # noqa: E402
 
 
 def save_figure(fig, path: Path) -> Path:

@@ -42,10 +42,10 @@ import torch
 from torch.utils.data import Dataset
 
 from src.autoencoders import autoencoder_loss, loss_terms
-from src.checkpoints import (atomic_write, ensure_writable_dir, load_checkpoint, model_from_checkpoint,
-                             save_checkpoint)
+from src.checkpoints import load_checkpoint, model_from_checkpoint, save_checkpoint
 from src.config import parse_config
 from src.data import DataError
+from src.files import atomic_write, ensure_writable_dir
 from src.mnist import Digits, load_digits
 from src.mnist_plots import (pca_grid, plot_accuracy_curves, plot_code_space, plot_digit_grid,
                              plot_loss_curves, plot_reconstructions)

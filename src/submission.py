@@ -11,9 +11,7 @@ import contextlib
 import functools
 import gzip
 import io
-import os
 import re
-import secrets
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -24,6 +22,7 @@ import pandas as pd
 from numpy.lib.stride_tricks import as_strided
 
 from src.data import DataError, list_images, load_page
+from src.files import atomic_write
 from src.metrics import pooled_rmse
 
 HEADER = "id,value"
@@ -149,7 +148,7 @@ def submission_path(out: Path, compress: str | None = None) -> tuple[Path, str |
 
 @contextlib.contextmanager
 def _open_for_writing(tmp: Path, out: Path, compress: str | None):
-    with open(tmp, "xb") as raw:
+    with open(tmp, "wb") as raw:
         if compress == "zip":
             with zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED, compresslevel=COMPRESSLEVEL) as zf, \
                     zf.open(CSV_NAME, "w") as f:
@@ -177,10 +176,9 @@ def write_submission(pages, out: Path, compress: str | None = None, sample: Path
         raise ValueError(f"compress={compress!r}; choose one of {COMPRESSIONS}")
     out = Path(out)
     compress = output_compression(out, compress)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{secrets.token_hex(4)}.tmp")
     written: dict[str, tuple[int, int]] = {}
-    try:
+
+    def write(tmp: Path) -> None:
         with _open_for_writing(tmp, out, compress) as f:
             f.write(f"{HEADER}\n".encode())
             for page_id, pred in pages:
@@ -189,12 +187,10 @@ def write_submission(pages, out: Path, compress: str | None = None, sample: Path
                     raise SubmissionError(f"page {page_id} given twice")
                 f.write(memoryview(page_csv(page_id, pred)))
                 written[page_id] = np.shape(pred)
-        if sample is not None:
+        if sample is not None:   # before the rename: a file with the wrong ids never replaces a good one
             _check_against_sample(written, Path(sample))
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    atomic_write(out, write)
     return sum(h * w for h, w in written.values())
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from src.data import CLEAN, SAMPLE, TEST, TRAIN, DataError
+from src.data import CLEAN, SAMPLE, TEST, TRAIN, DataError, save_page
+from src.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -218,17 +219,6 @@ def make_pair(seed: int, page_id: int, height: int, width: int = WIDTH) -> tuple
 
 # ---------------------------------------------------------------- writing
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary sibling and os.replace, so an interrupted run leaves no half file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def write_png(path: Path, img: np.ndarray) -> None:
-    write_atomic(path, cv2.imencode(".png", img)[1].tobytes())
-
-
 def sample_submission_text(pages: list[tuple[int, int, int]]) -> str:
     """The sample CSV for (page_id, height, width) pages, in the real file's order.
 
@@ -284,11 +274,12 @@ def make_synthetic_competition(root: Path, n_train: int = 24, n_test: int = 6, s
     train_ids, test_ids, heights = page_plan(n_train, n_test, seed)
     for pid in train_ids:
         noisy, clean = make_pair(seed, pid, heights[pid])
-        write_png(root / TRAIN / f"{pid}.png", noisy)
-        write_png(root / CLEAN / f"{pid}.png", clean)
+        save_page(root / TRAIN / f"{pid}.png", noisy)
+        save_page(root / CLEAN / f"{pid}.png", clean)
     for pid in test_ids:
-        write_png(root / TEST / f"{pid}.png", make_pair(seed, pid, heights[pid])[0])
+        save_page(root / TEST / f"{pid}.png", make_pair(seed, pid, heights[pid])[0])
     pages = [(pid, heights[pid], WIDTH) for pid in test_ids]
-    write_atomic(root / SAMPLE, sample_submission_text(pages).encode())
+    text = sample_submission_text(pages)
+    atomic_write(root / SAMPLE, lambda tmp: tmp.write_text(text))
     os.replace(partial, root / MARKER)               # last: the dataset is complete
     return root

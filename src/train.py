@@ -26,10 +26,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from src.checkpoints import (CheckpointError, ensure_writable_dir, load_checkpoint, make_checkpoint,
-                             save_checkpoint, unwrap)
+from src.checkpoints import CheckpointError, load_checkpoint, make_checkpoint, save_checkpoint, unwrap
 from src.config import DEVICE, resume_conflicts
 from src.data import DataError
+from src.files import ensure_writable_dir
 
 
 @dataclass

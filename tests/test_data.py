@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from src.data import (DataError, find_pairs, list_images, load_page, load_pair, prepare_data,
-                      prepare_or_synthesize, safe_extract, split_pages)
+                      prepare_or_synthesize, safe_extract, save_page, split_pages)
 
 
 def write_png(path: Path, img: np.ndarray) -> Path:
@@ -111,6 +111,19 @@ def test_size_mismatch_and_truncated_png(tmp_path):
         load_page(tmp_path / "text.png")
     with pytest.raises(DataError, match="file not found"):
         load_page(tmp_path / "nope.png")
+
+
+def test_save_page_round_trips_through_load_page(tmp_path):
+    page = np.array([[-0.2, 0.0, 0.3337], [0.5, 1.0, 1.7]], np.float32)
+    save_page(tmp_path / "p.png", page)
+    back = load_page(tmp_path / "p.png")
+    assert np.abs(back - np.clip(page, 0, 1)).max() <= 1 / 510 + 1e-6 and back[0, 0] == 0 and back[1, 2] == 1
+    ints = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    save_page(tmp_path / "p.png", ints)   # replaces the file; uint8 is written as it is
+    assert np.array_equal(np.rint(load_page(tmp_path / "p.png") * 255), ints)
+    with pytest.raises(DataError, match=r"q\.png: a page is \(height, width\) grayscale, not shape"):
+        save_page(tmp_path / "q.png", np.zeros((2, 2, 3), np.uint8))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.png"]
 
 
 def test_colour_page_converted_with_warning(tmp_path, caplog):

@@ -53,6 +53,24 @@ def test_ensemble_and_tta(tmp_path, synthetic_dir, identity_ckpt):
     assert validate_submission(out, sample=synthetic_dir / "sampleSubmission.csv").ok
 
 
+def test_png_dir_keeps_the_cleaned_pages(tmp_path, synthetic_dir):
+    torch.manual_seed(0)   # a model that changes the page, so the PNGs must be its output, not the input
+    path = tmp_path / "random.pt"
+    save_checkpoint(path, make_checkpoint(build_model("unet", width=4, depth=1), kind="denoiser",
+                                          model_name="unet", model_config=dict(width=4, depth=1), config={}))
+    pages, out, png = synthetic_dir / "test", tmp_path / "s.csv", tmp_path / "cleaned"
+    assert main(["--checkpoint", str(path), "--images", str(pages), "--out", str(out), "--no-tta",
+                 "--png-dir", str(png)]) == 0
+    assert sorted(p.name for p in png.iterdir()) == sorted(p.name for p in list_images(pages))
+    csv = read_submission(out).set_index("id")["value"]
+    for page in list_images(png):
+        img, noisy = load_page(page), load_page(pages / page.name)
+        values = np.array([csv[f"{page.stem}_{r}_{c}"] for r, c in [(1, 1), (9, 17), img.shape]])
+        got = np.array([img[r - 1, c - 1] for r, c in [(1, 1), (9, 17), img.shape]])
+        assert img.shape == noisy.shape and np.abs(got - values).max() <= 1 / 510 + 6e-5
+        assert np.abs(img - noisy).max() > 0.01
+
+
 def test_errors_are_one_line(tmp_path, synthetic_dir, identity_ckpt, capsys):
     assert main(["--checkpoint", str(tmp_path / "none.pt"), "--data-dir", str(synthetic_dir)]) == 1
     assert "checkpoint not found" in capsys.readouterr().err
@@ -184,6 +202,6 @@ def test_help_shows_each_default_once(capsys):
     text = capsys.readouterr().out
     assert text.startswith("usage: python -m src.make_submission ")
     options = text.split("options:")[1].split("\n  -")[1:]
-    assert len(options) == 12
+    assert len(options) == 13
     for option in options:
         assert option.count("default") <= 1 and "(default: None)" not in option, option

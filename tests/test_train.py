@@ -6,7 +6,7 @@ import time
 import pytest
 import torch
 
-from src.checkpoints import atomic_write
+from src.files import atomic_write
 from src.train import (GradClip, PatchLoader, Runtime, clipped_mse, loader_workers, resolve_device,
                        run_command, warmup_cosine)
 

@@ -1,0 +1,69 @@
+"""Files written so that nothing is lost: a crash or a full disk leaves the previous file intact.
+
+Every file the package writes (checkpoints, plots, submissions, pages, metrics) goes through
+`atomic_write`; `ensure_writable_dir` checks a folder before hours of work rather than after.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _os_error(errno: int | None, message: str) -> OSError:
+    """An OSError that prints as message alone, without "[Errno 28]" before it, and keeps errno."""
+    err = OSError(message)
+    err.errno = errno
+    return err
+
+
+def _blocking_file(folder: Path) -> Path | None:
+    """The file standing where folder or one of its parents should be, if any."""
+    return next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+
+
+def _temp_file(folder: Path, name: str) -> Path:
+    """An empty new file in folder (created if needed); OSError "cannot write to <folder>: why"."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+        os.close(fd)
+    except OSError as e:
+        blocker = _blocking_file(folder)
+        why = (e.strerror or str(e)) if blocker is None else \
+            f"{'it' if blocker == folder else blocker} is a file, not a folder"
+        raise _os_error(e.errno, f"cannot write to {folder}: {why}") from None
+    return Path(tmp)
+
+
+def ensure_writable_dir(folder: Path) -> Path:
+    """Create folder if needed and check a file can be written in it, before hours of work, not after.
+
+    Raises OSError "cannot write to <folder>: why" (like atomic_write). Returns folder.
+    """
+    folder = Path(folder)
+    _temp_file(folder, "write-check").unlink()
+    return folder
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call write(tmp_path), then rename tmp over path: a crash mid-write leaves the old file intact."""
+    path = Path(path)
+    tmp = _temp_file(path.parent, path.name)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise _os_error(e.errno, f"cannot write {path}: {e.strerror or e}") from None
+        raise

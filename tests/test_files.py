@@ -1,0 +1,50 @@
+import os
+
+import pytest
+
+from src.files import atomic_write, ensure_writable_dir
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path):
+    target = tmp_path / "keep.txt"
+    target.write_text("old")
+
+    def boom(tmp):
+        tmp.write_text("half")
+        raise RuntimeError("disk died")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(target, boom)
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def test_ensure_writable_dir_creates_checks_and_leaves_nothing(tmp_path):
+    folder = ensure_writable_dir(tmp_path / "a" / "b")
+    assert folder == tmp_path / "a" / "b" and folder.is_dir() and list(folder.iterdir()) == []
+    (tmp_path / "file").write_text("a file where a folder should be")
+    with pytest.raises(OSError) as err:
+        ensure_writable_dir(tmp_path / "file" / "sub")
+    blocked = tmp_path / "file"
+    assert str(err.value) == f"cannot write to {blocked / 'sub'}: {blocked} is a file, not a folder"
+    with pytest.raises(OSError, match=r"cannot write to .*file: it is a file, not a folder$"):
+        ensure_writable_dir(blocked)
+    assert err.value.errno is not None
+
+
+@pytest.mark.skipif(getattr(os, "geteuid", lambda: 0)() == 0, reason="root may write to read-only folders")
+def test_ensure_writable_dir_read_only_folder(tmp_path):
+    (tmp_path / "ro").mkdir(mode=0o555)
+    try:
+        with pytest.raises(OSError, match=r"cannot write to .*ro: Permission denied"):
+            ensure_writable_dir(tmp_path / "ro")
+    finally:
+        (tmp_path / "ro").chmod(0o755)
+
+
+def test_atomic_files_get_the_usual_permissions(tmp_path):
+    mask = os.umask(0o022)   # mkstemp makes 0600 files: a checkpoint others cannot read would surprise
+    try:
+        atomic_write(tmp_path / "m.txt", lambda tmp: tmp.write_text("x"))
+        assert (tmp_path / "m.txt").stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(mask)
