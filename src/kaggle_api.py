@@ -1,4 +1,4 @@
-"""Talk to Kaggle through the `kaggle` package: find credentials, download, explain failures.
+"""Talk to Kaggle through the `kaggle` package: find credentials, download, submit, explain failures.
 
 The `kaggle` package is loud and sharp-edged when used as a library: importing it authenticates and
 prints an 18-line help text when that fails, `authenticate()` calls `exit(1)`, and HTTP errors come
@@ -36,7 +36,7 @@ BROKEN_OFF = (requests.exceptions.ChunkedEncodingError, ConnectionResetError)   
 
 
 class KaggleError(Exception):
-    """A download that cannot go on; the message says what to do and holds no secret."""
+    """A download or submission that cannot go on; the message says what to do and holds no secret."""
 
 
 @dataclass(frozen=True)
@@ -270,16 +270,8 @@ def download_competition(competition: str, data_dir: Path, creds: Credentials, h
     Raises: KaggleError with a message that ends with `hint` where downloading by hand helps.
     """
     partial = Path(data_dir) / PARTIAL_DIR
-    try:
-        check_reachable()
-        api = make_api()
-        with _scrubbed_output(creds.secrets):
-            _authenticate(api, creds, hint)
-            api.competition_download_files(competition, path=str(partial), quiet=False)
-    except KaggleError:
-        raise
-    except Exception as e:
-        raise KaggleError(scrub(explain(e, competition, creds, hint), creds.secrets)) from None
+    _call(lambda api: api.competition_download_files(competition, path=str(partial), quiet=False),
+          competition, creds, hint, "download")
     got = partial / f"{competition}.zip"
     if not got.is_file():
         found = sorted(p.name for p in partial.iterdir())
@@ -288,6 +280,34 @@ def download_competition(competition: str, data_dir: Path, creds: Credentials, h
     os.replace(got, final)
     shutil.rmtree(partial, ignore_errors=True)
     return final
+
+
+def submit_file(competition: str, path: Path, message: str, creds: Credentials, hint: str) -> str:
+    """Upload path as a submission to competition; returns Kaggle's answer (no secret in it).
+
+    Raises: KaggleError with a message that ends with `hint` where uploading by hand helps.
+    """
+    api, response = _call(lambda api: api.competition_submit(str(path), message, competition, quiet=False),
+                          competition, creds, hint, "submission")
+    answer = scrub(str(getattr(response, "message", "") or ""), creds.secrets)
+    # the package reports a failed upload in the answer (having printed why), not as an exception
+    if answer and answer == getattr(api, "COMPETITION_SUBMIT_UPLOAD_FAILED_MESSAGE", None):
+        raise KaggleError(f"the upload of {path} did not complete ({answer}); run this again, {hint}")
+    return answer
+
+
+def _call(request, competition: str, creds: Credentials, hint: str, action: str):
+    """(api, request(api)) on an authenticated API, every failure a KaggleError saying what to do."""
+    try:
+        check_reachable()
+        api = make_api()
+        with _scrubbed_output(creds.secrets):
+            _authenticate(api, creds, hint)
+            return api, request(api)
+    except KaggleError:
+        raise
+    except Exception as e:
+        raise KaggleError(scrub(explain(e, competition, creds, hint, action), creds.secrets)) from None
 
 
 def _authenticate(api, creds: Credentials, hint: str) -> None:
@@ -300,31 +320,34 @@ def _authenticate(api, creds: Credentials, hint: str) -> None:
                           f"expired token?). Create a new API token on {TOKEN_PAGE}, {hint}") from None
 
 
-def explain(exc: BaseException, competition: str, creds: Credentials, hint: str) -> str:
-    """A short message for a failed API call, saying what to do; never the raw exception's secrets."""
+def explain(exc: BaseException, competition: str, creds: Credentials, hint: str,
+            action: str = "download") -> str:
+    """A short message for a failed API call (`action`: download or submission), saying what to do;
+    never the raw exception's secrets."""
     status = _http_status(exc)
     if status == 401:
         return (f"Kaggle rejected the credentials from {creds.source} (HTTP 401): the token is invalid or "
                 f"expired. Create a new API token on {TOKEN_PAGE}, {hint}")
     if status == 403:
-        return (f"Kaggle refused the download (HTTP 403): accept the competition's rules on "
+        return (f"Kaggle refused the {action} (HTTP 403): accept the competition's rules on "
                 f"https://www.kaggle.com/c/{competition}/rules while logged in, then run this again. "
                 f"If you did, the credentials from {creds.source} are invalid or expired: create a new "
                 f"API token on {TOKEN_PAGE}")
     if status == 404:
         return f"Kaggle knows no competition {competition!r} (HTTP 404); check --competition"
     if status is not None:
-        return f"Kaggle answered HTTP {status}; try again later, {hint}"
+        said = _answer(exc)
+        return f"Kaggle answered HTTP {status}{f' ({said})' if said else ''}; try again later, {hint}"
     if _is_network(exc) and _broke_off(exc):
-        return f"the connection to Kaggle broke off during the download; run this again to resume it, " \
-               f"{hint}"
+        again = "run this again to resume it" if action == "download" else "run this again"
+        return f"the connection to Kaggle broke off during the {action}; {again}, {hint}"
     if _is_network(exc):
         return f"cannot reach Kaggle ({_network_reason(exc)}). Check the connection or proxy, {hint}"
     if "does not match expected size" in str(exc):   # the kaggle package's check after a cut-off stream
         return f"the download stopped early; run this again to resume it, {hint}"
     if isinstance(exc, OSError) and exc.filename:
         return f"cannot write {exc.filename}: {exc.strerror}"
-    return f"download failed ({type(exc).__name__}: {scrub(str(exc), creds.secrets)[:300]}); {hint}"
+    return f"{action} failed ({type(exc).__name__}: {scrub(str(exc), creds.secrets)[:300]}); {hint}"
 
 
 def _chain(exc: BaseException):
@@ -341,6 +364,17 @@ def _http_status(exc: BaseException) -> int | None:
         if isinstance(status, int):
             return status
     return None
+
+
+def _answer(exc: BaseException) -> str:
+    """The reason in an HTTP error's JSON body ({"message": ...}), as Kaggle gives one, else ""."""
+    for e in _chain(exc):
+        try:
+            said = e.response.json().get("message", "")
+        except Exception:   # no response, no JSON, not a dict: nothing to add
+            continue
+        return str(said)[:200]
+    return ""
 
 
 def _is_network(exc: BaseException) -> bool:

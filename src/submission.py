@@ -51,6 +51,16 @@ class ValidationReport:
     problems: list[str] = field(default_factory=list)
     rmse: float | None = None                   # with `truth`: the competition's score
 
+    def text(self, path: Path) -> str:
+        """The verdict as the commands print it: OK with the rows (and RMSE), or INVALID and each problem."""
+        if self.ok:
+            score = "" if self.rmse is None else f", RMSE {self.rmse:.6f}"
+            return f"OK: {path} is a valid submission, {self.rows:,} rows{score}"
+        lines = [f"INVALID: {path}, {self.rows:,} rows", *(f"  - {problem}" for problem in self.problems)]
+        if self.rmse is not None:
+            lines.append(f"  RMSE over the truth pages anyway: {self.rmse:.6f}")
+        return "\n".join(lines)
+
 
 # ---------------------------------------------------------------- writing
 

@@ -56,15 +56,7 @@ def main(argv=None) -> int:
         print(f"no {DEFAULT_DATA_DIR / SAMPLE} found (pass --sample): checking the format only")
     report = validate_submission(args.file, sample=sample, truth=args.truth)
     note = synthetic_note(sample, report.ok, picked=args.sample is None)
-    if report.ok:
-        score = "" if report.rmse is None else f", RMSE {report.rmse:.6f}"
-        print(f"OK: {args.file} is a valid submission, {report.rows:,} rows{score}")
-    else:
-        print(f"INVALID: {args.file}, {report.rows:,} rows")
-        for problem in report.problems:
-            print(f"  - {problem}")
-        if report.rmse is not None:
-            print(f"  RMSE over the truth pages anyway: {report.rmse:.6f}")
+    print(report.text(args.file))
     if note:
         print(note)
     return 0 if report.ok else 1

@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
+
+from src import kaggle_api
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
@@ -13,6 +17,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 SHARED = PROJECT.parent / "shared"
 REAL_ZIP = SHARED / "competition" / "denoising-dirty-documents.zip"
 MNIST_DIR = SHARED / "mnist"
+KEY = "0123456789abcdef0123456789abcdef"   # a fake Kaggle API key: must never reach the output
 
 
 @pytest.fixture(scope="session")
@@ -56,3 +61,71 @@ def mnist_dir(tmp_path_factory) -> Path:
     for key, arr in dict(train_images=tr_x, train_labels=tr_y, test_images=te_x, test_labels=te_y).items():
         write_idx(folder / f"{IDX_FILES[key]}.gz", arr)
     return folder
+
+
+# ---------------------------------------------------------------- Kaggle: environment and a fake API
+
+def http_error(status: int, body: bytes = b"") -> requests.exceptions.HTTPError:
+    response = requests.Response()
+    response.status_code, response._content = status, body
+    return requests.exceptions.HTTPError(f"{status} Client Error for url: https://api.kaggle.com/v1/x",
+                                         response=response)
+
+
+@pytest.fixture
+def home(monkeypatch, tmp_path) -> Path:
+    """An empty HOME and config dir, no KAGGLE_* variables, no proxy: a machine without credentials."""
+    home = tmp_path / "home"
+    home.mkdir()
+    for var in list(os.environ):
+        if var.startswith("KAGGLE_") or var in kaggle_api.PROXY_VARS or var == "XDG_CONFIG_HOME":
+            monkeypatch.delenv(var)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(home))
+    return home
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to reach Kaggle fails the test."""
+    def refuse(*a, **k):
+        raise AssertionError("the network was touched")
+    monkeypatch.setattr(kaggle_api, "make_api", refuse)
+    monkeypatch.setattr(kaggle_api, "check_reachable", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+class FakeApi:
+    """Stands in for KaggleApi: `fetch(competition, folder)` plays the download, `upload(path, message,
+    competition)` a submission (it returns the response, whose .message is Kaggle's answer)."""
+
+    COMPETITION_SUBMIT_UPLOAD_FAILED_MESSAGE = "Could not submit to competition"   # as kaggle 2.x has it
+
+    def __init__(self, fetch=None, on_authenticate=None, upload=None):
+        self.fetch, self.on_authenticate, self.upload, self.calls = fetch, on_authenticate, upload, []
+
+    def authenticate(self):
+        if self.on_authenticate:
+            self.on_authenticate()
+
+    def competition_download_files(self, competition, path=None, force=False, quiet=True, unzip=False):
+        self.calls.append((competition, path))
+        self.fetch(competition, Path(path))
+
+    def competition_submit(self, file_name, message, competition, quiet=False, sandbox=False):
+        self.calls.append((competition, file_name, message))
+        return self.upload(Path(file_name), message, competition)
+
+
+@pytest.fixture
+def fake_api(monkeypatch, home):
+    """Install a FakeApi built from the given fetch (or upload); credentials: a fake KAGGLE_USERNAME/KEY."""
+    monkeypatch.setenv("KAGGLE_USERNAME", "bob")
+    monkeypatch.setenv("KAGGLE_KEY", KEY)
+    monkeypatch.setattr(kaggle_api, "check_reachable", lambda *a, **k: None)
+
+    def install(fetch=None, on_authenticate=None, upload=None) -> FakeApi:
+        api = FakeApi(fetch, on_authenticate, upload)
+        monkeypatch.setattr(kaggle_api, "make_api", lambda: api)
+        return api
+    return install

@@ -20,9 +20,10 @@ import requests
 from src import download, kaggle_api
 from src.data import COMPETITION
 
+from conftest import KEY, FakeApi, http_error   # tests/ is on sys.path (pytest's rootdir conftest)
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_ZIP = ROOT.parent / "shared" / "competition" / f"{COMPETITION}.zip"
-KEY = "0123456789abcdef0123456789abcdef"   # a fake API key: must never reach the output
 
 
 # ---------------------------------------------------------------- fixtures: competition-shaped zips
@@ -71,67 +72,6 @@ def digits_zip(path: Path, train_rows: int = 3, test_rows: int = 2, train_column
     test = csv([f"pixel{i}" for i in range(784)], ["0"] * 784, test_rows)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(zip_bytes({"train.csv": train, "test.csv": test}))
-
-
-def http_error(status: int) -> requests.exceptions.HTTPError:
-    response = requests.Response()
-    response.status_code = status
-    return requests.exceptions.HTTPError(f"{status} Client Error for url: https://api.kaggle.com/v1/x",
-                                         response=response)
-
-
-# ---------------------------------------------------------------- fixtures: environment and fake API
-
-@pytest.fixture
-def home(monkeypatch, tmp_path) -> Path:
-    """An empty HOME and config dir, no KAGGLE_* variables, no proxy: a machine without credentials."""
-    home = tmp_path / "home"
-    home.mkdir()
-    for var in list(os.environ):
-        if var.startswith("KAGGLE_") or var in kaggle_api.PROXY_VARS or var == "XDG_CONFIG_HOME":
-            monkeypatch.delenv(var)
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(home))
-    return home
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    """Any attempt to reach Kaggle fails the test."""
-    def refuse(*a, **k):
-        raise AssertionError("the network was touched")
-    monkeypatch.setattr(kaggle_api, "make_api", refuse)
-    monkeypatch.setattr(kaggle_api, "check_reachable", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-
-
-class FakeApi:
-    """Stands in for KaggleApi: `fetch(competition, folder)` plays the download."""
-
-    def __init__(self, fetch, on_authenticate=None):
-        self.fetch, self.on_authenticate, self.calls = fetch, on_authenticate, []
-
-    def authenticate(self):
-        if self.on_authenticate:
-            self.on_authenticate()
-
-    def competition_download_files(self, competition, path=None, force=False, quiet=True, unzip=False):
-        self.calls.append((competition, path))
-        self.fetch(competition, Path(path))
-
-
-@pytest.fixture
-def fake_api(monkeypatch, home):
-    """Install a FakeApi built from the given fetch; credentials are a fake KAGGLE_USERNAME/KAGGLE_KEY."""
-    monkeypatch.setenv("KAGGLE_USERNAME", "bob")
-    monkeypatch.setenv("KAGGLE_KEY", KEY)
-    monkeypatch.setattr(kaggle_api, "check_reachable", lambda *a, **k: None)
-
-    def install(fetch, on_authenticate=None) -> FakeApi:
-        api = FakeApi(fetch, on_authenticate)
-        monkeypatch.setattr(kaggle_api, "make_api", lambda: api)
-        return api
-    return install
 
 
 def run_main(capsys, *argv) -> tuple[int, str]:
