@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 from src import kaggle_api
-from src.data import COMPETITION, DEFAULT_DATA_DIR, DataError, has_competition_data, prepare_data
+from src.data import (COMPETITION, DEFAULT_DATA_DIR, SAMPLE, SYNTHETIC_DIR, DataError, has_competition_data,
+                      prepare_data)
 from src.kaggle_api import KaggleError
 from src.submission import compression_of, validate_submission
 from src.synthetic import MARKER
@@ -63,6 +64,10 @@ def submit(file: Path, message: str, data_dir: Path, sample: Path | None, log=pr
     log(report.text(file))
     if not report.ok:
         raise DataError(f"{file}: not uploaded; Kaggle would reject it (problems above)")
+    demo = SYNTHETIC_DIR / SAMPLE   # what `make demo` predicts when competition/ holds no data
+    if sample is None and demo.is_file() and validate_submission(file, sample=demo).ok:
+        raise DataError(f"{file}: not uploaded; it holds the SYNTHETIC demo pages ({demo}), not the "
+                        f"competition's: get the data with `python -m src.download`, then make it again")
     hint = f"or upload {file} by hand on {PAGE}/submit"
     for warning in kaggle_api.permission_warnings():
         print(warning, file=sys.stderr)

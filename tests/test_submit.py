@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from src import submit
-from src.data import CLEAN, SAMPLE, TEST, TRAIN, save_page
+from src.data import CLEAN, SAMPLE, TEST, TRAIN, list_images, load_page, save_page
 from src.submission import write_submission
 from src.synthetic import MARKER, sample_submission_text
 
@@ -64,6 +64,15 @@ def test_synthetic_sample_is_refused(home, no_network, files, synthetic_dir, cap
     assert (synthetic_dir / MARKER).exists()
     rc, text = run(capsys, str(files[0]), "-m", "x", "--data-dir", str(synthetic_dir))
     assert rc == 1 and "SYNTHETIC demo's sample submission" in text and "python -m src.download" in text
+
+
+def test_demo_submission_is_refused_without_a_sample(home, no_network, tmp_path, synthetic_dir, monkeypatch,
+                                                     capsys):
+    monkeypatch.setattr(submit, "SYNTHETIC_DIR", synthetic_dir)   # where `make demo` leaves its pages
+    demo = tmp_path / "demo.csv"
+    write_submission([(p.stem, load_page(p)) for p in list_images(synthetic_dir / "test")], demo)
+    rc, text = run(capsys, str(demo), "-m", "x", "--data-dir", str(tmp_path / "none"))
+    assert rc == 1 and "checking the format only" in text and "holds the SYNTHETIC demo pages" in text
 
 
 def test_sample_is_found_in_the_data_folder_or_the_format_alone_is_checked(fake_api, files, tmp_path, capsys):
