@@ -392,3 +392,17 @@ def test_check_on_the_shared_competition_zip(home, no_network, tmp_path, capsys)
     rc, out = run_main(capsys, "--check", "--data-dir", str(data))
     assert rc == 0, out
     assert f"{pairs} training pairs, {len(test_pages)} test pages, {rows:,} sample rows" in out
+
+
+def test_fake_api_calls_fit_the_real_kaggle_package(home):
+    """The fakes above stand in for KaggleApi: the calls made on them must bind on the real one, so
+    that a kaggle release renaming a parameter fails here rather than on a user's upload."""
+    import inspect
+
+    real = kaggle_api.make_api()   # imports the installed package (HOME is empty: nothing is sent)
+    inspect.signature(real.competition_download_files).bind(COMPETITION, path="x", quiet=False)
+    inspect.signature(real.competition_submit).bind("s.csv", "message", COMPETITION, quiet=False)
+    assert real.COMPETITION_SUBMIT_UPLOAD_FAILED_MESSAGE == FakeApi.COMPETITION_SUBMIT_UPLOAD_FAILED_MESSAGE
+    for name in ("competition_download_files", "competition_submit", "authenticate"):
+        fake = inspect.signature(getattr(FakeApi, name)).parameters
+        assert set(fake) - {"self"} <= set(inspect.signature(getattr(real, name)).parameters), name
