@@ -129,6 +129,12 @@ def test_checkpoint_kernel_reads_the_weights_dataset(tmp_path, pages, capsys):
     assert meta == {"title": "My Denoiser Weights", "id": WEIGHTS_ID, "licenses": [{"name": "CC0-1.0"}]}
     assert (out / "weights" / "denoiser_best.pt").read_bytes() == ckpt.read_bytes()
 
+    # a rebuild from the shipped copy itself (after a code change) keeps it
+    shipped = out / "weights" / "denoiser_best.pt"
+    assert main(["--id", KID, "--checkpoint", str(shipped), "--out", str(out), "--gpu"]) == 0
+    assert shipped.read_bytes() == ckpt.read_bytes() and sorted(p.name for p in out.iterdir()) == sorted(
+        [CODE_FILE, "kernel-metadata.json", "weights"])
+
     root = kaggle_root(tmp_path / "kaggle", pages, "folders")
     shutil.copytree(out / "weights", root / "input" / "my-denoiser-weights")   # how Kaggle mounts the dataset
     proc = run_script(out / CODE_FILE, root, tmp_path)
