@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -30,6 +30,8 @@ from src.checkpoints import CheckpointError, load_checkpoint, make_checkpoint, s
 from src.config import DEVICE, resume_conflicts
 from src.data import DataError
 from src.files import ensure_writable_dir
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -130,6 +132,29 @@ class PatchLoader:
             for batch in zip(*(t.split(self.batch_size) for t in chunk)):
                 if len(batch[0]) == self.batch_size:  # the short last batch is dropped
                     yield list(batch)
+
+
+def main_first(rt: Runtime, work: Callable[[], T]) -> T:
+    """`work()` on rank 0, then on the other ranks: what it writes (extracted pages) is written once.
+
+    Every torchrun rank extracting the same zips at once crashed, or left a rank listing 2 of the
+    72 test pages. Rank 0 tells the others whether it succeeded, so its error stops them too instead
+    of leaving them at a barrier.
+    """
+    if not rt.distributed:
+        return work()
+    done = [False]
+    if rt.is_main:
+        try:
+            result = work()
+            done = [True]
+        finally:
+            dist.broadcast_object_list(done, src=0)
+        return result
+    dist.broadcast_object_list(done, src=0)
+    if not done[0]:
+        raise DataError("rank 0 could not prepare the data (its error is above)")
+    return work()
 
 
 def teardown_runtime() -> None:

@@ -19,7 +19,8 @@ from src.inference import predict_page
 from src.metrics import error_breakdown, pooled_rmse, psnr_from_rmse
 from src.models import build_model, count_parameters
 from src.plots import plot_before_after, plot_training_curves
-from src.train import LOSSES, counted, fit, run_command, schedule_text, setup_runtime
+from src.train import (LOSSES, counted, fit, main_first, run_command, schedule_text,
+                       setup_runtime)
 
 
 def make_evaluate(pages, cfg, rt):
@@ -59,7 +60,8 @@ def report(best_path: Path, val_pages, names, cfg, rt) -> str:
 
 def run(cfg: DenoiserConfig, log=print) -> dict:
     rt = setup_runtime(cfg.device, cfg.threads)
-    data = prepare_or_synthesize(Path(cfg.data_dir), log=log if rt.is_main else lambda *_: None)
+    say = log if rt.is_main else lambda *_: None
+    data = main_first(rt, lambda: prepare_or_synthesize(Path(cfg.data_dir), log=say))
     train_idx, val_idx = split_pages(len(data.train_pairs), cfg.val_fraction, cfg.folds, cfg.fold,
                                      cfg.split_seed)
     pages = load_pairs(data.train_pairs)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import socket
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,20 @@ def synthetic_dir(tmp_path_factory) -> Path:
     from src.synthetic import make_synthetic_competition
 
     return make_synthetic_competition(tmp_path_factory.mktemp("synthetic"), n_train=6, n_test=2, seed=1)
+
+
+def zip_competition(pages: Path, dest: Path) -> Path:
+    """dest/ holding the inner zips of a competition-shaped folder, as Kaggle's zip holds them."""
+    from src.data import CLEAN, SAMPLE, TEST, TRAIN
+
+    dest.mkdir(parents=True)
+    for name in (TRAIN, CLEAN, TEST):
+        with zipfile.ZipFile(dest / f"{name}.zip", "w") as zf:
+            for p in sorted((pages / name).glob("*.png")):
+                zf.write(p, f"{name}/{p.name}")
+    with zipfile.ZipFile(dest / f"{SAMPLE}.zip", "w") as zf:
+        zf.write(pages / SAMPLE, SAMPLE)
+    return dest
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import zip_competition
 
 from src import build_kernel, data
 from src.build_kernel import find_checkpoint, kernel_data, main
@@ -39,14 +39,7 @@ def pages(tmp_path_factory) -> Path:
 def kaggle_root(root: Path, pages: Path, layout: str) -> Path:
     """root/input/... as Kaggle mounts the competition: the inner zips, or (newer) extracted folders."""
     if layout == "zips":
-        comp = root / "input" / COMPETITION
-        comp.mkdir(parents=True)
-        for name in (TRAIN, CLEAN, TEST):
-            with zipfile.ZipFile(comp / f"{name}.zip", "w") as zf:
-                for p in sorted((pages / name).glob("*.png")):
-                    zf.write(p, f"{name}/{p.name}")
-        with zipfile.ZipFile(comp / f"{SAMPLE}.zip", "w") as zf:
-            zf.write(pages / SAMPLE, SAMPLE)
+        comp = zip_competition(pages, root / "input" / COMPETITION)
     else:
         comp = root / "input" / "competitions" / COMPETITION
         for name in (TRAIN, CLEAN, TEST):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import zip_competition
 
 from src.checkpoints import load_checkpoint
 from src.train_denoiser import main
@@ -47,14 +48,17 @@ def test_ctrl_c_keeps_last_epoch_and_says_how_to_resume(tmp_path, synthetic_dir)
 
 @pytest.mark.slow
 def test_torchrun_two_cpu_processes_then_submission(tmp_path, synthetic_dir):
-    models = tmp_path / "m"
+    """From zips not yet extracted: rank 0 extracts them before the other rank lists the pages."""
+    models, zips = tmp_path / "m", zip_competition(synthetic_dir, tmp_path / "zips")
     torchrun = Path(sys.executable).with_name("torchrun")
     out = subprocess.run([str(torchrun), "--nproc_per_node=2", "-m", "src.train_denoiser",
-                          "--preset", "smoke", "--device", "cpu", "--data-dir", str(synthetic_dir),
+                          "--preset", "smoke", "--device", "cpu", "--data-dir", str(zips),
                           "--models-dir", str(models)],
                          cwd=PROJECT, env=ENV, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "on cpu x2" in out.stdout and "best validation RMSE" in out.stdout
+    assert sorted(p.name for p in (zips / "test").iterdir()) == sorted(
+        p.name for p in (synthetic_dir / "test").iterdir())
     assert load_checkpoint(models / "denoiser_last.pt", "denoiser")["epoch"] == 2
     assert load_checkpoint(models / "denoiser_best.pt", "denoiser")["epoch"] in (1, 2)
     csv = tmp_path / "sub.csv"

@@ -2,6 +2,7 @@ import math
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -201,3 +202,49 @@ def test_graph_loss_captures_model_and_loss_and_trains_like_the_eager_step(monke
     assert len(calls) == 1 and calls[0].model is model
     assert losses[-1] < losses[0]
     assert all(torch.equal(a, b) for a, b in zip(*weights))
+
+
+def _main_first_rank(rank: int, port: int, folder: str, fail: bool, results) -> None:
+    import torch.distributed as dist
+
+    from src.data import DataError
+    from src.train import Runtime, main_first
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    marker = Path(folder) / "extracted"
+
+    def work():
+        if rank == 0:
+            time.sleep(0.5)           # a slow extraction: the other rank must still find it done
+            if fail:
+                raise DataError("zip: corrupt")
+            marker.write_text("done")
+        return marker.read_text()
+    try:
+        results.put((rank, main_first(Runtime(torch.device("cpu"), rank, 2), work)))
+    except Exception as e:   # reported, not lost with the process: the test then fails at once
+        results.put((rank, f"{type(e).__name__}: {e}"))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_main_first_runs_rank_0_first_and_passes_on_its_failure(tmp_path, fail):
+    import multiprocessing
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_main_first_rank, args=(r, port, str(tmp_path), fail, results))
+             for r in (0, 1)]
+    for p in procs:
+        p.start()
+    got = dict(results.get(timeout=60) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+    if fail:
+        assert got == {0: "DataError: zip: corrupt",
+                       1: "DataError: rank 0 could not prepare the data (its error is above)"}
+    else:
+        assert got == {0: "done", 1: "done"}
