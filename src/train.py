@@ -181,7 +181,9 @@ def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
     if not enabled:
         return None
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        # natively only: the default also answers yes for emulated bf16 (T4, P100: Kaggle's GPUs),
+        # where cuDNN has no bf16 convolutions
+        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
     if (device.type == "cpu" and torch.backends.mkldnn.is_available()
             and torch.ops.mkldnn._is_mkldnn_bf16_supported()):
         return torch.bfloat16
@@ -359,6 +361,8 @@ def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, r
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
     start, best, history = 0, math.inf, []
     clip = GradClip(cfg.grad_clip, cfg.clip_factor)
+    dtype = amp_dtype(rt.device, cfg.amp)
+    scaler = grad_scaler(dtype)
     if cfg.resume and last_path.exists():
         ckpt = load_checkpoint(last_path, kind)
         saved = ckpt.get("config", {})
@@ -367,6 +371,8 @@ def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, r
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         clip.load_state_dict(ckpt.get("grad_clip", {}), rt.device)
+        if scaler.is_enabled() and ckpt.get("scaler"):   # fp16: the loss scale it had learnt
+            scaler.load_state_dict(ckpt["scaler"])
         start, best, history = ckpt["epoch"], ckpt["best_score"], list(ckpt["history"])
         if rt.is_main:
             log(f"resumed from {last_path} after epoch {start} (best score {best:.5f})")
@@ -380,8 +386,6 @@ def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, r
     elif cfg.resume and rt.is_main:
         log(f"--resume: no {last_path} yet, starting from scratch")
 
-    dtype = amp_dtype(rt.device, cfg.amp)
-    scaler = grad_scaler(dtype)
     net = model
     if getattr(cfg, "cuda_graph", False):
         if cfg.compile or rt.distributed:
@@ -400,7 +404,8 @@ def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, r
     def checkpoint(epoch: int, score: float) -> dict:
         return make_checkpoint(model, kind=kind, model_name=model_name, model_config=model_config,
                                config=asdict(cfg), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                               epoch=epoch, best_score=score, history=history, grad_clip=clip.state_dict())
+                               epoch=epoch, best_score=score, history=history, grad_clip=clip.state_dict(),
+                               scaler=scaler.state_dict())
 
     for epoch in range(start, cfg.epochs):
         torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout etc.: same draws after a resume

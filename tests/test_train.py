@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from src.files import atomic_write
-from src.train import (GradClip, PatchLoader, Runtime, clipped_mse, loader_workers, resolve_device,
+from src.train import (GradClip, PatchLoader, Runtime, amp_dtype, clipped_mse, loader_workers, resolve_device,
                        run_command, warmup_cosine)
 
 
@@ -248,3 +248,12 @@ def test_main_first_runs_rank_0_first_and_passes_on_its_failure(tmp_path, fail):
                        1: "DataError: rank 0 could not prepare the data (its error is above)"}
     else:
         assert got == {0: "done", 1: "done"}
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_cuda_autocast_takes_bf16_only_where_the_gpu_has_it_natively(monkeypatch, native):
+    """A T4 or P100 (Kaggle's GPUs) answers yes to bf16 with emulation, but cuDNN has no bf16 convs."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True:
+                        native or including_emulation)
+    assert amp_dtype(torch.device("cuda"), True) == (torch.bfloat16 if native else torch.float16)
+    assert amp_dtype(torch.device("cuda"), False) is None
