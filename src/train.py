@@ -26,7 +26,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from src.checkpoints import CheckpointError, load_checkpoint, make_checkpoint, save_checkpoint, unwrap
+from src.checkpoints import (CheckpointError, archive, load_checkpoint, make_checkpoint, save_checkpoint,
+                             unwrap)
 from src.config import DEVICE, resume_conflicts
 from src.data import DataError
 from src.files import ensure_writable_dir
@@ -383,8 +384,14 @@ def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, r
                 log(f"--epochs {cfg.epochs} (checkpoint: {saved['epochs']}): the cosine schedule now ends at "
                     f"epoch {cfg.epochs}, so the learning rate goes on from "
                     f"{lr_factor(start * cfg.steps_per_epoch):.2f} x --lr")
-    elif cfg.resume and rt.is_main:
-        log(f"--resume: no {last_path} yet, starting from scratch")
+    elif rt.is_main:
+        if cfg.resume:
+            log(f"--resume: no {last_path} yet, starting from scratch")
+        moved = archive([best_path, last_path])
+        if moved:
+            log(f"an earlier run's checkpoints moved to {moved[0].parent}/ "
+                f"({', '.join(p.name for p in moved)}); --resume continues a run instead, --name starts one "
+                f"beside it")
 
     net = model
     if getattr(cfg, "cuda_graph", False):

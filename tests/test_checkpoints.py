@@ -158,3 +158,14 @@ def test_long_reason_is_cut_at_a_word():
     why = load_failure(RuntimeError("the reader failed " * 30 + "at last. Then more."))
     quoted = why[why.index("(") + 1:-1]
     assert quoted.endswith("failed...") and len(quoted) <= 203 and "Then" not in quoted
+
+
+def test_archive_moves_existing_files_and_never_overwrites_an_archived_one(tmp_path):
+    from src.checkpoints import archive
+    assert archive([tmp_path / "none.pt"]) == []
+    moved = []
+    for text in ("first", "second"):             # within the same second: the same stamp
+        (tmp_path / "m_best.pt").write_text(text)
+        moved += archive([tmp_path / "m_best.pt", tmp_path / "m_last.pt"])
+    assert [p.read_text() for p in moved] == ["first", "second"] and len(set(moved)) == 2
+    assert all(p.parent == tmp_path / "archive" for p in moved) and not (tmp_path / "m_best.pt").exists()

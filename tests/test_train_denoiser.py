@@ -37,6 +37,20 @@ def test_smoke_run_leaves_checkpoints_plots_and_summary(tmp_path, synthetic_dir)
     assert model(torch.rand(1, 1, 30, 40)).shape == (1, 1, 30, 40)
 
 
+def test_a_fresh_run_archives_the_earlier_runs_checkpoints(tmp_path, synthetic_dir):
+    """A second run with the same --name must not silently replace the first one's trained model."""
+    models = tmp_path / "models"
+    run(smoke(tmp_path, synthetic_dir, epochs=1), log=lambda *_: None)
+    first = {n: (models / f"denoiser_{n}.pt").read_bytes() for n in ("best", "last")}
+    logs = []
+    run(smoke(tmp_path, synthetic_dir, epochs=1, seed=1), log=logs.append)
+    archived = sorted((models / "archive").iterdir())
+    assert [p.name.split(".")[0] for p in archived] == ["denoiser_best", "denoiser_last"]
+    assert [p.read_bytes() for p in archived] == [first["best"], first["last"]]
+    assert (models / "denoiser_last.pt").read_bytes() != first["last"]   # the new run's own
+    assert any(f"moved to {models / 'archive'}/" in line and "--resume" in line for line in logs)
+
+
 def test_training_lowers_validation_rmse(tmp_path, synthetic_dir):
     """A short real run must beat the untrained model: learning, not just running."""
     cfg = smoke(tmp_path, synthetic_dir, epochs=4, steps_per_epoch=8, batch_size=8, patch_size=64, lr=3e-3)
