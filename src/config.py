@@ -44,7 +44,7 @@ class DenoiserConfig:
     warmup_epochs: float = 0.5     # linear warm-up, then cosine decay to zero
     grad_clip: float = 1.0         # cap on the gradient norm
     clip_factor: float = 4.0       # and to this many times its running mean: no loss spikes (README)
-    loss: str = "clipped_mse"      # mse | clipped_mse (MSE after clipping to [0, 1], as scored)
+    loss: str = "clipped_mse"      # clipped_mse (overshooting white/black is free) | clipped_l1 | mse
     # validation: the same tiled inference the submission uses
     tile: int = 1024               # tile side, px; 1024 takes pages whole: half the time of 512, same RMSE
     overlap: int = 32              # px shared by neighbouring tiles, blended

@@ -250,11 +250,16 @@ def clipped_mse(pred: torch.Tensor, target: torch.Tensor, margin: float = 0.25) 
     clamp would zero the gradient wherever the prediction is out of range, even when the target is
     not at that bound). It lies between the clipped (scored) MSE and the MSE, up to the margin.
     """
+    return clipped_error(pred, target, margin).square().mean()
+
+
+def clipped_error(pred: torch.Tensor, target: torch.Tensor, margin: float = 0.25) -> torch.Tensor:
+    """pred - target, with up to `margin` of overshoot past a white or black target forgiven."""
     err = pred.float() - target
     over = (target >= 1) & (err > 0)
     under = (target <= 0) & (err < 0)
-    err = torch.where(over, (err - margin).clamp(min=0), torch.where(under, (err + margin).clamp(max=0), err))
-    return err.square().mean()
+    return torch.where(over, (err - margin).clamp(min=0),
+                       torch.where(under, (err + margin).clamp(max=0), err))
 
 
 def clipped_mse_step(model: nn.Module, batch) -> torch.Tensor:
@@ -262,7 +267,13 @@ def clipped_mse_step(model: nn.Module, batch) -> torch.Tensor:
     return clipped_mse(model(x), y)
 
 
-LOSSES = {"mse": mse_step, "clipped_mse": clipped_mse_step}
+def clipped_l1_step(model: nn.Module, batch) -> torch.Tensor:
+    """Charbonnier (smooth L1, eps 1e-3) of the clipped error: the loss of EDSR/NAFNet-style training."""
+    x, y = batch
+    return (clipped_error(model(x), y).square() + 1e-6).sqrt().mean()
+
+
+LOSSES = {"mse": mse_step, "clipped_mse": clipped_mse_step, "clipped_l1": clipped_l1_step}
 
 
 def make_optimizer(model: nn.Module, cfg) -> torch.optim.AdamW:

@@ -44,6 +44,16 @@ def test_clipped_mse_keeps_gradient_when_target_is_inside():
     assert pred.grad.item() == pytest.approx(2 * 0.6)
 
 
+def test_clipped_l1_forgives_the_same_overshoot_and_is_the_mean_absolute_error_elsewhere():
+    from src.train import LOSSES
+    target = torch.tensor([[1.0, 0.0, 0.5, 0.5]])
+    pred = torch.tensor([[1.2, -0.1, 0.8, 0.4]], requires_grad=True)
+    loss = LOSSES["clipped_l1"](lambda x: x, (pred, target))
+    assert loss.item() == pytest.approx((0.3 + 0.1) / 4, abs=1e-3)   # overshoots of white and black: free
+    loss.backward()
+    assert pred.grad[0, :2].abs().max() < 1e-3 and pred.grad[0, 2] > 0.2 and pred.grad[0, 3] < -0.2
+
+
 def test_warmup_cosine():
     f = warmup_cosine(100, 10)
     assert f(0) == pytest.approx(0.1) and f(9) == 1.0
