@@ -62,6 +62,9 @@ class DenoiserConfig:
     resume: bool = False           # continue from <models_dir>/<name>_last.pt with the same flags
 
     limits: ClassVar[dict] = {}  # per-config changes to LIMITS
+    # the names a field accepts, checked when parsing, not after the pages are loaded (tests/test_config
+    # keeps these equal to src.train.LOSSES and the denoisers of src.models.MODELS)
+    choices: ClassVar[dict] = {"model": ("unet",), "loss": ("clipped_mse", "clipped_l1", "mse")}
 
     def model_config(self) -> dict[str, Any]:
         """The keyword arguments of `build_model(self.model, ...)`, as stored in checkpoints."""
@@ -113,6 +116,9 @@ def config_problems(cfg) -> list[str]:
                 bound = "" if math.isinf(high) else f" and {'at most' if high_ok else 'below'} {high:g}"
                 problems.append(f"{flag(f.name)} {value}: must be {'at least' if low_ok else 'above'} "
                                 f"{low:g}{bound}")
+    for name, allowed in getattr(cfg, "choices", {}).items():
+        if getattr(cfg, name) not in allowed:
+            problems.append(f"{flag(name)} {getattr(cfg, name)}: choose one of: {', '.join(allowed)}")
     if getattr(cfg, "device", "auto") and not DEVICE.fullmatch(cfg.device):
         problems.append(f"--device {cfg.device}: choose auto, cpu, cuda or cuda:N")
     if hasattr(cfg, "overlap") and cfg.overlap >= cfg.tile >= 1:
@@ -121,6 +127,13 @@ def config_problems(cfg) -> list[str]:
     if getattr(cfg, "folds", 0) > 1 and not 0 <= cfg.fold < cfg.folds:
         problems.append(f"--fold {cfg.fold}: must be in 0..{cfg.folds - 1} for --folds {cfg.folds}")
     return problems
+
+
+def check_config(cfg) -> None:
+    """ValueError listing config_problems: a config built in Python, not parsed, is checked the same."""
+    problems = config_problems(cfg)
+    if problems:
+        raise ValueError("; ".join(problems))
 
 
 def field_help(cls) -> dict[str, str]:

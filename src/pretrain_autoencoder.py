@@ -43,7 +43,7 @@ from torch.utils.data import Dataset
 
 from src.autoencoders import autoencoder_loss, loss_terms
 from src.checkpoints import load_checkpoint, model_from_checkpoint, save_checkpoint
-from src.config import parse_config
+from src.config import check_config, parse_config
 from src.data import DataError
 from src.files import atomic_write, ensure_writable_dir
 from src.mnist import Digits, load_digits
@@ -103,6 +103,7 @@ class AutoencoderConfig:
     resume: bool = False           # continue from <models_dir>/<name>_last.pt with the same flags
 
     limits: ClassVar[dict] = {"depth": (1, True, math.inf, True)}  # the dense code needs one level
+    choices: ClassVar[dict] = {"variant": tuple(VARIANTS)}
 
 
 # "default" fits in 10 minutes on 2 CPU cores (benchmarks/bench_autoencoders.py); "full" is for a GPU.
@@ -308,8 +309,7 @@ def summary_line(m: dict, out_dir: Path) -> str:
 def run(cfg: AutoencoderConfig, log=print) -> dict:
     """Train one variant and leave its checkpoints, figures and metrics; returns fit's result + metrics."""
     t0 = time.perf_counter()
-    if cfg.variant not in VARIANTS:
-        raise ValueError(f"unknown variant {cfg.variant!r}; choose one of: {', '.join(VARIANTS)}")
+    check_config(cfg)
     if not cfg.name:
         cfg = replace(cfg, name=f"mnist_{cfg.variant}")
     rt = setup_runtime(cfg.device, cfg.threads)

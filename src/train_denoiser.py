@@ -13,7 +13,7 @@ import torch
 
 from src.augment import PatchDataset
 from src.checkpoints import init_encoder_from, load_checkpoint, model_from_checkpoint
-from src.config import DENOISER_PRESETS, DenoiserConfig, parse_config
+from src.config import DENOISER_PRESETS, DenoiserConfig, check_config, parse_config
 from src.data import load_pairs, prepare_or_synthesize, split_pages
 from src.inference import predict_page
 from src.metrics import error_breakdown, pooled_rmse, psnr_from_rmse
@@ -59,6 +59,7 @@ def report(best_path: Path, val_pages, names, cfg, rt) -> str:
 
 
 def run(cfg: DenoiserConfig, log=print) -> dict:
+    check_config(cfg)
     rt = setup_runtime(cfg.device, cfg.threads)
     say = log if rt.is_main else lambda *_: None
     data = main_first(rt, lambda: prepare_or_synthesize(Path(cfg.data_dir), log=say))
@@ -66,8 +67,6 @@ def run(cfg: DenoiserConfig, log=print) -> dict:
                                      cfg.split_seed)
     pages = load_pairs(data.train_pairs)
     train_pages, val_pages = [pages[i] for i in train_idx], [pages[i] for i in val_idx]
-    if cfg.loss not in LOSSES:
-        raise ValueError(f"unknown loss {cfg.loss!r}; choose one of: {', '.join(LOSSES)}")
     model_config = cfg.model_config()
     torch.manual_seed(cfg.seed)  # same initial weights on every rank and every run with this seed
     model = build_model(cfg.model, **model_config)

@@ -85,3 +85,11 @@ def test_resume_conflicts_name_training_flags_only():
     assert resume_conflicts(saved, cfg) == ["--width 32 (now: --width 16)", "--no-flips (now: --flips)",
                                             "--lr 0.001 (now: --lr 0.002)"]
     assert resume_conflicts({"width": 32}, DenoiserConfig()) == []  # keys an old checkpoint lacks: no say
+
+
+def test_the_denoisers_choices_are_the_losses_and_denoisers_that_exist():
+    from src.models import build_model
+    from src.train import LOSSES
+    assert set(DenoiserConfig.choices["loss"]) == set(LOSSES)
+    for name in DenoiserConfig.choices["model"]:
+        build_model(name, **DenoiserConfig().model_config())

@@ -243,8 +243,10 @@ def test_command_line_errors(tmp_path, mnist_dir, capsys):
     err = capsys.readouterr().err
     assert "nowhere: no such file or folder" in err
     assert "python -m src.download --competition digit-recognizer" in err
-    assert main(["--preset", "smoke", "--variant", "deep", "--data", str(mnist_dir)]) == 1
-    assert "unknown variant 'deep'; choose one of: base, sparse, vae" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["--preset", "smoke", "--variant", "deep", "--data", str(mnist_dir)])
+    assert exit_.value.code == 2
+    assert "--variant deep: choose one of: base, sparse, vae" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--preset", "smoke", "--no-such-flag", "1"])
 

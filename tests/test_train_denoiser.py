@@ -93,10 +93,14 @@ def test_cuda_graph_is_refused_on_a_cpu_and_beside_compile(tmp_path, synthetic_d
     assert not list(tmp_path.glob("*.pt"))
 
 
-def test_unknown_model_lists_choices(tmp_path, synthetic_dir, capsys):
-    assert main(["--preset", "smoke", "--model", "nope", "--data-dir", str(synthetic_dir),
-                 "--models-dir", str(tmp_path)]) == 1
-    assert "choose one of:" in (err := capsys.readouterr().err) and "unet" in err
+@pytest.mark.parametrize("bad", [["--model", "vae"], ["--model", "nope"], ["--loss", "l2"]])
+def test_unknown_model_or_loss_lists_choices_before_any_data(tmp_path, capsys, bad):
+    with pytest.raises(SystemExit) as exit_:   # the data folder does not exist: parsing fails first
+        main(["--preset", "smoke", *bad, "--data-dir", str(tmp_path / "none")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and f"{' '.join(bad)}: choose one of:" in err and "Traceback" not in err
+    with pytest.raises(ValueError, match="choose one of"):   # built in Python: the same check in run
+        run(smoke(tmp_path, tmp_path / "none", **{bad[0][2:]: bad[1]}))
 
 
 def _cmd(data_dir, models_dir, *extra):
