@@ -17,6 +17,7 @@ from pathlib import Path
 from src import kaggle_api
 from src.data import (CLEAN, COMPETITION, SAMPLE, TEST, TRAIN, DataError, count_csv_rows, load_page,
                       load_pair, prepare_data, safe_extract)
+from src.files import interrupt_code, sigterm_as_interrupt
 from src.kaggle_api import KaggleError
 
 DIGITS = "digit-recognizer"
@@ -131,14 +132,15 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     data_dir = args.data_dir if args.data_dir is not None else DATA_DIRS[args.competition]
     try:
-        print(check(args.competition, data_dir) if args.check else
-              download(args.competition, data_dir, force=args.force))
+        with sigterm_as_interrupt():
+            print(check(args.competition, data_dir) if args.check else
+                  download(args.competition, data_dir, force=args.force))
     except (DataError, KaggleError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         print("interrupted; run the same command again to resume the download", file=sys.stderr)
-        return 130
+        return interrupt_code(e)
     return 0
 
 

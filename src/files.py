@@ -6,7 +6,10 @@ Every file the package writes (checkpoints, plots, submissions, pages, metrics) 
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -67,3 +70,30 @@ def atomic_write(path: Path, write) -> None:
         if isinstance(e, OSError):
             raise _os_error(e.errno, f"cannot write {path}: {e.strerror or e}") from None
         raise
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, as Kaggle, Slurm, `docker stop` and `kill` send it, handled like Ctrl-C: the temporary
+    file of a write in progress is removed (left to SIGTERM's default, a killed submission writer left
+    a hidden partial CSV of up to 257 MB) and the command says what it kept."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """Inside: SIGTERM raises Terminated (a KeyboardInterrupt). Signals bind in the main thread only."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main else None
+    try:
+        yield
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def interrupt_code(e: KeyboardInterrupt) -> int:
+    """The shell's exit code for the signal: 143 for SIGTERM, 130 for Ctrl-C."""
+    return 143 if isinstance(e, Terminated) else 130

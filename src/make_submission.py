@@ -17,7 +17,7 @@ from tqdm import tqdm
 from src.checkpoints import CheckpointError, load_model
 from src.config import DenoiserConfig, config_problems  # inference defaults = those validation used
 from src.data import DEFAULT_DATA_DIR, DataError, list_images, load_page, prepare_or_synthesize, save_page
-from src.files import ensure_writable_dir
+from src.files import Terminated, ensure_writable_dir, interrupt_code, sigterm_as_interrupt
 from src.inference import predict_page
 from src.submission import CSV_NAME, SubmissionError, submission_path, write_submission
 from src.train import resolve_device
@@ -107,14 +107,16 @@ def run(args: argparse.Namespace, log=print) -> Path:
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        run(args)
+        with sigterm_as_interrupt():
+            run(args)
     except (DataError, CheckpointError, SubmissionError, OSError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:   # write_submission has removed its temporary file
+    except KeyboardInterrupt as e:   # write_submission has removed its temporary file
         kept = f" ({args.out} is left as it was)" if args.out.exists() else ""
-        print(f"\ninterrupted; no submission written{kept}", file=sys.stderr)
-        return 130
+        print(f"\n{'stopped by SIGTERM' if isinstance(e, Terminated) else 'interrupted'}; no submission "
+              f"written{kept}", file=sys.stderr)
+        return interrupt_code(e)
     return 0
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from src import kaggle_api
 from src.data import (COMPETITION, DEFAULT_DATA_DIR, SAMPLE, SYNTHETIC_DIR, DataError, has_competition_data,
                       prepare_data)
+from src.files import interrupt_code, sigterm_as_interrupt
 from src.kaggle_api import KaggleError
 from src.submission import compression_of, validate_submission
 from src.synthetic import MARKER
@@ -86,14 +87,15 @@ def submit(file: Path, message: str, data_dir: Path, sample: Path | None, log=pr
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        submit(args.file, args.message, args.data_dir, args.sample)
+        with sigterm_as_interrupt():
+            submit(args.file, args.message, args.data_dir, args.sample)
     except (DataError, KaggleError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         print(f"\ninterrupted; the submission may or may not have reached Kaggle: look on "
               f"{PAGE}/submissions before sending it again", file=sys.stderr)
-        return 130
+        return interrupt_code(e)
     return 0
 
 

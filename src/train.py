@@ -11,9 +11,7 @@ import math
 import multiprocessing
 import os
 import shlex
-import signal
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,7 +28,7 @@ from src.checkpoints import (CheckpointError, archive, load_checkpoint, make_che
                              unwrap)
 from src.config import DEVICE, resume_conflicts
 from src.data import DataError
-from src.files import ensure_writable_dir
+from src.files import Terminated, ensure_writable_dir, interrupt_code, sigterm_as_interrupt
 
 T = TypeVar("T")
 
@@ -485,25 +483,15 @@ def format_row(row: dict) -> str:
     return " | ".join(parts)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, as Kaggle, Slurm and `docker stop` send it: handled like Ctrl-C, so half-written
-    temporary files are removed and the resume command is printed."""
-
-
-def _terminate(signum, frame):
-    raise Terminated
-
-
 def run_command(run: Callable, cfg, *, command: str, last_path: Path, argv=None) -> int:
     """A training command's exit code: 0; 1 with one `error:` line for bad input, data or disk;
     130 on Ctrl-C (143 on SIGTERM), keeping the last completed epoch's checkpoint and printing the
     resume command."""
-    main_thread = threading.current_thread() is threading.main_thread()   # signals bind only there
-    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
-        if getattr(cfg, "resume", False) and last_path.exists():   # refuse before loading any data
-            check_resume(load_checkpoint(last_path).get("config", {}), cfg, last_path)
-        run(cfg)
+        with sigterm_as_interrupt():
+            if getattr(cfg, "resume", False) and last_path.exists():   # refuse before loading any data
+                check_resume(load_checkpoint(last_path).get("config", {}), cfg, last_path)
+            run(cfg)
     except (DataError, CheckpointError, ValueError, OSError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -512,9 +500,7 @@ def run_command(run: Callable, cfg, *, command: str, last_path: Path, argv=None)
         what = "stopped by SIGTERM" if isinstance(e, Terminated) else "interrupted"
         print(f"\n{what}. The last completed epoch is kept in {last_path}; continue with:\n"
               f"  python -m {command} {args} --resume", file=sys.stderr)
-        return 143 if isinstance(e, Terminated) else 130
+        return interrupt_code(e)
     finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, previous)
         teardown_runtime()
     return 0

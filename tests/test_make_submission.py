@@ -151,6 +151,28 @@ def test_out_with_a_trailing_slash_is_a_folder(tmp_path, capsys):
     assert not folder.exists()
 
 
+def test_sigterm_mid_write_leaves_no_partial_file(tmp_path, tiny_pages, identity_ckpt, monkeypatch, capsys):
+    """As Kaggle or `kill` stop it: the temporary CSV goes, exit 143 (SIGTERM's default left it)."""
+    import os
+    import signal
+
+    import src.make_submission as cmd
+    pages = []
+
+    def killed_on_second_page(model, page, **kwargs):
+        pages.append(page)
+        if len(pages) == 2:                        # the first page's rows are in the temporary file
+            os.kill(os.getpid(), signal.SIGTERM)
+        return page
+    monkeypatch.setattr(cmd, "predict_page", killed_on_second_page)
+    (tiny_pages / "4.png").write_bytes((tiny_pages / "3.png").read_bytes())
+    before = signal.getsignal(signal.SIGTERM)
+    out = tmp_path / "o" / "s.csv"
+    assert main(["--checkpoint", str(identity_ckpt), "--images", str(tiny_pages), "--out", str(out)]) == 143
+    assert capsys.readouterr().err == "\nstopped by SIGTERM; no submission written\n"
+    assert list((tmp_path / "o").iterdir()) == [] and signal.getsignal(signal.SIGTERM) is before
+
+
 def test_ctrl_c_writes_nothing_and_says_so(tmp_path, tiny_pages, identity_ckpt, monkeypatch, capsys):
     import src.make_submission as cmd
 
