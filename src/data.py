@@ -221,6 +221,14 @@ def has_competition_data(data_dir: Path) -> bool:
                            or any(d.glob("*.zip")))
 
 
+def competition_sample(data_dir: Path) -> Path | None:
+    """The sample submission of the competition data in data_dir (extracting it if needed), or None."""
+    data_dir = Path(data_dir)
+    if (data_dir / SAMPLE).is_file():
+        return data_dir / SAMPLE
+    return prepare_data(data_dir).sample_submission if has_competition_data(data_dir) else None
+
+
 # ---------------------------------------------------------------- pages
 
 def list_images(folder: Path) -> list[Path]:

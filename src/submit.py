@@ -14,8 +14,7 @@ import sys
 from pathlib import Path
 
 from src import kaggle_api
-from src.data import (COMPETITION, DEFAULT_DATA_DIR, SAMPLE, SYNTHETIC_DIR, DataError, has_competition_data,
-                      prepare_data)
+from src.data import COMPETITION, DEFAULT_DATA_DIR, SAMPLE, SYNTHETIC_DIR, DataError, competition_sample
 from src.files import interrupt_code, sigterm_as_interrupt
 from src.kaggle_api import KaggleError
 from src.submission import compression_of, validate_submission
@@ -41,8 +40,8 @@ def find_sample(data_dir: Path, sample: Path | None) -> Path | None:
     Raises DataError for a named sample that is not there, or one of the synthetic demo data (its
     ids are not the competition's: a file that matches them is one Kaggle rejects).
     """
-    if sample is None and has_competition_data(data_dir):
-        sample = prepare_data(data_dir).sample_submission
+    if sample is None:
+        sample = competition_sample(data_dir)
     if sample is None:
         return None
     if not sample.is_file():

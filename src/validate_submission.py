@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from src.data import DEFAULT_DATA_DIR, SAMPLE, SYNTHETIC_DIR
+from src.data import DEFAULT_DATA_DIR, SAMPLE, SYNTHETIC_DIR, DataError, competition_sample
 from src.submission import validate_submission
 from src.synthetic import MARKER
 
@@ -21,9 +21,12 @@ GET_DATA = "Get the competition data with `python -m src.download`"
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m src.validate_submission", description=__doc__.split("\n")[0])
     p.add_argument("file", type=Path, help="submission: .csv, .csv.zip or .csv.gz")
+    p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+                   help="folder of the competition data, whose sample submission the ids must match "
+                        "(default: %(default)s)")
     p.add_argument("--sample", type=Path, default=None,
-                   help=f"sample submission whose ids must match (default: {DEFAULT_DATA_DIR / SAMPLE}, "
-                        f"else {SYNTHETIC_DIR / SAMPLE}, when present and --truth is not given)")
+                   help=f"sample submission whose ids must match (default: the one in --data-dir; with no "
+                        f"data there, {SYNTHETIC_DIR / SAMPLE}, what `make demo` predicts)")
     p.add_argument("--truth", type=Path, default=None,
                    help="folder of clean pages <image>.png: ids must cover them; prints the RMSE")
     args = p.parse_args(argv)
@@ -43,36 +46,47 @@ def main(argv=None) -> int:
         what = "is a folder, not a submission file" if args.file.is_dir() else "no such file"
         print(f"error: {args.file}: {what}", file=sys.stderr)
         return 1
-    sample = args.sample
+    sample, demo, matched = args.sample, None, True
     # with --truth the clean pages define the ids (validation pages are not the test pages)
     if sample is None and args.truth is None:
-        # the competition's sample, else the embedded synthetic default's (what `make demo` used)
-        sample = next((p for p in (DEFAULT_DATA_DIR / SAMPLE, SYNTHETIC_DIR / SAMPLE) if p.is_file()), None)
+        try:
+            sample = competition_sample(args.data_dir)
+        except DataError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        if sample is None and args.data_dir == DEFAULT_DATA_DIR and (SYNTHETIC_DIR / SAMPLE).is_file():
+            sample = demo = SYNTHETIC_DIR / SAMPLE   # what `make demo` predicted, for want of the data
     if sample is not None:
         print(f"checking ids against {sample}")
     elif args.truth is not None:
         print(f"checking ids against the pages in {args.truth}")
     else:
-        print(f"no {DEFAULT_DATA_DIR / SAMPLE} found (pass --sample): checking the format only")
+        print(f"no sample submission in {args.data_dir}/ (pass --data-dir or --sample): checking the format "
+              f"only")
     report = validate_submission(args.file, sample=sample, truth=args.truth)
-    note = synthetic_note(sample, report.ok, picked=args.sample is None)
+    if demo is not None and not report.ok:
+        # the ids of a demo picked for want of the competition's sample say nothing: judge the format
+        print(f"the ids are not those of {demo}, the SYNTHETIC demo's: checking the format only")
+        report, matched = validate_submission(args.file), False
+    note = synthetic_note(sample, report.ok, matched)
     print(report.text(args.file))
     if note:
         print(note)
     return 0 if report.ok else 1
 
 
-def synthetic_note(sample: Path | None, ok: bool, picked: bool) -> str | None:
-    """The warning due when the ids were checked against the synthetic demo sample, not Kaggle's."""
+def synthetic_note(sample: Path | None, ok: bool, matched: bool = True) -> str | None:
+    """The warning due when the ids were checked against the synthetic demo sample, not Kaggle's
+    (matched: False when they were not those of the demo sample, picked for want of Kaggle's)."""
     if sample is None or not (sample.parent / MARKER).exists():
         return None
+    if not matched:
+        return (f"NOTE: the ids were not checked: there is no competition sample submission in "
+                f"{DEFAULT_DATA_DIR}/. {GET_DATA}, or pass --data-dir or --sample, to check them for Kaggle.")
     if ok:
         return (f"NOTE: {sample} is the SYNTHETIC demo sample: the file matches the synthetic demo pages, "
                 f"not the competition's test pages, so Kaggle would reject it. {GET_DATA}, then make "
                 f"the submission again.")
-    if picked:   # chosen for want of the competition's sample: its mismatch says little
-        return (f"NOTE: the ids were checked against {sample}, the SYNTHETIC demo sample, not the "
-                f"competition's. {GET_DATA} (or pass --sample) to check a submission for Kaggle.")
     return None
 
 

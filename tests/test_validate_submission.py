@@ -5,6 +5,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import zip_competition
 
 import src.submission as submission
 from src.submission import validate_submission, write_submission
@@ -218,12 +219,28 @@ def test_default_synthetic_sample_named_on_a_mismatch(synthetic_dir, sample, tmp
     (tmp_path / "competition" / "synthetic").mkdir(parents=True)
     for name in ("sampleSubmission.csv", ".synthetic"):
         (tmp_path / "competition" / "synthetic" / name).write_bytes((synthetic_dir / name).read_bytes())
-    assert main([str(sample)]) == 1
+    # the demo's sample, picked for want of the competition's: a file with other ids is judged by its format
+    assert main([str(sample)]) == 0
     out = capsys.readouterr().out
-    assert "INVALID" in out and out.splitlines()[-1].startswith(
-        "NOTE: the ids were checked against competition/synthetic/sampleSubmission.csv, the SYNTHETIC demo")
+    assert "the ids are not those of competition/synthetic/sampleSubmission.csv" in out
+    assert out.splitlines()[-2].startswith("OK") and out.splitlines()[-1].startswith(
+        "NOTE: the ids were not checked: there is no competition sample submission in competition/")
+    assert main([str(write(tmp_path / "nan.csv", lines(sample)[1:2] + ["1_1_2,nan"]))]) == 1   # format: still
+    assert "NaN" in capsys.readouterr().out
     assert main([str(tmp_path / "competition" / "synthetic" / "sampleSubmission.csv")]) == 0
     assert "Kaggle would reject it" in capsys.readouterr().out
+
+
+def test_data_dir_names_where_the_competition_sample_is(synthetic_dir, tmp_path, monkeypatch, capsys):
+    """Data kept elsewhere (the zips, not yet extracted): its sample, not the demo's, checks the ids."""
+    monkeypatch.chdir(tmp_path)
+    zips = zip_competition(synthetic_dir, tmp_path / "elsewhere")
+    good = synthetic_dir / "sampleSubmission.csv"
+    assert main([str(good), "--data-dir", str(zips)]) == 0
+    out = capsys.readouterr().out
+    assert f"checking ids against {zips / 'sampleSubmission.csv'}" in out and "NOTE" not in out
+    bad = write(tmp_path / "bad.csv", lines(good)[1:-1])
+    assert main([str(bad), "--data-dir", str(zips)]) == 1 and "missing ids: 1" in capsys.readouterr().out
 
 
 def test_help_shows_each_default_once(capsys):
