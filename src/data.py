@@ -7,6 +7,7 @@ checked page lists.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -124,18 +125,29 @@ def _find_outer_zip(folder: Path) -> Path | None:
     return None
 
 
+def extract_dir(data_dir: Path) -> Path:
+    """Where the zips of data_dir are extracted: into it, or, when it is read-only (a shared copy,
+    a mount), into a folder of its own under competition/unpacked/ (it failed with EACCES before)."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir() or os.access(data_dir, os.W_OK | os.X_OK):
+        return data_dir
+    resolved = data_dir.resolve()
+    key = hashlib.sha1(str(resolved).encode()).hexdigest()[:8]
+    return DEFAULT_DATA_DIR / "unpacked" / f"{resolved.name}-{key}"
+
+
 def prepare_data(data_dir: Path = DEFAULT_DATA_DIR, work_dir: Path | None = None) -> CompetitionData:
     """Find the competition data under data_dir, extracting what is needed into work_dir.
 
     Args:
         data_dir: a folder holding the outer zip, the inner zips, or extracted folders.
-        work_dir: where extracted files go (default: data_dir; a Kaggle mount is read-only, so
-            kernels pass /kaggle/working).
+        work_dir: where extracted files go (default: `extract_dir(data_dir)`; kernels pass
+            /kaggle/working).
     Returns: the checked CompetitionData.
     Raises: DataError naming the file and the problem.
     """
     data_dir = Path(data_dir)
-    work_dir = Path(work_dir) if work_dir is not None else data_dir
+    work_dir = Path(work_dir) if work_dir is not None else extract_dir(data_dir)
     if data_dir.is_file():   # most often the competition zip itself
         raise DataError(f"{data_dir}: is a file; --data-dir takes the folder that holds the competition zip "
                         f"(here: {data_dir.parent})")

@@ -1,4 +1,5 @@
 import io
+import os
 import zipfile
 from pathlib import Path
 
@@ -62,6 +63,19 @@ def test_prepare_from_outer_zip_is_idempotent(tmp_path):
     prepare_data(d)
     assert (d / "train" / "1.png").stat().st_mtime_ns == mtime
     assert not list(d.glob(".extract-*"))
+
+
+def test_read_only_data_dir_is_extracted_under_competition_unpacked(tmp_path, monkeypatch):
+    import src.data as data_module
+    d = make_outer_zip(tmp_path)
+    real_access = os.access
+    monkeypatch.setattr(data_module.os, "access", lambda p, mode: Path(p) != d and real_access(p, mode))
+    monkeypatch.chdir(tmp_path)      # root writes anywhere: read-only is what os.access answers
+    data = prepare_data(d)
+    assert [p.name for p in d.iterdir()] == ["denoising-dirty-documents.zip"]     # left as it was
+    assert data.root.parent == Path("competition/unpacked") and data.root.name.startswith("dl-")
+    assert len(data.train_pairs) == 3 and data.sample_submission.is_file()
+    assert prepare_data(d).root == data.root                                     # the same place again
 
 
 def test_prepare_from_folders_and_separate_work_dir(tmp_path):
