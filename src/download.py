@@ -30,7 +30,8 @@ EXTRACTED = {COMPETITION: [TRAIN, CLEAN, TEST, *(f"{n}.zip" for n in (TRAIN, CLE
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m src.download", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m src.download", description=__doc__.split("\n")[0],
+                                allow_abbrev=False)
     p.add_argument("--competition", default=COMPETITION, choices=sorted(DATA_DIRS))
     p.add_argument("--data-dir", type=Path, default=None,
                    help="where the zip goes (default: competition/, or competition/digit-recognizer/)")

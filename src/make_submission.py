@@ -24,7 +24,7 @@ from src.train import resolve_device
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m src.make_submission", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m src.make_submission", description=__doc__, allow_abbrev=False,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", type=Path, action="append", required=True,
                    help="denoiser checkpoint file; repeat to average several (fold ensemble)")
@@ -88,6 +88,9 @@ def run(args: argparse.Namespace, log=print) -> Path:
         pages, sample = data.test_images, sample or data.sample_submission
         if not pages:
             raise DataError(f"{args.data_dir}: no test pages found")
+    if args.png_dir is not None and args.png_dir.resolve() in {p.parent.resolve() for p in pages}:
+        raise DataError(f"--png-dir {args.png_dir}: holds the pages being cleaned, which the cleaned ones "
+                        f"would overwrite; name another folder")
 
     def predictions():
         for page in tqdm(pages, desc="pages", disable=None):

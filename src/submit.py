@@ -24,7 +24,8 @@ PAGE = f"https://www.kaggle.com/c/{COMPETITION}"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m src.submit", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m src.submit", description=__doc__.split("\n")[0],
+                                allow_abbrev=False)
     p.add_argument("file", type=Path, help="submission: .csv, .csv.zip or .csv.gz")
     p.add_argument("-m", "--message", required=True, help="the submission's description on Kaggle")
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,

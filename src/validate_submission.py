@@ -19,7 +19,8 @@ GET_DATA = "Get the competition data with `python -m src.download`"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m src.validate_submission", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m src.validate_submission", description=__doc__.split("\n")[0],
+                                allow_abbrev=False)
     p.add_argument("file", type=Path, help="submission: .csv, .csv.zip or .csv.gz")
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
                    help="folder of the competition data, whose sample submission the ids must match "

@@ -93,3 +93,16 @@ def test_the_denoisers_choices_are_the_losses_and_denoisers_that_exist():
     assert set(DenoiserConfig.choices["loss"]) == set(LOSSES)
     for name in DenoiserConfig.choices["model"]:
         build_model(name, **DenoiserConfig().model_config())
+
+
+@pytest.mark.parametrize("module, argv", [
+    ("src.make_submission", ["--checkpoint", "c.pt", "--ou", "s.csv"]),
+    ("src.validate_submission", ["s.csv", "--samp", "x.csv"]),
+    ("src.submit", ["s.csv", "-m", "x", "--samp", "x.csv"]),
+    ("src.download", ["--chec"])])
+def test_no_command_takes_an_abbreviated_flag(module, argv, capsys):
+    import importlib
+    with pytest.raises(SystemExit) as e:
+        importlib.import_module(module).main(argv)
+    flag = next(a for a in reversed(argv) if a.startswith("--"))
+    assert e.value.code == 2 and f"unrecognized arguments: {flag}" in capsys.readouterr().err

@@ -71,6 +71,14 @@ def test_png_dir_keeps_the_cleaned_pages(tmp_path, synthetic_dir):
         assert np.abs(img - noisy).max() > 0.01
 
 
+def test_png_dir_may_not_be_the_folder_of_the_pages(tmp_path, tiny_pages, identity_ckpt, capsys):
+    before = (tiny_pages / "3.png").read_bytes()
+    assert main(["--checkpoint", str(identity_ckpt), "--images", str(tiny_pages),
+                 "--out", str(tmp_path / "s.csv"), "--png-dir", f"{tiny_pages}/../{tiny_pages.name}"]) == 1
+    assert "holds the pages being cleaned" in capsys.readouterr().err
+    assert (tiny_pages / "3.png").read_bytes() == before and not (tmp_path / "s.csv").exists()
+
+
 def test_errors_are_one_line(tmp_path, synthetic_dir, identity_ckpt, capsys):
     assert main(["--checkpoint", str(tmp_path / "none.pt"), "--data-dir", str(synthetic_dir)]) == 1
     assert "checkpoint not found" in capsys.readouterr().err
