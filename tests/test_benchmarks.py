@@ -136,3 +136,26 @@ def test_writer_benchmark_reports_its_speedup():
     assert "same ids" in out.stdout
     m = re.search(r"^writer speedup ([\d.]+)x, peak (\d+) MB$", out.stdout, re.M)
     assert m and float(m.group(1)) > 0 and int(m.group(2)) > 0, out.stdout
+
+
+def test_ensemble_benchmark_scores_each_checkpoint_and_their_average(tmp_path, synthetic_dir):
+    import torch
+
+    from src.checkpoints import make_checkpoint, save_checkpoint
+    from src.models import build_model
+    paths = []
+    for seed, split_seed in ((0, 0), (1, 0), (0, 1)):
+        torch.manual_seed(seed)
+        paths.append(tmp_path / f"s{seed}_split{split_seed}.pt")
+        save_checkpoint(paths[-1], make_checkpoint(
+            build_model("unet", width=4, depth=1), kind="denoiser", model_name="unet",
+            model_config=dict(width=4, depth=1), config=dict(val_fraction=0.34, split_seed=split_seed)))
+    data = ["--data-dir", str(synthetic_dir)]
+    out = bench("bench_ensemble.py", *map(str, [paths[0], paths[0], paths[1]]), *data)
+    assert out.returncode == 0, out.stderr
+    got = re.findall(r"^(.+): held-out RMSE ([\d.]+) \(2 pages, [\d.]+ s\)$", out.stdout, re.M)
+    assert [name for name, _ in got] == [paths[0].name, paths[0].name, paths[1].name, "average of 3"]
+    alone = [float(e) for _, e in got]
+    assert alone[0] == alone[1] != alone[2] and alone[3] > 0
+    mixed = bench("bench_ensemble.py", str(paths[0]), str(paths[2]), *data)
+    assert mixed.returncode == 2 and "held out different pages" in mixed.stderr

@@ -1,0 +1,66 @@
+"""Score denoiser checkpoints alone and averaged, on the pages their training held out.
+
+    python benchmarks/bench_ensemble.py A_best.pt B_best.pt [--data-dir DIR] [--no-tta]
+
+The held-out pages follow the checkpoints' configs (--val-fraction, --split-seed, --folds, --fold),
+which must agree. Inference is the submission's: `predict_page` given several models averages them,
+as `make_submission --checkpoint A --checkpoint B` does.
+Data: as bench_denoiser.py (../shared's zip prepared into .cache/, or --data-dir).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from bench_denoiser import SHARED_ZIP, real_data_dir   # benchmarks/ is on sys.path: this script's folder
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from src.checkpoints import load_checkpoint, model_from_checkpoint  # noqa: E402
+from src.config import DenoiserConfig, config_from_dict  # noqa: E402
+from src.data import load_pairs, prepare_data, split_pages  # noqa: E402
+from src.inference import predict_page  # noqa: E402
+from src.metrics import pooled_rmse  # noqa: E402
+
+SPLIT = ("val_fraction", "folds", "fold", "split_seed")
+
+
+def score(models, pages, tta: bool) -> tuple[float, float]:
+    """(pooled RMSE, seconds) of the models' averaged prediction over pages."""
+    t0 = time.perf_counter()
+    preds = [predict_page(models, x, tta=tta) for x, _ in pages]
+    return pooled_rmse(zip(preds, (y for _, y in pages))), time.perf_counter() - t0
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoints", nargs="+", type=Path)
+    p.add_argument("--data-dir", type=Path)
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True)
+    args = p.parse_args()
+    if args.data_dir is None and not SHARED_ZIP.is_file():
+        p.error(f"no data: pass --data-dir or provide {SHARED_ZIP}")
+    ckpts = [load_checkpoint(c, "denoiser") for c in args.checkpoints]
+    configs = [config_from_dict(DenoiserConfig, c["config"]) for c in ckpts]
+    splits = {tuple(getattr(c, k) for k in SPLIT) for c in configs}
+    if len(splits) > 1:
+        p.error(f"the checkpoints held out different pages ({', '.join(SPLIT)}: {sorted(splits)})")
+    val_fraction, folds, fold, split_seed = splits.pop()
+    data = prepare_data(args.data_dir or real_data_dir())
+    _, val = split_pages(len(data.train_pairs), val_fraction, folds, fold, split_seed)
+    if not val:
+        p.error("the checkpoints were trained on every page (--val-fraction 0): nothing is held out")
+    pages = load_pairs([data.train_pairs[i] for i in val])
+    models = [model_from_checkpoint(c, path) for c, path in zip(ckpts, args.checkpoints)]
+    for path, model in zip(args.checkpoints, models):
+        err, secs = score(model, pages, args.tta)
+        print(f"{path.name}: held-out RMSE {err:.5f} ({len(pages)} pages, {secs:.1f} s)")
+    if len(models) > 1:
+        err, secs = score(models, pages, args.tta)
+        print(f"average of {len(models)}: held-out RMSE {err:.5f} ({len(pages)} pages, {secs:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()
