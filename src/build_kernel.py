@@ -91,18 +91,18 @@ def build(args: argparse.Namespace, extra: list[str] = (), command: str = "") ->
         plan.update(checkpoint=args.checkpoint.name, dataset=dataset)
     out.mkdir(parents=True, exist_ok=True)
     weights = out / WEIGHTS_DIR
+    ours = (weights / DATASET_METADATA).is_file()   # from an earlier build
     if dataset is not None:
+        if weights.exists() and not ours:
+            raise KernelError(f"{weights} exists and is not a weights folder of this tool: move it away")
         # staged beside the old folder first: the checkpoint may be the copy inside it (a rebuild after
         # a code change), which removing the old folder first deleted
         staged = Path(tempfile.mkdtemp(prefix=f".{WEIGHTS_DIR}.", dir=out))
         shutil.copy2(args.checkpoint, staged / args.checkpoint.name)
         write_json(staged / DATASET_METADATA, dataset_metadata(dataset))
-    if (weights / DATASET_METADATA).is_file():   # ours, from an earlier build
+    if ours:
         shutil.rmtree(weights)
     if dataset is not None:
-        if weights.exists():
-            shutil.rmtree(staged)
-            raise KernelError(f"{weights} exists and is not a weights folder of this tool: move it away")
         staged.rename(weights)
     code = out / CODE_FILE
     code.write_text(render_bundle("src.build_kernel", "run_kernel", plan, command), encoding="utf-8")
