@@ -30,7 +30,7 @@ SPLIT = ("val_fraction", "folds", "fold", "split_seed")
 def score(models, pages, tta: bool) -> tuple[float, float]:
     """(pooled RMSE, seconds) of the models' averaged prediction over pages."""
     t0 = time.perf_counter()
-    preds = [predict_page(models, x, tta=tta) for x, _ in pages]
+    preds = [predict_page(models, x, tta=tta, amp=True) for x, _ in pages]   # as make_submission
     return pooled_rmse(zip(preds, (y for _, y in pages))), time.perf_counter() - t0
 
 
