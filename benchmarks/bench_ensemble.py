@@ -2,9 +2,10 @@
 
     python benchmarks/bench_ensemble.py A_best.pt B_best.pt [--data-dir DIR] [--no-tta]
 
-The held-out pages follow the checkpoints' configs (--val-fraction, --split-seed, --folds, --fold),
-which must agree. Inference is the submission's: `predict_page` given several models averages them,
-as `make_submission --checkpoint A --checkpoint B` does.
+The held-out pages follow the checkpoints' configs (--val-fraction, --split-seed, --split-by, --folds,
+--fold), which must hold out the same pages. Inference is the submission's: `predict_page` given
+several models averages them, as `make_submission --checkpoint A --checkpoint B` does, and the
+figure "with consensus" gives pages of one text their median prediction, as make_submission does.
 Data: as bench_denoiser.py (../shared's zip prepared into .cache/, or --data-dir).
 """
 from __future__ import annotations
@@ -20,18 +21,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.checkpoints import load_checkpoint, model_from_checkpoint  # noqa: E402
 from src.config import DenoiserConfig, config_from_dict  # noqa: E402
-from src.data import load_pairs, prepare_data, split_pages  # noqa: E402
+from src.consensus import match_pages, median_of_groups  # noqa: E402
+from src.data import load_pairs, prepare_data, text_groups  # noqa: E402
 from src.inference import predict_page  # noqa: E402
 from src.metrics import pooled_rmse  # noqa: E402
+from src.train_denoiser import split_train_val  # noqa: E402
 
-SPLIT = ("val_fraction", "folds", "fold", "split_seed")
 
-
-def score(models, pages, tta: bool) -> tuple[float, float]:
-    """(pooled RMSE, seconds) of the models' averaged prediction over pages."""
+def score(models, pages, tta: bool) -> tuple[float, float, float]:
+    """(pooled RMSE, the same after consensus, seconds) of the models' averaged prediction over pages."""
     t0 = time.perf_counter()
     preds = [predict_page(models, x, tta=tta, amp=True) for x, _ in pages]   # as make_submission
-    return pooled_rmse(zip(preds, (y for _, y in pages))), time.perf_counter() - t0
+    together = median_of_groups(preds, match_pages(preds))
+    secs = time.perf_counter() - t0
+    return tuple(pooled_rmse(zip(p, (y for _, y in pages))) for p in (preds, together)) + (secs,)
 
 
 def main() -> None:
@@ -44,22 +47,24 @@ def main() -> None:
         p.error(f"no data: pass --data-dir or provide {SHARED_ZIP}")
     ckpts = [load_checkpoint(c, "denoiser") for c in args.checkpoints]
     configs = [config_from_dict(DenoiserConfig, c["config"]) for c in ckpts]
-    splits = {tuple(getattr(c, k) for k in SPLIT) for c in configs}
-    if len(splits) > 1:
-        p.error(f"the checkpoints held out different pages ({', '.join(SPLIT)}: {sorted(splits)})")
-    val_fraction, folds, fold, split_seed = splits.pop()
     data = prepare_data(args.data_dir or real_data_dir())
-    _, val = split_pages(len(data.train_pairs), val_fraction, folds, fold, split_seed)
-    if not val:
+    every = load_pairs(data.train_pairs)
+    texts = text_groups([y for _, y in every])
+    helds = [split_train_val(c, texts)[1] for c in configs]
+    if any(held != helds[0] for held in helds):
+        p.error(f"the checkpoints held out different pages: {helds}")
+    if not helds[0]:
         p.error("the checkpoints were trained on every page (--val-fraction 0): nothing is held out")
-    pages = load_pairs([data.train_pairs[i] for i in val])
+    pages = [every[i] for i in helds[0]]
     models = [model_from_checkpoint(c, path) for c, path in zip(ckpts, args.checkpoints)]
     for path, model in zip(args.checkpoints, models):
-        err, secs = score(model, pages, args.tta)
-        print(f"{path.name}: held-out RMSE {err:.5f} ({len(pages)} pages, {secs:.1f} s)")
+        err, together, secs = score(model, pages, args.tta)
+        print(f"{path.name}: held-out RMSE {err:.5f}, with consensus {together:.5f} ({len(pages)} pages, "
+              f"{secs:.1f} s)")
     if len(models) > 1:
-        err, secs = score(models, pages, args.tta)
-        print(f"average of {len(models)}: held-out RMSE {err:.5f} ({len(pages)} pages, {secs:.1f} s)")
+        err, together, secs = score(models, pages, args.tta)
+        print(f"average of {len(models)}: held-out RMSE {err:.5f}, with consensus {together:.5f} "
+              f"({len(pages)} pages, {secs:.1f} s)")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ class DenoiserConfig:
     fold: int = 0                  # which of the --folds folds is held out
     seed: int = 0                  # initial weights and patch draws
     split_seed: int = 0            # which pages are held out: fixed while --seed varies, so seeds compare
+    split_by: str = "page"         # page | text: a text's pages (identical clean twins) all on one side
     # optimisation
     epochs: int = 14               # epochs of --steps-per-epoch steps
     lr: float = 1e-3               # peak learning rate of AdamW (2e-3 measured worse, README)
@@ -64,7 +65,8 @@ class DenoiserConfig:
     limits: ClassVar[dict] = {}  # per-config changes to LIMITS
     # the names a field accepts, checked when parsing, not after the pages are loaded (tests/test_config
     # keeps these equal to src.train.LOSSES and the denoisers of src.models.MODELS)
-    choices: ClassVar[dict] = {"model": ("unet",), "loss": ("clipped_mse", "clipped_l1", "mse")}
+    choices: ClassVar[dict] = {"model": ("unet",), "loss": ("clipped_mse", "clipped_l1", "mse"),
+                               "split_by": ("page", "text")}
 
     def model_config(self) -> dict[str, Any]:
         """The keyword arguments of `build_model(self.model, ...)`, as stored in checkpoints."""

@@ -201,22 +201,43 @@ def prepare_or_synthesize(data_dir: Path = DEFAULT_DATA_DIR, work_dir: Path | No
     return prepare_data(root)
 
 
+def text_groups(cleans: list[np.ndarray]) -> list[int]:
+    """A group number per page, shared by pages whose clean twins are identical: the same text.
+
+    The competition renders each text once and lays it over several backgrounds (the 115 public
+    pairs hold 36 texts, 2-4 pages each), so a page's text is usually also on another page.
+    """
+    first: dict[tuple, int] = {}
+    return [first.setdefault((c.shape, hashlib.sha1(np.ascontiguousarray(c).tobytes()).digest()), len(first))
+            for c in cleans]
+
+
 def split_pages(n: int, val_fraction: float = 0.15, folds: int = 0, fold: int = 0,
-                seed: int = 0) -> tuple[list[int], list[int]]:
-    """Reproducible split of page indices into (train, validation), by page.
+                seed: int = 0, groups: list[int] | None = None) -> tuple[list[int], list[int]]:
+    """Reproducible split of page indices into (train, validation), by page or by group.
 
     folds > 1: K-fold, validation is fold `fold` (folds cover every page once, for fold ensembles).
     Otherwise a random `val_fraction` share (at least one page when the share is positive).
+    groups (one number per page, 0..G-1, e.g. `text_groups`): a group's pages stay on one side, and the
+    share is reached with whole groups. None: every page is its own group, the same split as before.
     """
-    order = np.random.default_rng(seed).permutation(n).tolist()
+    groups = list(range(n)) if groups is None else groups
+    members: dict[int, list[int]] = {}
+    for page, group in enumerate(groups):
+        members.setdefault(group, []).append(page)
+    order = [members[g] for g in np.random.default_rng(seed).permutation(len(members)).tolist()]
     if folds > 1:
         if not 0 <= fold < folds:
             raise ValueError(f"--fold {fold} is outside 0..{folds - 1}")
-        val = order[fold::folds]
+        val = sum(order[fold::folds], [])
     elif val_fraction > 0:
         if not val_fraction < 1:
             raise ValueError(f"--val-fraction {val_fraction} must be below 1")
-        val = order[:max(1, round(n * val_fraction))]
+        want, val = max(1, round(n * val_fraction)), []
+        for pages in order:
+            if len(val) >= want:
+                break
+            val += pages
     else:
         val = []
     held = set(val)

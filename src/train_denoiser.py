@@ -13,8 +13,9 @@ import torch
 
 from src.augment import PatchDataset
 from src.checkpoints import init_encoder_from, load_checkpoint, model_from_checkpoint
+from src.consensus import describe, match_pages, median_of_groups
 from src.config import DENOISER_PRESETS, DenoiserConfig, check_config, parse_config
-from src.data import load_pairs, prepare_or_synthesize, split_pages
+from src.data import load_pairs, prepare_or_synthesize, split_pages, text_groups
 from src.inference import predict_page
 from src.metrics import error_breakdown, pooled_rmse, psnr_from_rmse
 from src.models import build_model, count_parameters
@@ -51,10 +52,30 @@ def report(best_path: Path, val_pages, names, cfg, rt) -> str:
                       best_path.with_name(f"{cfg.name}_val_page.png"),
                       title=f"validation page {names[worst]}")
     where = error_breakdown(zip(preds, (y for _, y in val_pages)))
+    groups = match_pages(preds)   # from the predictions alone, as make_submission matches test pages
+    together = pooled_rmse(zip(median_of_groups(preds, groups), (y for _, y in val_pages)))
     return (f"best validation RMSE {err:.5f} (PSNR {psnr_from_rmse(err):.2f} dB, "
             f"SSIM {ssim:.4f}) on {len(val_pages)} pages, epoch {ckpt['epoch']} -> {best_path}\n"
+            f"with make_submission's consensus: {together:.5f} ({describe(groups)})\n"
             f"squared error by clean-pixel class (share of error / of pixels): "
             + ", ".join(f"{k} {e:.0%}/{n:.1%}" for k, (n, e, _) in where.items()))
+
+
+def split_train_val(cfg: DenoiserConfig, texts: list[int]) -> tuple[list[int], list[int]]:
+    """The (training, held-out) page indices of a run, from its config and the pages' `text_groups`."""
+    return split_pages(len(texts), cfg.val_fraction, cfg.folds, cfg.fold, cfg.split_seed,
+                       texts if cfg.split_by == "text" else None)
+
+
+def split_text(texts: list[int], train_idx: list[int], val_idx: list[int], split_by: str) -> str:
+    """How many held-out pages show a text the model trains on (Kaggle's test pages show none)."""
+    trained = {texts[i] for i in train_idx}
+    seen = sum(texts[i] in trained for i in val_idx)
+    hint = ("; Kaggle's test texts are new, which did not change the RMSE measured in README "
+            "(--split-by text holds out whole texts)" if seen and split_by == "page" else "")
+    held = counted(len({texts[i] for i in val_idx}), "text")
+    return (f"split by {split_by}: {counted(len(val_idx), 'validation page')} of {held}, {seen} of them "
+            f"also on training pages{hint}")
 
 
 def run(cfg: DenoiserConfig, log=print) -> dict:
@@ -62,9 +83,9 @@ def run(cfg: DenoiserConfig, log=print) -> dict:
     rt = setup_runtime(cfg.device, cfg.threads)
     say = log if rt.is_main else lambda *_: None
     data = main_first(rt, lambda: prepare_or_synthesize(Path(cfg.data_dir), log=say))
-    train_idx, val_idx = split_pages(len(data.train_pairs), cfg.val_fraction, cfg.folds, cfg.fold,
-                                     cfg.split_seed)
     pages = load_pairs(data.train_pairs)
+    texts = text_groups([y for _, y in pages])
+    train_idx, val_idx = split_train_val(cfg, texts)
     train_pages, val_pages = [pages[i] for i in train_idx], [pages[i] for i in val_idx]
     model_config = cfg.model_config()
     torch.manual_seed(cfg.seed)  # same initial weights on every rank and every run with this seed
@@ -78,6 +99,7 @@ def run(cfg: DenoiserConfig, log=print) -> dict:
             f"{f' x{rt.world}' if rt.distributed else ''}: {counted(len(train_pages), 'training page')}, "
             f"{counted(len(val_pages), 'validation page')}, {schedule_text(cfg, 'patch', 'patches')} of "
             f"{cfg.patch_size}px")
+        log(split_text(texts, train_idx, val_idx, cfg.split_by))
     dataset = PatchDataset(train_pages, cfg.patch_size, cfg.steps_per_epoch * cfg.batch_size,
                            cfg.photometric, cfg.seed, rt.rank, cfg.flips)
     result = fit(model, dataset, make_evaluate(val_pages, cfg, rt), cfg, rt, kind="denoiser",

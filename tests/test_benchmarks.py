@@ -153,9 +153,35 @@ def test_ensemble_benchmark_scores_each_checkpoint_and_their_average(tmp_path, s
     data = ["--data-dir", str(synthetic_dir)]
     out = bench("bench_ensemble.py", *map(str, [paths[0], paths[0], paths[1]]), *data)
     assert out.returncode == 0, out.stderr
-    got = re.findall(r"^(.+): held-out RMSE ([\d.]+) \(2 pages, [\d.]+ s\)$", out.stdout, re.M)
+    got = re.findall(r"^(.+): held-out RMSE ([\d.]+), with consensus [\d.]+ \(2 pages, [\d.]+ s\)$",
+                     out.stdout, re.M)
     assert [name for name, _ in got] == [paths[0].name, paths[0].name, paths[1].name, "average of 3"]
     alone = [float(e) for _, e in got]
     assert alone[0] == alone[1] != alone[2] and alone[3] > 0
     mixed = bench("bench_ensemble.py", str(paths[0]), str(paths[2]), *data)
     assert mixed.returncode == 2 and "held out different pages" in mixed.stderr
+
+
+def test_seen_text_arms_score_the_same_pages_on_equally_many_training_pages(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    arm_split = load("bench_seen_text.py").arm_split
+    texts = [k % 12 for k in range(40)]   # 12 texts of 3-4 pages, interleaved
+    (unseen, scored), (seen, scored_too) = arm_split(texts, "unseen"), arm_split(texts, "seen")
+    assert scored == scored_too and len(unseen) == len(seen) and not set(scored) & set(unseen + seen)
+    assert not {texts[i] for i in scored} & {texts[i] for i in unseen}
+    assert {texts[i] for i in scored} <= {texts[i] for i in seen}
+
+
+def test_seen_text_nearest_prints_distances_for_test_and_held_out_pages(tmp_path, synthetic_dir):
+    from src.checkpoints import make_checkpoint, save_checkpoint
+    from src.models import build_model
+    path = tmp_path / "tiny.pt"
+    save_checkpoint(path, make_checkpoint(build_model("unet", width=4, depth=1), kind="denoiser",
+                                          model_name="unet", model_config=dict(width=4, depth=1),
+                                          config=dict(val_fraction=0.34)))
+    out = bench("bench_seen_text.py", "--nearest", str(path), "--data-dir", str(synthetic_dir))
+    assert out.returncode == 0, out.stderr
+    found = re.findall(r"^(test|held-out) pages: nearest clean training page at RMSE ([\d.]+)-([\d.]+) "
+                       r"\((\d) pages\)$", out.stdout, re.M)
+    assert [(what, n) for what, _, _, n in found] == [("test", "2"), ("held-out", "2")], out.stdout
+    assert all(0 < float(low) <= float(high) for _, low, high, _ in found)

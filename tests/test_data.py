@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from src.data import (DataError, find_pairs, list_images, load_page, load_pair, prepare_data,
-                      prepare_or_synthesize, safe_extract, save_page, split_pages)
+                      prepare_or_synthesize, safe_extract, save_page, split_pages, text_groups)
 
 
 def write_png(path: Path, img: np.ndarray) -> Path:
@@ -185,6 +185,31 @@ def test_split_pages_reproducible_and_folds_partition():
     assert split_pages(5, 0.0)[1] == []
     with pytest.raises(ValueError):
         split_pages(5, folds=3, fold=3)
+
+
+def test_split_by_page_holds_out_the_pages_it_always_has():
+    # checkpoints store split_seed, not the pages: bench_ensemble re-derives them, so they must not move
+    assert split_pages(20, 0.2, seed=3)[1] == [8, 12, 16, 18]
+    assert split_pages(10, folds=3, fold=1)[1] == [0, 3, 6]
+    assert split_pages(20, 0.2, seed=3, groups=list(range(20))) == split_pages(20, 0.2, seed=3)
+
+
+def test_text_groups_join_identical_clean_pages_only():
+    a, b = np.zeros((4, 6), np.float32), np.ones((4, 6), np.float32)
+    assert text_groups([a, b, a.copy(), b[:, :5], np.zeros((6, 4), np.float32)]) == [0, 1, 0, 2, 3]
+
+
+def test_split_by_group_keeps_each_group_on_one_side():
+    groups = [k // 3 for k in range(30)]   # 10 texts of 3 pages
+    for seed in range(5):
+        train, val = split_pages(30, 0.15, seed=seed, groups=groups)
+        assert not {groups[i] for i in train} & {groups[i] for i in val}
+        assert len(val) == 6 and sorted(train + val) == list(range(30))   # whole groups up to >= 4.5 pages
+    folds = [split_pages(30, folds=4, fold=k, groups=groups)[1] for k in range(4)]
+    assert sorted(sum(folds, [])) == list(range(30))
+    assert all(len({groups[i] for i in f}) * 3 == len(f) for f in folds)
+    with pytest.raises(ValueError, match="no training pages"):
+        split_pages(6, 0.5, groups=[0] * 6)
 
 
 def test_default_folder_falls_back_to_synthetic_only_when_default(tmp_path, monkeypatch):

@@ -3,10 +3,11 @@ import pytest
 import torch
 
 from src.checkpoints import make_checkpoint, save_checkpoint
-from src.data import list_images, load_page
+from src.data import list_images, load_page, save_page
 from src.make_submission import main, parse_args
 from src.models import build_model
 from src.submission import read_submission, validate_submission
+from tests.test_consensus import on_background, text_page
 
 
 @pytest.fixture
@@ -232,6 +233,26 @@ def test_help_shows_each_default_once(capsys):
     text = capsys.readouterr().out
     assert text.startswith("usage: python -m src.make_submission ")
     options = text.split("options:")[1].split("\n  -")[1:]
-    assert len(options) == 13
+    assert len(options) == 14
     for option in options:
         assert option.count("default") <= 1 and "(default: None)" not in option, option
+
+
+def test_pages_of_one_text_take_their_median_unless_no_consensus(tmp_path, identity_ckpt, capsys):
+    pages = tmp_path / "pages"
+    for name, page in (("1", on_background(text_page(1), 1)), ("2", on_background(text_page(1), 2)),
+                       ("3", on_background(text_page(2), 3))):
+        save_page(pages / f"{name}.png", page)
+    runs = {}
+    for flag in ("--consensus", "--no-consensus"):
+        out = tmp_path / flag
+        assert main(["--checkpoint", str(identity_ckpt), "--images", str(pages), "--out", str(out / "s.csv"),
+                     "--png-dir", str(out), "--no-tta", flag]) == 0
+        runs[flag] = [load_page(out / f"{n}.png") for n in "123"]
+    log = capsys.readouterr().out
+    assert "3 pages, 2 of them showing 1 text of 2 pages each" in log and log.count("pages, ") == 1
+    inputs = [load_page(pages / f"{n}.png") for n in "123"]
+    assert all(np.array_equal(a, b) for a, b in zip(runs["--no-consensus"], inputs))   # the identity
+    one, two, three = runs["--consensus"]
+    assert np.array_equal(one, two) and np.array_equal(three, inputs[2])
+    assert np.abs(one - (inputs[0] + inputs[1]) / 2).max() <= 1 / 255   # the median of two is their mean

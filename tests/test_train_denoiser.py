@@ -1,4 +1,5 @@
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -152,6 +153,25 @@ def test_seed_changes_training_but_not_the_held_out_pages(tmp_path, synthetic_di
     assert held_out[0] == held_out[1] != held_out[2]
     weights = [load_checkpoint(r["last_path"])["model"] for r in runs]
     assert any(not torch.equal(v, weights[1][k]) for k, v in weights[0].items())   # --seed: other weights
+
+
+def test_split_by_text_holds_out_every_page_of_a_text(tmp_path, synthetic_dir):
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_dir, data)
+    pages = sorted((data / "train").glob("*.png"))
+    for first, second in zip(pages[0::2], pages[1::2]):   # 3 texts of 2 pages each, as the competition's
+        for folder in ("train", "train_cleaned"):
+            shutil.copy(data / folder / first.name, data / folder / second.name)
+    for split_by, held, matched in (
+            ("text", "2 validation pages of 1 text, 0", "2 pages, 2 of them showing 1 text of 2 pages each"),
+            ("page", "1 validation page of 1 text, 1", "1 page, no two of the same text")):
+        logs = []
+        result = run(smoke(tmp_path / split_by, data, split_by=split_by, epochs=1, val_fraction=0.2),
+                     log=logs.append)
+        assert f"split by {split_by}: {held} of them also on training pages" in "\n".join(logs)
+        assert load_checkpoint(result["best_path"])["config"]["split_by"] == split_by
+        # held-out pages matched from their predictions alone, as make_submission matches test pages
+        assert "with make_submission's consensus: " in result["summary"] and matched in result["summary"]
 
 
 def test_resume_refuses_changed_training_flags_and_may_add_epochs(tmp_path, synthetic_dir):
