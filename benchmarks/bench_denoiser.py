@@ -35,15 +35,25 @@ def real_data_dir() -> Path:
     return cache
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def data_dir_of(p: argparse.ArgumentParser, args: argparse.Namespace) -> Path:
+    """--data-dir, else ../shared's zip prepared into .cache/; exit 2 when there is neither."""
+    if args.data_dir is None and not SHARED_ZIP.is_file():
+        p.error(f"no data: pass --data-dir or provide {SHARED_ZIP}")
+    return args.data_dir or real_data_dir()
+
+
+def add_training_args(p: argparse.ArgumentParser) -> None:
+    """The flags of a benchmark that trains: --preset, --data-dir, then train_denoiser's after --."""
     p.add_argument("--preset", default="quick", choices=sorted(DENOISER_PRESETS))
     p.add_argument("--data-dir", type=Path)
     p.add_argument("rest", nargs=argparse.REMAINDER, help="extra train_denoiser flags after --")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_training_args(p)
     args = p.parse_args()
-    if args.data_dir is None and not SHARED_ZIP.is_file():
-        p.error(f"no data: pass --data-dir or provide {SHARED_ZIP}")
-    data_dir = args.data_dir or real_data_dir()
+    data_dir = data_dir_of(p, args)
     extra = [a for a in args.rest if a != "--"]
     models = ROOT / ".cache" / f"bench_{args.preset}"
     cfg = parse_config(DenoiserConfig, DENOISER_PRESETS,

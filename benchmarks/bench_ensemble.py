@@ -15,26 +15,29 @@ import sys
 import time
 from pathlib import Path
 
-from bench_denoiser import SHARED_ZIP, real_data_dir   # benchmarks/ is on sys.path: this script's folder
+from bench_denoiser import data_dir_of   # benchmarks/ is on sys.path: this script's folder
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.checkpoints import load_checkpoint, model_from_checkpoint  # noqa: E402
 from src.config import DenoiserConfig, config_from_dict  # noqa: E402
-from src.consensus import match_pages, median_of_groups  # noqa: E402
+from src.consensus import describe, match_pages, median_of_groups  # noqa: E402
 from src.data import load_pairs, prepare_data, text_groups  # noqa: E402
 from src.inference import predict_page  # noqa: E402
 from src.metrics import pooled_rmse  # noqa: E402
 from src.train_denoiser import split_train_val  # noqa: E402
 
 
-def score(models, pages, tta: bool) -> tuple[float, float, float]:
-    """(pooled RMSE, the same after consensus, seconds) of the models' averaged prediction over pages."""
+def score(models, pages, tta: bool) -> tuple[float, float, float, str]:
+    """(pooled RMSE, the same after consensus, seconds, what consensus matched) of the models' averaged
+    prediction over pages."""
     t0 = time.perf_counter()
     preds = [predict_page(models, x, tta=tta, amp=True) for x, _ in pages]   # as make_submission
-    together = median_of_groups(preds, match_pages(preds))
+    groups = match_pages(preds)
+    together = median_of_groups(preds, groups)
     secs = time.perf_counter() - t0
-    return tuple(pooled_rmse(zip(p, (y for _, y in pages))) for p in (preds, together)) + (secs,)
+    err, err_together = (pooled_rmse(zip(p, (y for _, y in pages))) for p in (preds, together))
+    return err, err_together, secs, describe(groups)
 
 
 def main() -> None:
@@ -43,11 +46,9 @@ def main() -> None:
     p.add_argument("--data-dir", type=Path)
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True)
     args = p.parse_args()
-    if args.data_dir is None and not SHARED_ZIP.is_file():
-        p.error(f"no data: pass --data-dir or provide {SHARED_ZIP}")
     ckpts = [load_checkpoint(c, "denoiser") for c in args.checkpoints]
     configs = [config_from_dict(DenoiserConfig, c["config"]) for c in ckpts]
-    data = prepare_data(args.data_dir or real_data_dir())
+    data = prepare_data(data_dir_of(p, args))
     every = load_pairs(data.train_pairs)
     texts = text_groups([y for _, y in every])
     helds = [split_train_val(c, texts)[1] for c in configs]
@@ -58,11 +59,12 @@ def main() -> None:
     pages = [every[i] for i in helds[0]]
     models = [model_from_checkpoint(c, path) for c, path in zip(ckpts, args.checkpoints)]
     for path, model in zip(args.checkpoints, models):
-        err, together, secs = score(model, pages, args.tta)
+        err, together, secs, matched = score(model, pages, args.tta)
         print(f"{path.name}: held-out RMSE {err:.5f}, with consensus {together:.5f} ({len(pages)} pages, "
               f"{secs:.1f} s)")
+    print(f"consensus: {matched}")   # as matched from the last model's predictions
     if len(models) > 1:
-        err, together, secs = score(models, pages, args.tta)
+        err, together, secs, _ = score(models, pages, args.tta)
         print(f"average of {len(models)}: held-out RMSE {err:.5f}, with consensus {together:.5f} "
               f"({len(pages)} pages, {secs:.1f} s)")
 

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import src.train_denoiser as td  # noqa: E402
-from bench_denoiser import SHARED_ZIP, real_data_dir  # noqa: E402
+from bench_denoiser import add_training_args, data_dir_of  # noqa: E402
 from src.checkpoints import load_model  # noqa: E402
 from src.config import DENOISER_PRESETS, DenoiserConfig, config_from_dict, parse_config  # noqa: E402
 from src.data import load_page, load_pairs, prepare_data, split_pages, text_groups  # noqa: E402
@@ -70,16 +70,13 @@ def main() -> None:
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--arm", choices=["unseen", "seen"])
     mode.add_argument("--nearest", type=Path, metavar="CHECKPOINT")
-    p.add_argument("--preset", default="quick", choices=sorted(DENOISER_PRESETS))
-    p.add_argument("--data-dir", type=Path)
-    p.add_argument("rest", nargs=argparse.REMAINDER, help="extra train_denoiser flags after --")
+    add_training_args(p)
     args = p.parse_args()
-    if args.data_dir is None and not SHARED_ZIP.is_file():
-        p.error(f"no data: pass --data-dir or provide {SHARED_ZIP}")
+    data_dir = data_dir_of(p, args)
     if args.nearest:
-        return nearest(args.nearest, args.data_dir or real_data_dir())
+        return nearest(args.nearest, data_dir)
     cfg = parse_config(DenoiserConfig, DENOISER_PRESETS,
-                       ["--preset", args.preset, "--data-dir", str(args.data_dir or real_data_dir()),
+                       ["--preset", args.preset, "--data-dir", str(data_dir),
                         "--name", f"text_{args.arm}",
                         "--models-dir", str(ROOT / ".cache" / "bench_seen_text"),
                         *[a for a in args.rest if a != "--"]])

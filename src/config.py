@@ -31,8 +31,8 @@ class DenoiserConfig:
     steps_per_epoch: int = 450     # optimiser steps per epoch
     photometric: float = 0.0       # chance of brightness/contrast/noise jitter on inputs (0.3: worse, README)
     flips: bool = False            # the 8 flips/turns of each patch; off: text is never mirrored (README)
-    val_fraction: float = 0.15     # share of pages held out (by page); 0 trains on every pair
-    folds: int = 0                 # >1: K-fold split by page, validate on fold --fold
+    val_fraction: float = 0.15     # share of pages held out (as --split-by says); 0 trains on every pair
+    folds: int = 0                 # >1: K-fold split (as --split-by says), validate on fold --fold
     fold: int = 0                  # which of the --folds folds is held out
     seed: int = 0                  # initial weights and patch draws
     split_seed: int = 0            # which pages are held out: fixed while --seed varies, so seeds compare

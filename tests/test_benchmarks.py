@@ -158,6 +158,7 @@ def test_ensemble_benchmark_scores_each_checkpoint_and_their_average(tmp_path, s
     assert [name for name, _ in got] == [paths[0].name, paths[0].name, paths[1].name, "average of 3"]
     alone = [float(e) for _, e in got]
     assert alone[0] == alone[1] != alone[2] and alone[3] > 0
+    assert "consensus: 2 pages, no two of the same text" in out.stdout   # synthetic texts are all different
     mixed = bench("bench_ensemble.py", str(paths[0]), str(paths[2]), *data)
     assert mixed.returncode == 2 and "held out different pages" in mixed.stderr
 
