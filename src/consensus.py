@@ -14,7 +14,8 @@ MAX_DIST = 0.25  # same text: ink distance up to 0.08 measured; different texts:
 
 
 def ink_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """RMSE of two predicted pages over the pixels where either shows ink; inf for pages of other sizes.
+    """RMSE of two predicted pages over the pixels where either shows ink; inf for pages of other sizes
+    and for two pages without ink (nothing says they show one text).
 
     Over whole pages two different texts are as close as their white margins make them; over the ink
     they are far apart.
@@ -22,7 +23,9 @@ def ink_distance(a: np.ndarray, b: np.ndarray) -> float:
     if a.shape != b.shape:
         return float("inf")
     ink = np.minimum(a, b) < INK
-    return float(np.sqrt(np.mean(np.square(a[ink] - b[ink], dtype=np.float64)))) if ink.any() else 0.0
+    if not ink.any():
+        return float("inf")
+    return float(np.sqrt(np.mean(np.square(a[ink] - b[ink], dtype=np.float64))))
 
 
 def match_pages(preds: list[np.ndarray], max_dist: float = MAX_DIST) -> list[int]:

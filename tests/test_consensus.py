@@ -25,6 +25,8 @@ def test_pages_of_one_text_group_and_other_texts_do_not():
     assert ink_distance(pages[0], pages[2]) < 0.1 < 0.5 < ink_distance(pages[0], pages[1])
     # over whole pages the two texts are close (mostly white); over their ink they are not
     assert np.sqrt(np.mean((pages[0] - pages[1]) ** 2)) < 0.25
+    blank = np.ones((60, 80), np.float32)
+    assert match_pages([blank, blank * 0.98, pages[0]]) == [0, 1, 2]   # no ink, no evidence of one text
 
 
 def test_median_of_a_text_removes_background_errors_and_leaves_single_pages():
