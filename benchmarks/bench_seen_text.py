@@ -9,11 +9,11 @@ benchmark holds out whole texts (`--split-by text`, `--val-fraction 0.3`) and sc
 of each held-out text (E). Arm `unseen` trains on the remaining pages. Arm `seen` trains on the other
 pages of E's texts as well, and drops as many of the remaining pages, picked at random, so that both
 arms train on the same number of pages. Any gap between the two RMSEs on E is the value of having
-seen the text.
+seen the text. The arms' checkpoints store the preset's split, not this one: score them here only.
 
---nearest: how far each page's prediction by a checkpoint is from the nearest clean training page of
-its size, for the test pages and for the pages the checkpoint's run held out. A held-out page whose
-text is on a training page sits next to it; a test page with a text of its own does not.
+--nearest: how far each page's prediction by a checkpoint is from the nearest clean page of its size
+among the pages the checkpoint trained on, for the test pages and for the pages its run held out. A
+held-out page whose text is on a training page sits next to it; a page with a text of its own does not.
 Data: as bench_denoiser.py.
 """
 from __future__ import annotations
@@ -55,11 +55,13 @@ def nearest(checkpoint: Path, data_dir: Path) -> None:
     data = prepare_data(data_dir)
     pairs = load_pairs(data.train_pairs)
     cleans = [y for _, y in pairs]
-    _, held = td.split_train_val(config_from_dict(DenoiserConfig, ckpt["config"]), text_groups(cleans))
+    train, held = td.split_train_val(config_from_dict(DenoiserConfig, ckpt["config"]), text_groups(cleans))
+    trained = [cleans[i] for i in train]   # not the held-out pages' own clean pages
     groups = {"test pages": [load_page(p) for p in data.test_images],
               "held-out pages": [pairs[i][0] for i in held]}
     for what, pages in groups.items():   # predicted as make_submission does
-        dists = [min(float(np.sqrt(np.mean((pred - c) ** 2))) for c in cleans if c.shape == pred.shape)
+        dists = [min((float(np.sqrt(np.mean((pred - c) ** 2))) for c in trained if c.shape == pred.shape),
+                     default=float("inf"))
                  for pred in (predict_page(model, x, tta=True, amp=True) for x in pages)]
         print(f"{what}: nearest clean training page at RMSE {min(dists):.4f}-{max(dists):.4f} "
               f"({len(pages)} pages)")

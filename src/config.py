@@ -216,8 +216,13 @@ def as_flags(name: str, value) -> str:
 
 
 def resume_conflicts(saved: dict[str, Any], cfg) -> list[str]:
-    """`--flag saved (now: new)` for each training setting that differs from a checkpoint's config."""
+    """`--flag saved (now: new)` for each training setting that differs from a checkpoint's config.
+
+    A field the checkpoint lacks is newer than its run, which ran as the field's default does (what
+    `config_from_dict` fills in): a run from before --split-by resumed with --split-by text is refused.
+    """
     now = dataclasses.asdict(cfg)
+    saved = {f.name: f.default for f in fields(cfg) if f.default is not dataclasses.MISSING} | saved
     return [f"{as_flags(k, saved[k])} (now: {as_flags(k, now[k])})" for k in now
             if k in saved and k not in RUNTIME_FIELDS and saved[k] != now[k]]
 

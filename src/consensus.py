@@ -2,8 +2,10 @@
 
 The competition lays each text over several backgrounds, aligned to the pixel: Kaggle's 72 test pages
 are 18 texts of 4 pages. Each page's prediction carries errors of its own background, and the median
-of one text's predictions removes most of them (README, *Results*). Pages whose ink matches no other
-page's, as with scans of your own, are left exactly as predicted.
+of one text's predictions removes most of them (README: *Same text, several backgrounds*). A page
+whose ink matches no other page's is left as predicted; but pages that share most of their ink, such
+as copies of one printed form filled in by hand, would be matched and lose what differs, so
+make_submission matches only the competition's test pages unless told to (--consensus).
 """
 from __future__ import annotations
 

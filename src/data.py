@@ -213,19 +213,22 @@ def text_groups(cleans: list[np.ndarray]) -> list[int]:
 
 
 def split_pages(n: int, val_fraction: float = 0.15, folds: int = 0, fold: int = 0,
-                seed: int = 0, groups: list[int] | None = None) -> tuple[list[int], list[int]]:
+                seed: int = 0, groups: list | None = None) -> tuple[list[int], list[int]]:
     """Reproducible split of page indices into (train, validation), by page or by group.
 
     folds > 1: K-fold, validation is fold `fold` (folds cover every page once, for fold ensembles).
     Otherwise a random `val_fraction` share (at least one page when the share is positive).
-    groups (one number per page, 0..G-1, e.g. `text_groups`): a group's pages stay on one side, and the
+    groups (a label per page, e.g. `text_groups`'s numbers): a group's pages stay on one side, and the
     share is reached with whole groups. None: every page is its own group, the same split as before.
     """
     groups = list(range(n)) if groups is None else groups
-    members: dict[int, list[int]] = {}
+    if len(groups) != n:
+        raise ValueError(f"{len(groups)} group numbers for {n} pages")
+    members: dict[int, list[int]] = {}   # by first page: with a group per page, the order of the pages
     for page, group in enumerate(groups):
         members.setdefault(group, []).append(page)
-    order = [members[g] for g in np.random.default_rng(seed).permutation(len(members)).tolist()]
+    firsts = list(members)
+    order = [members[firsts[g]] for g in np.random.default_rng(seed).permutation(len(firsts)).tolist()]
     if folds > 1:
         if not 0 <= fold < folds:
             raise ValueError(f"--fold {fold} is outside 0..{folds - 1}")

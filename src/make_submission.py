@@ -2,8 +2,8 @@
 
 Pages come from --images (any folder of PNGs) or the test pages found in --data-dir; several
 --checkpoint flags average a fold ensemble; flip test-time augmentation is on unless --no-tta.
-Pages that show the same text (the competition's test pages are 18 texts of 4 pages each) take the
-median of their predictions unless --no-consensus.
+Test pages that show the same text (the competition's are 18 texts of 4 pages each) take the median
+of their predictions unless --no-consensus; pages of --images only with --consensus.
 --png-dir also keeps each cleaned page as a PNG, to look at (or to clean scans of your own).
 """
 from __future__ import annotations
@@ -49,9 +49,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default: %(default)s)")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=DenoiserConfig.tta,
                    help="average predictions over the 4 flips (4x the time, lower RMSE: README; default: on)")
-    p.add_argument("--consensus", action=argparse.BooleanOptionalAction, default=True,
+    p.add_argument("--consensus", action=argparse.BooleanOptionalAction,
                    help="pages of the same text take the median of their predictions (lower RMSE: README; "
-                        "holds every prediction in memory, about 1 MB a page; default: on)")
+                        "holds every prediction in memory, about 1 MB a page; default: on for the test "
+                        "pages, off for --images, where copies of one form filled in by hand would lose "
+                        "the handwriting)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     args = p.parse_args(argv)
     check_flags(p, args)
@@ -74,6 +76,8 @@ def check_flags(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     except ValueError:
         p.error(f"--compress {args.compress} contradicts --out {args.out}; "
                 f"drop --compress (the name picks it) or rename --out")
+    if args.consensus is None:   # the competition's test pages come in texts of 4; other pages need not
+        args.consensus = args.images is None
     if args.out.is_dir():   # else found only when the finished file is renamed into place
         p.error(f"--out {args.out}: is a folder; name a file such as {args.out / CSV_NAME}")
 

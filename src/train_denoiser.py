@@ -99,7 +99,8 @@ def run(cfg: DenoiserConfig, log=print) -> dict:
             f"{f' x{rt.world}' if rt.distributed else ''}: {counted(len(train_pages), 'training page')}, "
             f"{counted(len(val_pages), 'validation page')}, {schedule_text(cfg, 'patch', 'patches')} of "
             f"{cfg.patch_size}px")
-        log(split_text(texts, train_idx, val_idx, cfg.split_by))
+        if val_idx:
+            log(split_text(texts, train_idx, val_idx, cfg.split_by))
     dataset = PatchDataset(train_pages, cfg.patch_size, cfg.steps_per_epoch * cfg.batch_size,
                            cfg.photometric, cfg.seed, rt.rank, cfg.flips)
     result = fit(model, dataset, make_evaluate(val_pages, cfg, rt), cfg, rt, kind="denoiser",

@@ -173,16 +173,35 @@ def test_seen_text_arms_score_the_same_pages_on_equally_many_training_pages(monk
     assert {texts[i] for i in scored} <= {texts[i] for i in seen}
 
 
-def test_seen_text_nearest_prints_distances_for_test_and_held_out_pages(tmp_path, synthetic_dir):
+def test_seen_text_nearest_finds_the_twins_a_page_split_trains_on(tmp_path, synthetic_dir):
+    import shutil
+
+    import torch
+
     from src.checkpoints import make_checkpoint, save_checkpoint
     from src.models import build_model
-    path = tmp_path / "tiny.pt"
-    save_checkpoint(path, make_checkpoint(build_model("unet", width=4, depth=1), kind="denoiser",
-                                          model_name="unet", model_config=dict(width=4, depth=1),
-                                          config=dict(val_fraction=0.34)))
-    out = bench("bench_seen_text.py", "--nearest", str(path), "--data-dir", str(synthetic_dir))
-    assert out.returncode == 0, out.stderr
-    found = re.findall(r"^(test|held-out) pages: nearest clean training page at RMSE ([\d.]+)-([\d.]+) "
-                       r"\((\d) pages\)$", out.stdout, re.M)
-    assert [(what, n) for what, _, _, n in found] == [("test", "2"), ("held-out", "2")], out.stdout
-    assert all(0 < float(low) <= float(high) for _, low, high, _ in found)
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_dir, data)
+    pages = sorted((data / "train").glob("*.png"))
+    for first, second in zip(pages[0::2], pages[1::2]):   # 3 texts of 2 pages; noisy = clean
+        shutil.copy(data / "train_cleaned" / first.name, data / "train_cleaned" / second.name)
+        for page in (first, second):
+            shutil.copy(data / "train_cleaned" / first.name, data / "train" / page.name)
+    identity = build_model("unet", width=4, depth=1)   # a zeroed residual head returns its input
+    for param in identity.head.parameters():
+        torch.nn.init.zeros_(param)
+    got = {}
+    for split_by in ("page", "text"):
+        path = tmp_path / f"{split_by}.pt"
+        save_checkpoint(path, make_checkpoint(identity, kind="denoiser", model_name="unet",
+                                              model_config=dict(width=4, depth=1),
+                                              config=dict(val_fraction=0.2, split_by=split_by)))
+        out = bench("bench_seen_text.py", "--nearest", str(path), "--data-dir", str(data))
+        assert out.returncode == 0, out.stderr
+        got[split_by] = re.findall(r"^(test|held-out) pages: nearest clean training page at RMSE "
+                                   r"([\d.]+)-([\d.]+) \((\d) pages\)$", out.stdout, re.M)
+    # by page the held-out page's twin is trained on: distance 0; by text it is held out too
+    assert [(w, n) for w, _, _, n in got["page"]] == [("test", "2"), ("held-out", "1")]
+    assert float(got["page"][1][2]) < 1e-4 < float(got["text"][1][1])
+    assert [(w, n) for w, _, _, n in got["text"]] == [("test", "2"), ("held-out", "2")]
+    assert all(float(low) > 0.01 for _, low, _, _ in got["page"][:1] + got["text"])

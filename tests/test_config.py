@@ -84,7 +84,10 @@ def test_resume_conflicts_name_training_flags_only():
     cfg = DenoiserConfig(width=16, flips=True, lr=2e-3, device="cpu", epochs=20, tile=512, name="x")
     assert resume_conflicts(saved, cfg) == ["--width 32 (now: --width 16)", "--no-flips (now: --flips)",
                                             "--lr 0.001 (now: --lr 0.002)"]
-    assert resume_conflicts({"width": 32}, DenoiserConfig()) == []  # keys an old checkpoint lacks: no say
+    # keys an old checkpoint lacks: its run ran as their defaults do
+    assert resume_conflicts({"width": 32}, DenoiserConfig()) == []
+    assert resume_conflicts({"width": 32}, DenoiserConfig(split_by="text")) == [
+        "--split-by page (now: --split-by text)"]
 
 
 def test_the_denoisers_choices_are_the_losses_and_denoisers_that_exist():

@@ -210,6 +210,10 @@ def test_split_by_group_keeps_each_group_on_one_side():
     assert all(len({groups[i] for i in f}) * 3 == len(f) for f in folds)
     with pytest.raises(ValueError, match="no training pages"):
         split_pages(6, 0.5, groups=[0] * 6)
+    with pytest.raises(ValueError, match="5 group numbers for 6 pages"):
+        split_pages(6, 0.5, groups=[0] * 5)
+    labels = [f"text {g * 7}" for g in groups]   # any labels: the groups are what counts
+    assert split_pages(30, 0.15, seed=1, groups=labels) == split_pages(30, 0.15, seed=1, groups=groups)
 
 
 def test_default_folder_falls_back_to_synthetic_only_when_default(tmp_path, monkeypatch):

@@ -26,7 +26,8 @@ def test_submission_for_test_pages_matches_sample_and_pixels(tmp_path, synthetic
     out = tmp_path / "sub" / "submission.csv"
     assert main(["--checkpoint", str(identity_ckpt), "--data-dir", str(synthetic_dir),
                  "--out", str(out)]) == 0
-    assert "wrote" in capsys.readouterr().out
+    log = capsys.readouterr().out
+    assert "wrote" in log and "2 pages, no two of the same text" in log   # consensus is on for test pages
     report = validate_submission(out, sample=synthetic_dir / "sampleSubmission.csv")
     assert report.ok, report.problems
     df = read_submission(out).set_index("id")["value"]
@@ -244,15 +245,16 @@ def test_pages_of_one_text_take_their_median_unless_no_consensus(tmp_path, ident
                        ("3", on_background(text_page(2), 3))):
         save_page(pages / f"{name}.png", page)
     runs = {}
-    for flag in ("--consensus", "--no-consensus"):
-        out = tmp_path / flag
+    for flag in ("--consensus", "--no-consensus", ""):   # "": the default, off for --images
+        out = tmp_path / (flag or "default")
         assert main(["--checkpoint", str(identity_ckpt), "--images", str(pages), "--out", str(out / "s.csv"),
-                     "--png-dir", str(out), "--no-tta", flag]) == 0
+                     "--png-dir", str(out), "--no-tta", *[flag][:bool(flag)]]) == 0
         runs[flag] = [load_page(out / f"{n}.png") for n in "123"]
     log = capsys.readouterr().out
     assert "3 pages, 2 of them showing 1 text of 2 pages each" in log and log.count("pages, ") == 1
     inputs = [load_page(pages / f"{n}.png") for n in "123"]
-    assert all(np.array_equal(a, b) for a, b in zip(runs["--no-consensus"], inputs))   # the identity
+    for flag in ("--no-consensus", ""):
+        assert all(np.array_equal(a, b) for a, b in zip(runs[flag], inputs)), flag   # the identity
     one, two, three = runs["--consensus"]
     assert np.array_equal(one, two) and np.array_equal(three, inputs[2])
     assert np.abs(one - (inputs[0] + inputs[1]) / 2).max() <= 1 / 255   # the median of two is their mean
