@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from src.train import counted
+
 INK = 0.5        # a predicted pixel below this is ink
 MAX_DIST = 0.25  # same text: ink distance up to 0.08 measured; different texts: 0.57 and more (README)
 
@@ -59,9 +61,6 @@ def median_of_groups(preds: list[np.ndarray], groups: list[int]) -> list[np.ndar
 
 def describe(groups: list[int]) -> str:
     """What matching found, for the log."""
-    def counted(n, noun):
-        return f"{n} {noun}{'' if n == 1 else 's'}"
-
     sizes = np.bincount(groups)
     shared = sizes[sizes > 1]
     if not len(shared):
