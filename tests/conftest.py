@@ -29,6 +29,39 @@ def synthetic_dir(tmp_path_factory) -> Path:
     return make_synthetic_competition(tmp_path_factory.mktemp("synthetic"), n_train=6, n_test=2, seed=1)
 
 
+def repeated_texts(pages: Path, dest: Path, noisy_is_clean: bool = False) -> Path:
+    """dest/: a copy of a competition-shaped folder whose training pairs come two by two with one clean
+    page, as the competition's texts repeat over backgrounds (noisy_is_clean: every noisy page is its
+    clean page; else the second page of a text is a copy of the first)."""
+    import shutil
+
+    from src.data import CLEAN, TRAIN
+
+    shutil.copytree(pages, dest)
+    names = sorted(p.name for p in (dest / TRAIN).glob("*.png"))
+    for first, second in zip(names[0::2], names[1::2]):
+        shutil.copy(dest / CLEAN / first, dest / CLEAN / second)
+        if noisy_is_clean:
+            shutil.copy(dest / CLEAN / first, dest / TRAIN / first)
+        shutil.copy(dest / (CLEAN if noisy_is_clean else TRAIN) / first, dest / TRAIN / second)
+    return dest
+
+
+def identity_checkpoint(path: Path, config: dict | None = None) -> Path:
+    """A denoiser checkpoint of a U-Net with a zeroed residual head: the identity, it returns its input."""
+    import torch
+
+    from src.checkpoints import make_checkpoint, save_checkpoint
+    from src.models import build_model
+
+    model = build_model("unet", width=4, depth=1)
+    for p in model.head.parameters():
+        torch.nn.init.zeros_(p)
+    save_checkpoint(path, make_checkpoint(model, kind="denoiser", model_name="unet",
+                                          model_config=dict(width=4, depth=1), config=config or {}))
+    return path
+
+
 def zip_competition(pages: Path, dest: Path) -> Path:
     """dest/ holding the inner zips of a competition-shaped folder, as Kaggle's zip holds them."""
     from src.data import CLEAN, SAMPLE, TEST, TRAIN

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.conftest import PROJECT
+from tests.conftest import PROJECT, identity_checkpoint, repeated_texts
 
 BENCH = PROJECT / "benchmarks"
 
@@ -174,28 +174,10 @@ def test_seen_text_arms_score_the_same_pages_on_equally_many_training_pages(monk
 
 
 def test_seen_text_nearest_finds_the_twins_a_page_split_trains_on(tmp_path, synthetic_dir):
-    import shutil
-
-    import torch
-
-    from src.checkpoints import make_checkpoint, save_checkpoint
-    from src.models import build_model
-    data = tmp_path / "data"
-    shutil.copytree(synthetic_dir, data)
-    pages = sorted((data / "train").glob("*.png"))
-    for first, second in zip(pages[0::2], pages[1::2]):   # 3 texts of 2 pages; noisy = clean
-        shutil.copy(data / "train_cleaned" / first.name, data / "train_cleaned" / second.name)
-        for page in (first, second):
-            shutil.copy(data / "train_cleaned" / first.name, data / "train" / page.name)
-    identity = build_model("unet", width=4, depth=1)   # a zeroed residual head returns its input
-    for param in identity.head.parameters():
-        torch.nn.init.zeros_(param)
+    data = repeated_texts(synthetic_dir, tmp_path / "data", noisy_is_clean=True)   # 3 texts of 2 pages
     got = {}
     for split_by in ("page", "text"):
-        path = tmp_path / f"{split_by}.pt"
-        save_checkpoint(path, make_checkpoint(identity, kind="denoiser", model_name="unet",
-                                              model_config=dict(width=4, depth=1),
-                                              config=dict(val_fraction=0.2, split_by=split_by)))
+        path = identity_checkpoint(tmp_path / f"{split_by}.pt", dict(val_fraction=0.2, split_by=split_by))
         out = bench("bench_seen_text.py", "--nearest", str(path), "--data-dir", str(data))
         assert out.returncode == 0, out.stderr
         got[split_by] = re.findall(r"^(test|held-out) pages: nearest clean training page at RMSE "

@@ -7,19 +7,14 @@ from src.data import list_images, load_page, save_page
 from src.make_submission import main, parse_args
 from src.models import build_model
 from src.submission import read_submission, validate_submission
+from tests.conftest import identity_checkpoint
 from tests.test_consensus import on_background, text_page
 
 
 @pytest.fixture
 def identity_ckpt(tmp_path):
-    """A U-Net with a zeroed residual head is the identity: its submission is the input."""
-    model = build_model("unet", width=4, depth=1)
-    for p in model.head.parameters():
-        torch.nn.init.zeros_(p)
-    path = tmp_path / "identity.pt"
-    save_checkpoint(path, make_checkpoint(model, kind="denoiser", model_name="unet",
-                                          model_config=dict(width=4, depth=1), config={}))
-    return path
+    """The identity: its submission is the input."""
+    return identity_checkpoint(tmp_path / "identity.pt")
 
 
 def test_submission_for_test_pages_matches_sample_and_pixels(tmp_path, synthetic_dir, identity_ckpt, capsys):

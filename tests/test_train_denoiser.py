@@ -1,5 +1,4 @@
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from src.checkpoints import load_checkpoint, load_model, save_checkpoint, make_c
 from src.config import DENOISER_PRESETS, DenoiserConfig
 from src.models import build_model
 from src.train_denoiser import main, run
+from tests.conftest import repeated_texts
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -156,12 +156,7 @@ def test_seed_changes_training_but_not_the_held_out_pages(tmp_path, synthetic_di
 
 
 def test_split_by_text_holds_out_every_page_of_a_text(tmp_path, synthetic_dir):
-    data = tmp_path / "data"
-    shutil.copytree(synthetic_dir, data)
-    pages = sorted((data / "train").glob("*.png"))
-    for first, second in zip(pages[0::2], pages[1::2]):   # 3 texts of 2 pages each, as the competition's
-        for folder in ("train", "train_cleaned"):
-            shutil.copy(data / folder / first.name, data / folder / second.name)
+    data = repeated_texts(synthetic_dir, tmp_path / "data")   # 3 texts of 2 pages each, as the competition's
     for split_by, held, matched in (
             ("text", "2 validation pages of 1 text, 0", "2 pages, 2 of them showing 1 text of 2 pages each"),
             ("page", "1 validation page of 1 text, 1", "1 page, no two of the same text")):
