@@ -2,7 +2,9 @@
 
 Clean pages are pseudo-text drawn with OpenCV's built-in fonts, black on white. Noisy pages put the
 same pixels on a dirty background (stains, folds, wrinkles, watermarks, ...) without moving any
-pixel, so noisy and clean stay aligned like the competition's pairs. Everything is NumPy + OpenCV
+pixel, so noisy and clean stay aligned like the competition's pairs. As in the competition, each text
+lies on several backgrounds (training texts on 2-4 pages, test texts on up to 4, none shared), so
+`make_submission`'s consensus has something to do. Everything is NumPy + OpenCV
 and takes a few milliseconds per page, so tests can build a dataset on the fly.
 """
 from __future__ import annotations
@@ -20,6 +22,8 @@ from src.files import atomic_write
 log = logging.getLogger(__name__)
 
 MARKER = ".synthetic"
+FORMAT = "texts repeat\n"    # the marker's content: a dataset of an older format is made again
+TRAIN_TEXT_PAGES, TEST_TEXT_PAGES = (2, 4), (4, 4)   # pages per text, as in the 115 pairs and the 72 tests
 WIDTH, HEIGHTS = 540, (258, 420)
 FONTS = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_COMPLEX, cv2.FONT_HERSHEY_COMPLEX_SMALL)
 BOLD_FONTS = (cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_TRIPLEX)
@@ -210,11 +214,15 @@ def degrade(clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(noisy * 255 + 0.5, 0, 255).astype(np.uint8)
 
 
-def make_pair(seed: int, page_id: int, height: int, width: int = WIDTH) -> tuple[np.ndarray, np.ndarray]:
-    """(noisy, clean) uint8 (height, width); each page has its own stream, so counts don't shift pages."""
-    rng = np.random.default_rng([seed, page_id])
-    clean = render_clean_page(rng, height, width)
-    return degrade(clean, rng), clean
+def make_pair(seed: int, page_id: int, height: int, width: int = WIDTH,
+              text: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(noisy, clean) uint8 (height, width): text `text` (default: the page's own) on the page's background.
+
+    The text and each page's background have their own random streams, so pages of one text share
+    their clean page exactly and differ in their dirt.
+    """
+    clean = render_clean_page(np.random.default_rng([seed, page_id if text is None else text]), height, width)
+    return degrade(clean, np.random.default_rng([seed, page_id, 1])), clean
 
 
 # ---------------------------------------------------------------- writing
@@ -234,17 +242,42 @@ def sample_submission_text(pages: list[tuple[int, int, int]]) -> str:
     return "".join(chunks)
 
 
-def page_plan(n_train: int, n_test: int, seed: int) -> tuple[list[int], list[int], dict[int, int]]:
-    """(train ids, test ids, height by id): ids 1..n_train+n_test shuffled between the two, like the
-    real ones (train 2, 3, 5, ..., test 1, 4, ...); each page 258 or 420 px tall."""
+def group_sizes(n: int, pages: tuple[int, int], rng: np.random.Generator) -> list[int]:
+    """Sizes in pages[0]..pages[1] summing to n (one smaller group only when n itself is smaller)."""
+    low, high = pages
+    sizes = []
+    while n > 0:
+        size = min(int(rng.integers(low, high + 1)), n)
+        if 0 < n - size < low:                      # the rest would make too small a group
+            size = n if n <= high else n - low
+        sizes.append(size)
+        n -= size
+    return sizes
+
+
+def page_plan(n_train: int, n_test: int,
+              seed: int) -> tuple[list[int], list[int], dict[int, int], dict[int, int]]:
+    """(train ids, test ids, height by id, text by id): ids 1..n_train+n_test shuffled between the two,
+    like the real ones (train 2, 3, 5, ..., test 1, 4, ...). Pages are dealt into texts of
+    TRAIN_TEXT_PAGES or TEST_TEXT_PAGES pages, a text named by its first page's id; a text's pages
+    are all 258 or all 420 px tall."""
     rng = np.random.default_rng(seed)
     ids = [int(i) for i in rng.permutation(np.arange(1, n_train + n_test + 1))]
-    return sorted(ids[n_test:]), sorted(ids[:n_test]), {i: int(rng.choice(HEIGHTS)) for i in ids}
+    texts: dict[int, int] = {}
+    for part, pages in ((ids[n_test:], TRAIN_TEXT_PAGES), (ids[:n_test], TEST_TEXT_PAGES)):
+        start = 0
+        for size in group_sizes(len(part), pages, rng):
+            group = part[start:start + size]
+            texts.update(dict.fromkeys(group, min(group)))
+            start += size
+    heights = {i: int(rng.choice(HEIGHTS)) for i in ids}
+    return sorted(ids[n_test:]), sorted(ids[:n_test]), {i: heights[texts[i]] for i in ids}, texts
 
 
 def _is_complete(root: Path, n_train: int, n_test: int) -> bool:
     counts = [len(list((root / d).glob("*.png"))) for d in (TRAIN, CLEAN, TEST)]
-    return (root / MARKER).exists() and (root / SAMPLE).is_file() and counts == [n_train, n_train, n_test]
+    return ((root / MARKER).is_file() and (root / MARKER).read_text() == FORMAT and (root / SAMPLE).is_file()
+            and counts == [n_train, n_train, n_test])
 
 
 def make_synthetic_competition(root: Path, n_train: int = 24, n_test: int = 6, seed: int = 0) -> Path:
@@ -253,7 +286,7 @@ def make_synthetic_competition(root: Path, n_train: int = 24, n_test: int = 6, s
     Layout: root/train/<id>.png and root/train_cleaned/<id>.png (same names and sizes),
     root/test/<id>.png, root/sampleSubmission.csv and an empty marker root/.synthetic, written last
     so that an interrupted run is regenerated. Deterministic for a seed; a complete dataset with the
-    same counts is left untouched. Raises DataError rather than overwrite a real dataset.
+    same counts and format is left untouched. Raises DataError rather than overwrite a real dataset.
     """
     root = Path(root)
     if _is_complete(root, n_train, n_test):
@@ -266,18 +299,18 @@ def make_synthetic_competition(root: Path, n_train: int = 24, n_test: int = 6, s
     log.info("writing a synthetic dataset (%d train, %d test pages) to %s", n_train, n_test, root)
     root.mkdir(parents=True, exist_ok=True)
     (root / MARKER).unlink(missing_ok=True)
-    partial.touch()
+    partial.write_text(FORMAT)
     for d in (TRAIN, CLEAN, TEST):
         (root / d).mkdir(exist_ok=True)
         for old in (root / d).glob("*.png"):       # pages of an earlier size of dataset
             old.unlink()
-    train_ids, test_ids, heights = page_plan(n_train, n_test, seed)
+    train_ids, test_ids, heights, texts = page_plan(n_train, n_test, seed)
     for pid in train_ids:
-        noisy, clean = make_pair(seed, pid, heights[pid])
+        noisy, clean = make_pair(seed, pid, heights[pid], text=texts[pid])
         save_page(root / TRAIN / f"{pid}.png", noisy)
         save_page(root / CLEAN / f"{pid}.png", clean)
     for pid in test_ids:
-        save_page(root / TEST / f"{pid}.png", make_pair(seed, pid, heights[pid])[0])
+        save_page(root / TEST / f"{pid}.png", make_pair(seed, pid, heights[pid], text=texts[pid])[0])
     pages = [(pid, heights[pid], WIDTH) for pid in test_ids]
     text = sample_submission_text(pages)
     atomic_write(root / SAMPLE, lambda tmp: tmp.write_text(text))

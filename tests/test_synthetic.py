@@ -6,8 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from src.data import CLEAN, SAMPLE, TEST, TRAIN, DataError, count_csv_rows, prepare_data
-from src.synthetic import FAMILIES, degrade, make_pair, make_synthetic_competition, render_clean_page
+from src.data import CLEAN, SAMPLE, TEST, TRAIN, DataError, count_csv_rows, prepare_data, text_groups
+from src.synthetic import (FAMILIES, FORMAT, degrade, group_sizes, make_pair, make_synthetic_competition,
+                           page_plan, render_clean_page)
 
 N_TRAIN, N_TEST = 4, 2
 
@@ -30,7 +31,7 @@ def test_layout_and_names(root):
     assert train == clean and len(train) == N_TRAIN and len(test) == N_TEST
     assert not set(train) & set(test)
     assert all(n[:-4].isdigit() for n in train + test)
-    assert (root / ".synthetic").read_bytes() == b""
+    assert (root / ".synthetic").read_text() == FORMAT
     assert not list(root.rglob(".*.tmp")) and not (root / ".synthetic.partial").exists()
 
 
@@ -120,6 +121,37 @@ def test_sample_submission_matches_the_test_pages(root):
     assert lines[h:h + 2] == [f"{first}_{h}_1,1\n", f"{first}_1_2,1\n"]
     last = (root / SAMPLE).read_text().splitlines()[-1]
     assert last == f"{tests[-1].stem}_{shapes[-1][0]}_{shapes[-1][1]},1"
+
+
+def test_texts_repeat_over_backgrounds_as_in_the_competition(root):
+    cleans = [read(root / CLEAN / n) for n in names(root / CLEAN)]
+    groups = text_groups(cleans)
+    assert len(set(groups)) < len(groups)            # some clean pages are identical: one text, two pages
+    noisy = {n: read(root / TRAIN / n) for n in names(root / TRAIN)}
+    for i, j in [(i, j) for i in range(len(groups)) for j in range(i) if groups[i] == groups[j]]:
+        a, b = (noisy[names(root / TRAIN)[k]] for k in (i, j))
+        assert not np.array_equal(a, b)              # ... on different backgrounds
+    train, test, heights, texts = page_plan(144, 72, seed=0)    # the competition's counts
+    sizes = [list(texts.values()).count(t) for t in set(texts.values())]
+    assert {texts[i] for i in train}.isdisjoint(texts[i] for i in test)
+    assert sorted(list(texts[i] for i in test).count(t) for t in {texts[i] for i in test}) == [4] * 18
+    assert min(sizes) >= 2 and max(sizes) <= 4
+    assert all(heights[i] == heights[texts[i]] and texts[texts[i]] == texts[i] for i in texts)
+
+
+def test_group_sizes_add_up_within_bounds():
+    rng = np.random.default_rng(0)
+    for n in range(1, 40):
+        sizes = group_sizes(n, (2, 4), rng)
+        assert sum(sizes) == n and all(2 <= s <= 4 for s in sizes) or n == 1 and sizes == [1]
+    assert group_sizes(6, (4, 4), rng) == [2, 4]
+
+
+def test_an_older_format_is_made_again(tmp_path):
+    make_synthetic_competition(tmp_path, 2, 1)
+    (tmp_path / ".synthetic").write_text("")         # as written before texts repeated
+    make_synthetic_competition(tmp_path, 2, 1)
+    assert (tmp_path / ".synthetic").read_text() == FORMAT
 
 
 def test_second_call_does_not_rewrite(tmp_path):
