@@ -32,10 +32,10 @@ def score(models, pages, tta: bool) -> tuple[float, float, float, str]:
     """(pooled RMSE, the same after consensus, seconds, what consensus matched) of the models' averaged
     prediction over pages."""
     t0 = time.perf_counter()
-    preds = [predict_page(models, x, tta=tta, amp=True) for x, _ in pages]   # as make_submission
-    secs = time.perf_counter() - t0   # inference; matching and medians: about 1 s for 72 pages
+    preds, views = zip(*(predict_page(models, x, tta=tta, amp=True, views=True) for x, _ in pages))
+    secs = time.perf_counter() - t0   # inference, as make_submission; matching and medians: seconds
     groups = match_pages(preds)
-    together = median_of_groups(preds, groups)
+    together = median_of_groups(preds, groups, views)
     err, err_together = (pooled_rmse(zip(p, (y for _, y in pages))) for p in (preds, together))
     return err, err_together, secs, describe(groups)
 

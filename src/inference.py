@@ -39,7 +39,8 @@ def _flips(tta: bool) -> list[tuple[int, ...]]:
 @torch.inference_mode()
 def predict_page(models: nn.Module | Sequence[nn.Module], page: np.ndarray, *, tile: int = 1024,
                  overlap: int = 32, batch_size: int = 4, tta: bool = False,
-                 device: str | torch.device = "cpu", amp: bool = False) -> np.ndarray:
+                 device: str | torch.device = "cpu", amp: bool = False,
+                 views: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Predict a clean page from a noisy one.
 
     Tiles of `tile` x `tile` (clipped to the page) overlap by `overlap` px; each tile's prediction is
@@ -51,7 +52,9 @@ def predict_page(models: nn.Module | Sequence[nn.Module], page: np.ndarray, *, t
     Args:
         models: one model or a sequence; each maps (N, 1, h, w) -> (N, 1, h, w) and is in eval mode.
         page: (H, W) float array in [0, 1].
-    Returns: (H, W) float32 in [0, 1].
+        views: also return each model's prediction under each flip, for consensus's median.
+    Returns: (H, W) float32 in [0, 1]; with views, that and the (models x flips, H, W) views, each
+    tiled and blended alike.
     """
     check_tiling(tile, overlap)
     if batch_size < 1:
@@ -64,22 +67,28 @@ def predict_page(models: nn.Module | Sequence[nn.Module], page: np.ndarray, *, t
     boxes = [(y, x) for y in tile_starts(H, th, min(overlap, th - 1))
              for x in tile_starts(W, tw, min(overlap, tw - 1))]
     weight = np.outer(ramp(th, overlap), ramp(tw, overlap)) if len(boxes) > 1 else np.ones((th, tw))
-    acc = np.zeros((H, W), np.float64)
+    n_views = len(models) * len(_flips(tta))
+    acc = np.zeros((1 + n_views if views else 1, H, W), np.float64)   # the average first, then the views
     norm = np.zeros((H, W), np.float64)
     device = torch.device(device)
     use_amp = amp and device.type == "cuda"
     for b in range(0, len(boxes), batch_size):
         chunk = boxes[b:b + batch_size]
         x = torch.from_numpy(np.stack([page[y:y + th, x0:x0 + tw] for y, x0 in chunk]))[:, None].to(device)
-        pred = torch.zeros_like(x, dtype=torch.float32)
+        pred, each = torch.zeros_like(x, dtype=torch.float32), []
         for model in models:
             for dims in _flips(tta):
                 xi = x.flip(dims) if dims else x
                 with torch.autocast(device.type, enabled=use_amp):
                     yi = model(xi).float()
-                pred += yi.flip(dims) if dims else yi
-        pred = (pred / (len(models) * len(_flips(tta)))).clamp_(0, 1)[:, 0].cpu().numpy()
-        for (y, x0), p in zip(chunk, pred):
-            acc[y:y + th, x0:x0 + tw] += weight * p
+                yi = yi.flip(dims) if dims else yi
+                pred += yi
+                if views:
+                    each.append(yi.clamp(0, 1))
+        pred = (pred / n_views).clamp_(0, 1)
+        tiles = torch.cat([pred, *each], 1).cpu().numpy()   # (N, 1 or 1 + n_views, th, tw)
+        for (y, x0), t in zip(chunk, tiles):
+            acc[:, y:y + th, x0:x0 + tw] += weight * t
             norm[y:y + th, x0:x0 + tw] += weight
-    return (acc / norm).astype(np.float32)
+    out = (acc / norm).astype(np.float32)
+    return (out[0], out[1:]) if views else out[0]

@@ -3,7 +3,8 @@
 Pages come from --images (any folder of PNGs) or the test pages found in --data-dir; several
 --checkpoint flags average a fold ensemble; flip test-time augmentation is on unless --no-tta.
 Test pages that show the same text (the competition's are 18 texts of 4 pages each) take the median
-of their predictions unless --no-consensus; pages of --images only with --consensus.
+of their predictions (of each flip of each page by each checkpoint) unless --no-consensus; pages of
+--images only with --consensus.
 --png-dir also keeps each cleaned page as a PNG, to look at (or to clean scans of your own).
 """
 from __future__ import annotations
@@ -51,7 +52,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="average predictions over the 4 flips (4x the time, lower RMSE: README; default: on)")
     p.add_argument("--consensus", action=argparse.BooleanOptionalAction,
                    help="pages of the same text take the median of their predictions (lower RMSE: README; "
-                        "holds every prediction in memory, about 1 MB a page; default: on for the test "
+                        "holds every prediction in memory, about 1 MB a page and view (4 views with --tta, "
+                        "per checkpoint); default: on for the test "
                         "pages, off for --images, where copies of one form filled in by hand would lose "
                         "the handwriting)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
@@ -105,15 +107,16 @@ def run(args: argparse.Namespace, log=print) -> Path:
     def predicted():
         for page in tqdm(pages, desc="pages", disable=None):
             yield predict_page(models, load_page(page), tile=args.tile, overlap=args.overlap,
-                               batch_size=args.batch_size, tta=args.tta, device=device, amp=True)
+                               batch_size=args.batch_size, tta=args.tta, device=device, amp=True,
+                               views=args.consensus)
 
     def predictions():
         preds = predicted()
         if args.consensus:   # all pages first; without it each page is written as soon as it is predicted
-            preds = list(preds)
+            preds, views = zip(*preds)
             groups = match_pages(preds)
             log(describe(groups))
-            preds = median_of_groups(preds, groups)
+            preds = median_of_groups(preds, groups, views)
         for page, pred in zip(pages, preds):
             if args.png_dir is not None:
                 save_page(args.png_dir / f"{page.stem}.png", pred)

@@ -43,8 +43,8 @@ def report(best_path: Path, val_pages, names, cfg, rt) -> str:
     if not val_pages:
         return f"trained on every pair (no validation) -> {best_path}"
     model = model_from_checkpoint(ckpt, best_path).to(rt.device)
-    preds = [predict_page(model, x, tile=cfg.tile, overlap=cfg.overlap, tta=cfg.tta, device=rt.device,
-                          amp=cfg.amp) for x, _ in val_pages]
+    preds, views = zip(*(predict_page(model, x, tile=cfg.tile, overlap=cfg.overlap, tta=cfg.tta,
+                                      device=rt.device, amp=cfg.amp, views=True) for x, _ in val_pages))
     err = pooled_rmse(zip(preds, (y for _, y in val_pages)))
     ssim = np.mean([structural_similarity(p, y, data_range=1.0) for p, (_, y) in zip(preds, val_pages)])
     worst = int(np.argmax([np.mean((p - y) ** 2) for p, (_, y) in zip(preds, val_pages)]))
@@ -53,7 +53,7 @@ def report(best_path: Path, val_pages, names, cfg, rt) -> str:
                       title=f"validation page {names[worst]}")
     where = error_breakdown(zip(preds, (y for _, y in val_pages)))
     groups = match_pages(preds)   # from the predictions alone, as make_submission matches test pages
-    together = pooled_rmse(zip(median_of_groups(preds, groups), (y for _, y in val_pages)))
+    together = pooled_rmse(zip(median_of_groups(preds, groups, views), (y for _, y in val_pages)))
     return (f"best validation RMSE {err:.5f} (PSNR {psnr_from_rmse(err):.2f} dB, "
             f"SSIM {ssim:.4f}) on {len(val_pages)} pages, epoch {ckpt['epoch']} -> {best_path}\n"
             f"with make_submission's consensus: {together:.5f} ({describe(groups)})\n"

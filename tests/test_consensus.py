@@ -44,6 +44,16 @@ def test_median_of_a_text_removes_background_errors_and_leaves_single_pages():
     assert out[0].dtype == np.float32
 
 
+def test_median_over_views_pools_every_view_of_a_text():
+    preds = [np.full((2, 3), v, np.float32) for v in (0.5, 0.6, 0.9)]
+    views = [np.stack([np.full((2, 3), v, np.float32) for v in vs])
+             for vs in ([0.1, 0.9], [0.2, 0.3], [0.8, 1.0])]
+    out = median_of_groups(preds, [0, 0, 1], views)
+    # median of 0.1, 0.9, 0.2, 0.3 (not of the predictions 0.5 and 0.6); a page alone keeps its prediction
+    np.testing.assert_allclose(np.stack(out[:2]), 0.25)
+    assert out[2] is preds[2] and out[0].dtype == np.float32
+
+
 @pytest.mark.parametrize("groups, text", [
     ([0, 1, 2], "3 pages, no two of the same text: each kept as predicted"),
     ([0, 0, 1, 1, 1, 2], "6 pages, 5 of them showing 2 texts of 2-3 pages each"),

@@ -57,6 +57,27 @@ def test_ensemble_averages_models_and_clamps():
     assert predict_page(Offset(1.7), page).max() == 1.0
 
 
+class Flipped(nn.Module):
+    """Sees which way up a tile is: its output depends on the flip TTA applies."""
+
+    def forward(self, x):
+        return x * 0 + x[..., :1, :1]
+
+
+def test_views_are_each_model_under_each_flip_and_average_to_the_prediction(rng):
+    page = rng.random((40, 60), dtype=np.float32)
+    models = [Offset(0.2), Flipped(), Offset(1.5)]
+    pred, views = predict_page(models, page, tile=32, overlap=8, tta=True, views=True)
+    assert views.shape == (12, 40, 60) and views.dtype == np.float32
+    assert np.array_equal(pred, predict_page(models, page, tile=32, overlap=8, tta=True))
+    np.testing.assert_allclose(views[:4], 0.2, atol=1e-6)
+    assert (views[8:] == 1).all()                   # each view clamped to [0, 1]
+    corners = views[4:8, 0, 0]                      # the tile's first pixel, read after each flip
+    assert len(set(corners.tolist())) == 4
+    _, one = predict_page(Offset(0.3), page, views=True)
+    assert one.shape == (1, 40, 60)
+
+
 def test_tiled_matches_whole_page_for_real_unet():
     """Blended tiles of a conv net stay close to one whole-page pass (no visible seams)."""
     torch.manual_seed(0)
