@@ -284,8 +284,8 @@ def make_synthetic_competition(root: Path, n_train: int = 24, n_test: int = 6, s
     """Write a small competition-shaped dataset into root and return root.
 
     Layout: root/train/<id>.png and root/train_cleaned/<id>.png (same names and sizes),
-    root/test/<id>.png, root/sampleSubmission.csv and an empty marker root/.synthetic, written last
-    so that an interrupted run is regenerated. Deterministic for a seed; a complete dataset with the
+    root/test/<id>.png, root/sampleSubmission.csv and a marker root/.synthetic holding FORMAT, written
+    last so that an interrupted run is regenerated. Deterministic for a seed; a complete dataset with the
     same counts and format is left untouched. Raises DataError rather than overwrite a real dataset.
     """
     root = Path(root)
