@@ -5,12 +5,16 @@ Every file the package writes (checkpoints, plots, submissions, pages, metrics) 
 """
 from __future__ import annotations
 
+import glob
 import os
 import signal
 import tempfile
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
+
+STALE_AFTER = 3600   # s since a temporary file last grew: older ones were left by a killed process
 
 
 def _umask() -> int:
@@ -70,6 +74,19 @@ def atomic_write(path: Path, write) -> None:
         if isinstance(e, OSError):
             raise _os_error(e.errno, f"cannot write {path}: {e.strerror or e}") from None
         raise
+    _remove_stale_temps(path)
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Delete the temporary files of earlier writes of path that a SIGKILL (or power cut) left behind,
+    hidden, up to 257 MB each for a submission; a write still running touches its file, so it is
+    younger than STALE_AFTER and kept."""
+    for old in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        try:
+            if old.stat().st_mtime < time.time() - STALE_AFTER:
+                old.unlink()
+        except OSError:   # gone already, or not ours to delete: it only takes space
+            pass
 
 
 class Terminated(KeyboardInterrupt):

@@ -1,4 +1,5 @@
 import os
+import time
 
 import pytest
 
@@ -48,3 +49,16 @@ def test_atomic_files_get_the_usual_permissions(tmp_path):
         assert (tmp_path / "m.txt").stat().st_mode & 0o777 == 0o644
     finally:
         os.umask(mask)
+
+
+def test_a_write_removes_temporary_files_a_killed_write_left(tmp_path):
+    target = tmp_path / "sub[1].csv"   # glob characters in the name match only themselves
+    stale, running = (tmp_path / f".sub[1].csv.{tag}.tmp" for tag in ("killed", "running"))
+    other = tmp_path / ".other.csv.killed.tmp"
+    for p in (stale, running, other):
+        p.write_text("partial")
+    for p in (stale, other):
+        os.utime(p, (time.time() - 2 * 3600,) * 2)
+    atomic_write(target, lambda tmp: tmp.write_text("new"))
+    assert target.read_text() == "new" and not stale.exists()
+    assert running.exists() and other.exists()   # a write in progress; another file's
