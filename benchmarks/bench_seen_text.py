@@ -63,8 +63,10 @@ def nearest(checkpoint: Path, data_dir: Path) -> None:
         dists = [min((float(np.sqrt(np.mean((pred - c) ** 2))) for c in trained if c.shape == pred.shape),
                      default=float("inf"))
                  for pred in (predict_page(model, x, tta=True, amp=True) for x in pages)]
-        print(f"{what}: nearest clean training page at RMSE {min(dists):.4f}-{max(dists):.4f} "
-              f"({len(pages)} pages)")
+        sized = [d for d in dists if d != float("inf")]   # inf: no training page of that size
+        alone = f"; {len(dists) - len(sized)} with no training page of their size" * (len(sized) < len(dists))
+        print(f"{what}: nearest clean training page at RMSE " + (
+            f"{min(sized):.4f}-{max(sized):.4f}" if sized else "-") + f" ({len(pages)} pages{alone})")
 
 
 def main() -> None:

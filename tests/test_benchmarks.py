@@ -181,10 +181,15 @@ def test_seen_text_nearest_finds_the_twins_a_page_split_trains_on(tmp_path, synt
         out = bench("bench_seen_text.py", "--nearest", str(path), "--data-dir", str(data))
         assert out.returncode == 0, out.stderr
         got[split_by] = re.findall(r"^(test|held-out) pages: nearest clean training page at RMSE "
-                                   r"([\d.]+|inf)-([\d.]+|inf) \((\d) pages\)$", out.stdout, re.M)
-        # inf: no training page has the test pages' size
+                                   r"([\d.]+)-([\d.]+) \((\d) pages\)$", out.stdout, re.M)
+        # the fixture's test pages are 420 px tall, as are 4 of its training pages
     # by page the held-out page's twin is trained on: distance 0; by text it is held out too
     assert [(w, n) for w, _, _, n in got["page"]] == [("test", "2"), ("held-out", "1")]
     assert float(got["page"][1][2]) < 1e-4 < float(got["text"][1][1])
     assert [(w, n) for w, _, _, n in got["text"]] == [("test", "2"), ("held-out", "2")]
     assert all(float(low) > 0.01 for _, low, _, _ in got["page"][:1] + got["text"])
+    from src.synthetic import make_synthetic_competition
+    other = make_synthetic_competition(tmp_path / "sizes", 6, 2, seed=1)   # test pages 420 px, training 258
+    out = bench("bench_seen_text.py", "--nearest", str(path), "--data-dir", str(other))
+    assert ("test pages: nearest clean training page at RMSE - (2 pages; 2 with no training page of their "
+            "size)") in out.stdout, out.stdout + out.stderr
