@@ -21,9 +21,10 @@ def test_python_example_runs(tmp_path, synthetic_dir, capsys):
                                           model_name="unet", model_config=dict(width=4, depth=1),
                                           config=dict(preset="smoke"), epoch=2, best_score=0.1))
     for old, new in [("models/denoiser_best.pt", ckpt), ("competition/test/1.png", page),
-                     ("submissions/1_clean.png", out)]:
+                     ("submissions/1_clean.png", out), ("competition/test", synthetic_dir / "test")]:
         assert f'"{old}"' in code, old
         code = code.replace(f'"{old}"', repr(str(new)))
     exec(compile(code, str(README), "exec"), {})
-    assert capsys.readouterr().out.startswith("smoke 2 0.10000 ")
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("smoke 2 0.10000 ") and printed[1].startswith("2 pages")
     assert load_page(out).shape == load_page(page).shape and np.ptp(load_page(out)) > 0
