@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from src import make_submission, train_denoiser
-from src.checkpoints import CheckpointError, load_checkpoint, load_model
+from src.checkpoints import CheckpointError, load_model
 from src.config import DENOISER_PRESETS, DenoiserConfig, parse_config
 from src.data import (CLEAN, COMPETITION, SAMPLE, TEST, TRAIN, CompetitionData, DataError,
                       has_competition_data, kaggle_data_dirs, prepare_data)
@@ -237,12 +237,10 @@ def run_kernel(plan: dict, log=print) -> int:
         else:
             checkpoint = find_checkpoint(root / "input", plan["checkpoint"], plan["dataset"])
             log(f"checkpoint {checkpoint}")
-        trained = load_checkpoint(checkpoint, "denoiser")["config"]   # infer as validation did
+        # make_submission's defaults, as on a laptop: flip TTA whatever the model validated with (a run
+        # trained with --no-tta to validate faster still gains its views in the consensus)
         args = make_submission.parse_args(
-            ["--checkpoint", str(checkpoint), "--data-dir", str(data.root), "--out", str(working / CSV_NAME),
-             "--tile", str(trained.get("tile", DenoiserConfig.tile)),
-             "--overlap", str(trained.get("overlap", DenoiserConfig.overlap)),
-             "--tta" if trained.get("tta", DenoiserConfig.tta) else "--no-tta"])
+            ["--checkpoint", str(checkpoint), "--data-dir", str(data.root), "--out", str(working / CSV_NAME)])
         out = make_submission.run(args, log=log)
     except (DataError, CheckpointError, SubmissionError, OSError) as e:   # else: its traceback
         log(f"error: {e}")

@@ -83,7 +83,7 @@ def tiny_checkpoint(path: Path) -> Path:
     model = build_model("unet", width=4, depth=1)
     save_checkpoint(path, make_checkpoint(model, kind="denoiser", model_name="unet",
                                           model_config=dict(width=4, depth=1),
-                                          config=dict(tile=128, overlap=16)))
+                                          config=dict(tile=128, overlap=16, tta=False)))
     return path
 
 
@@ -133,6 +133,11 @@ def test_checkpoint_kernel_reads_the_weights_dataset(tmp_path, pages, capsys):
     proc = run_script(out / CODE_FILE, root, tmp_path)
     check_submission(root, pages)
     assert f"checkpoint {root / 'input' / 'my-denoiser-weights' / 'denoiser_best.pt'}" in proc.stdout
+    # the same file as make_submission's defaults (TTA on), not the checkpoint's validation settings
+    from src import make_submission
+    assert make_submission.main(["--checkpoint", str(ckpt), "--data-dir", str(pages),
+                                 "--out", str(tmp_path / "here.csv")]) == 0
+    assert (root / "working" / "submission.csv").read_bytes() == (tmp_path / "here.csv").read_bytes()
 
 
 @pytest.mark.parametrize("layout", ["zips", "folders"])
