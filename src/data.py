@@ -11,6 +11,7 @@ import hashlib
 import logging
 import os
 import shutil
+import struct
 import tempfile
 import zipfile
 import zlib
@@ -31,6 +32,7 @@ SYNTHETIC_DIR = DEFAULT_DATA_DIR / "synthetic"   # the embedded default, generat
 TRAIN, CLEAN, TEST = "train", "train_cleaned", "test"
 SAMPLE = "sampleSubmission.csv"
 IMAGE_SUFFIXES = (".png",)
+PAGE_SIZES = {(258, 540), (420, 540)}   # (height, width) of every page of the competition, train and test
 
 
 class DataError(Exception):
@@ -302,6 +304,16 @@ def _decode_quietly(buf: np.ndarray):
         return cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     finally:
         cvlog.setLogLevel(level)
+
+
+def png_size(path: Path) -> tuple[int, int] | None:
+    """(height, width) from a PNG's header, without decoding the image; None for a file that is not one."""
+    with open(path, "rb") as f:
+        head = f.read(24)
+    if head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack(">II", head[16:24])
+    return height, width
 
 
 def load_page(path: Path) -> np.ndarray:

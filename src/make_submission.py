@@ -4,7 +4,7 @@ Pages come from --images (any folder of PNGs) or the test pages found in --data-
 --checkpoint flags average a fold ensemble; flip test-time augmentation is on unless --no-tta.
 Test pages that show the same text (the competition's are 18 texts of 4 pages each) take the median
 of their predictions (of each flip of each page by each checkpoint) unless --no-consensus; pages of
---images only with --consensus.
+--images too when all have the competition's sizes, or with --consensus.
 --png-dir also keeps each cleaned page as a PNG, to look at (or to clean scans of your own).
 """
 from __future__ import annotations
@@ -20,7 +20,8 @@ from tqdm import tqdm
 from src.checkpoints import CheckpointError, load_model
 from src.consensus import describe, match_pages, median_of_groups
 from src.config import DenoiserConfig, config_problems  # inference defaults = those validation used
-from src.data import DEFAULT_DATA_DIR, DataError, list_images, load_page, prepare_or_synthesize, save_page
+from src.data import (DEFAULT_DATA_DIR, PAGE_SIZES, DataError, list_images, load_page, png_size,
+                      prepare_or_synthesize, save_page)
 from src.files import Terminated, ensure_writable_dir, interrupt_code, sigterm_as_interrupt
 from src.inference import predict_page
 from src.submission import CSV_NAME, SubmissionError, submission_path, write_submission
@@ -53,9 +54,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--consensus", action=argparse.BooleanOptionalAction,
                    help="pages of the same text take the median of their predictions (lower RMSE: README; "
                         "holds every prediction in memory, about 1 MB a page and view (4 views with --tta, "
-                        "per checkpoint); default: on for the test "
-                        "pages, off for --images, where copies of one form filled in by hand would lose "
-                        "the handwriting)")
+                        "per checkpoint); default: on for the test pages, and for --images when every "
+                        "page has a size of the competition's; off for other images, where copies of one "
+                        "form filled in by hand would lose the handwriting)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     args = p.parse_args(argv)
     check_flags(p, args)
@@ -78,8 +79,6 @@ def check_flags(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     except ValueError:
         p.error(f"--compress {args.compress} contradicts --out {args.out}; "
                 f"drop --compress (the name picks it) or rename --out")
-    if args.consensus is None:   # the competition's test pages come in texts of 4; other pages need not
-        args.consensus = args.images is None
     if args.out.is_dir():   # else found only when the finished file is renamed into place
         p.error(f"--out {args.out}: is a folder; name a file such as {args.out / CSV_NAME}")
 
@@ -100,6 +99,11 @@ def run(args: argparse.Namespace, log=print) -> Path:
         pages, sample = data.test_images, sample or data.sample_submission
         if not pages:
             raise DataError(f"{args.data_dir}: no test pages found")
+    if args.consensus is None:   # the competition's pages repeat their texts; other scans need not
+        args.consensus = args.images is None or all(png_size(p) in PAGE_SIZES for p in pages)
+        if args.images is not None and args.consensus:
+            log(f"{args.images}: every page has a size of the competition's (540 px wide, 258 or 420 tall), "
+                f"so pages of one text are cleaned together; --no-consensus cleans each alone")
     if args.png_dir is not None and args.png_dir.resolve() in {p.parent.resolve() for p in pages}:
         raise DataError(f"--png-dir {args.png_dir}: holds the pages being cleaned, which the cleaned ones "
                         f"would overwrite; name another folder")

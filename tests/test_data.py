@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from src.data import (DataError, find_pairs, list_images, load_page, load_pair, prepare_data,
-                      prepare_or_synthesize, safe_extract, save_page, split_pages, text_groups)
+                      png_size, prepare_or_synthesize, safe_extract, save_page, split_pages,
+                      text_groups)
 
 
 def write_png(path: Path, img: np.ndarray) -> Path:
@@ -251,3 +252,10 @@ def test_file_given_where_a_folder_is_expected_names_the_folder(tmp_path):
     with pytest.raises(DataError, match=r"1\.png: is a file; pass the folder that holds the \.png pages "
                                         r"\(here: .*pages\)"):
         list_images(page)
+
+
+def test_png_size_reads_the_header_only(tmp_path):
+    save_page(tmp_path / "a.png", np.zeros((258, 540), np.uint8))
+    (tmp_path / "b.png").write_bytes(b"not a png at all, but long enough")
+    (tmp_path / "c.png").write_bytes(b"")
+    assert [png_size(tmp_path / n) for n in ("a.png", "b.png", "c.png")] == [(258, 540), None, None]

@@ -33,15 +33,23 @@ def test_submission_for_test_pages_matches_sample_and_pixels(tmp_path, synthetic
         assert df[f"{page.stem}_{r}_{c}"] == pytest.approx(img[r - 1, c - 1], abs=6e-5)
 
 
-def test_images_folder_scored_against_truth(tmp_path, synthetic_dir, identity_ckpt):
+def test_images_folder_scored_against_truth(tmp_path, synthetic_dir, identity_ckpt, capsys):
     out = tmp_path / "val.csv.gz"
     assert main(["--checkpoint", str(identity_ckpt), "--images", str(synthetic_dir / "train"),
-                 "--out", str(tmp_path / "val.csv"), "--compress", "gz"]) == 0
+                 "--out", str(tmp_path / "val.csv"), "--compress", "gz", "--no-consensus"]) == 0
     report = validate_submission(out, truth=synthetic_dir / "train_cleaned")
     noisy = [load_page(p) for p in list_images(synthetic_dir / "train")]
     clean = [load_page(p) for p in list_images(synthetic_dir / "train_cleaned")]
     expected = np.sqrt(sum(((n - c) ** 2).sum() for n, c in zip(noisy, clean)) / sum(c.size for c in clean))
     assert report.ok and report.rmse == pytest.approx(expected, abs=1e-4)
+    # by default pages of the competition's sizes are cleaned with their text's other pages, as test pages
+    capsys.readouterr()
+    assert main(["--checkpoint", str(identity_ckpt), "--images", str(synthetic_dir / "train"),
+                 "--out", str(out)]) == 0
+    log = capsys.readouterr().out
+    assert "every page has a size of the competition's" in log and "3 texts of 2 pages each" in log
+    together = validate_submission(out, truth=synthetic_dir / "train_cleaned").rmse
+    assert together < report.rmse - 0.005   # the mean of two backgrounds is nearer white than either
 
 
 def test_ensemble_and_tta(tmp_path, synthetic_dir, identity_ckpt):
@@ -104,7 +112,7 @@ def test_flip_tta_is_the_default_and_can_be_switched_off(tmp_path, synthetic_dir
     for flag, tta in ((), True), (("--no-tta",), False):
         out = tmp_path / f"{tta}.csv"
         assert main(["--checkpoint", str(path), "--images", str(page_path.parent), "--out", str(out),
-                     *flag]) == 0
+                     "--no-consensus", *flag]) == 0
         got = read_submission(out).set_index("id")["value"]
         want = predict_page(model, page, tta=tta)
         for r, c in [(1, 1), (5, 9), (page.shape[0], page.shape[1])]:
@@ -241,7 +249,7 @@ def test_pages_of_one_text_take_their_median_unless_no_consensus(tmp_path, ident
                        ("3", on_background(text_page(2), 3))):
         save_page(pages / f"{name}.png", page)
     runs = {}
-    for flag in ("--consensus", "--no-consensus", ""):   # "": the default, off for --images
+    for flag in ("--consensus", "--no-consensus", ""):   # "": the default, off for pages of other sizes
         out = tmp_path / (flag or "default")
         assert main(["--checkpoint", str(identity_ckpt), "--images", str(pages), "--out", str(out / "s.csv"),
                      "--png-dir", str(out), "--no-tta", *[flag][:bool(flag)]]) == 0
