@@ -7,7 +7,8 @@ of all their views (each flip of each page, by each model) removes a little more
 the pages' averaged predictions (1-3 % lower RMSE, measured on four models). A page
 whose ink matches no other page's is left as predicted; but pages that share most of their ink, such
 as copies of one printed form filled in by hand, would be matched and lose what differs, so
-make_submission matches only pages of the competition's sizes unless told to (--consensus).
+make_submission matches the test pages, and --images pages only when all have the competition's
+sizes, unless told to (--consensus).
 """
 from __future__ import annotations
 

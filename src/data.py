@@ -310,7 +310,7 @@ def png_size(path: Path) -> tuple[int, int] | None:
     """(height, width) from a PNG's header, without decoding the image; None for a file that is not one."""
     with open(path, "rb") as f:
         head = f.read(24)
-    if head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
         return None
     width, height = struct.unpack(">II", head[16:24])
     return height, width

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import signal
 import tempfile
 import threading
@@ -14,7 +15,12 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-STALE_AFTER = 3600   # s since a temporary file last grew: older ones were left by a killed process
+try:
+    import fcntl   # POSIX: a write in progress holds a lock on its temporary file
+except ImportError:   # Windows, where an open file cannot be deleted anyway
+    fcntl = None
+
+STALE_AFTER = 3600   # s since a temporary file was last written before it may be a killed write's
 
 
 def _umask() -> int:
@@ -63,7 +69,9 @@ def atomic_write(path: Path, write) -> None:
     """Call write(tmp_path), then rename tmp over path: a crash mid-write leaves the old file intact."""
     path = Path(path)
     tmp = _temp_file(path.parent, path.name)
+    held = None
     try:
+        held = _lock(tmp)
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
@@ -74,18 +82,36 @@ def atomic_write(path: Path, write) -> None:
         if isinstance(e, OSError):
             raise _os_error(e.errno, f"cannot write {path}: {e.strerror or e}") from None
         raise
+    finally:
+        if held is not None:
+            held.close()
     _remove_stale_temps(path)
+
+
+def _lock(tmp: Path):
+    """An open handle holding an exclusive lock on tmp until closed (None without fcntl)."""
+    if fcntl is None:
+        return None
+    handle = open(tmp, "rb")
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    return handle
 
 
 def _remove_stale_temps(path: Path) -> None:
     """Delete the temporary files of earlier writes of path that a SIGKILL (or power cut) left behind,
-    hidden, up to 257 MB each for a submission; a write still running touches its file, so it is
-    younger than STALE_AFTER and kept."""
+    hidden, up to 257 MB each for a submission. Kept: a file a write still holds locked (consensus
+    predicts every page before writing on, which can take over an hour), one written to within
+    STALE_AFTER, and the temporary files of other targets (`.submission.csv.gz.*` for submission.csv)."""
+    own = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")   # mkstemp's 8 random characters
     for old in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         try:
-            if old.stat().st_mtime < time.time() - STALE_AFTER:
+            if not own.fullmatch(old.name) or old.stat().st_mtime >= time.time() - STALE_AFTER:
+                continue
+            with open(old, "rb") as handle:
+                if fcntl is not None:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)   # OSError while a write holds it
                 old.unlink()
-        except OSError:   # gone already, or not ours to delete: it only takes space
+        except OSError:   # in use, gone already, or not ours to delete: it only takes space
             pass
 
 

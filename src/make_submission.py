@@ -102,8 +102,9 @@ def run(args: argparse.Namespace, log=print) -> Path:
     if args.consensus is None:   # the competition's pages repeat their texts; other scans need not
         args.consensus = args.images is None or all(png_size(p) in PAGE_SIZES for p in pages)
         if args.images is not None and args.consensus:
-            log(f"{args.images}: every page has a size of the competition's (540 px wide, 258 or 420 tall), "
-                f"so pages of one text are cleaned together; --no-consensus cleans each alone")
+            sizes = " or ".join(f"{w}x{h}" for h, w in sorted(PAGE_SIZES))
+            log(f"{args.images}: every page has a size of the competition's ({sizes} px), so pages of one "
+                f"text are cleaned together; --no-consensus cleans each alone")
     if args.png_dir is not None and args.png_dir.resolve() in {p.parent.resolve() for p in pages}:
         raise DataError(f"--png-dir {args.png_dir}: holds the pages being cleaned, which the cleaned ones "
                         f"would overwrite; name another folder")

@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from src.data import CLEAN, SAMPLE, TEST, TRAIN, DataError, save_page
+from src.data import CLEAN, PAGE_SIZES, SAMPLE, TEST, TRAIN, DataError, save_page
 from src.files import atomic_write
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 MARKER = ".synthetic"
 FORMAT = "texts repeat\n"    # the marker's content: a dataset of an older format is made again
 TRAIN_TEXT_PAGES, TEST_TEXT_PAGES = (2, 4), (4, 4)   # pages per text, as in the 115 pairs and the 72 tests
-WIDTH, HEIGHTS = 540, (258, 420)
+(WIDTH,), HEIGHTS = {w for _, w in PAGE_SIZES}, tuple(sorted(h for h, _ in PAGE_SIZES))
 FONTS = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_COMPLEX, cv2.FONT_HERSHEY_COMPLEX_SMALL)
 BOLD_FONTS = (cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_TRIPLEX)
 VOWELS, CONSONANTS = "aeiouy", "bcdfghklmnprstvw"
@@ -243,13 +243,13 @@ def sample_submission_text(pages: list[tuple[int, int, int]]) -> str:
 
 
 def group_sizes(n: int, pages: tuple[int, int], rng: np.random.Generator) -> list[int]:
-    """Sizes in pages[0]..pages[1] summing to n (one smaller group only when n itself is smaller)."""
+    """Sizes in pages[0]..pages[1] summing to n; when n cannot be split so, the last group is smaller."""
     low, high = pages
     sizes = []
     while n > 0:
         size = min(int(rng.integers(low, high + 1)), n)
         if 0 < n - size < low:                      # the rest would make too small a group
-            size = n if n <= high else n - low
+            size = n if n <= high else max(low, n - low)
         sizes.append(size)
         n -= size
     return sizes

@@ -56,7 +56,8 @@ def report(best_path: Path, val_pages, names, cfg, rt) -> str:
     together = pooled_rmse(zip(median_of_groups(preds, groups, views), (y for _, y in val_pages)))
     return (f"best validation RMSE {err:.5f} (PSNR {psnr_from_rmse(err):.2f} dB, "
             f"SSIM {ssim:.4f}) on {len(val_pages)} pages, epoch {ckpt['epoch']} -> {best_path}\n"
-            f"with make_submission's consensus: {together:.5f} ({describe(groups)})\n"
+            f"with make_submission's consensus{'' if cfg.tta else ' (but without its flip TTA)'}: "
+            f"{together:.5f} ({describe(groups)})\n"
             f"squared error by clean-pixel class (share of error / of pixels): "
             + ", ".join(f"{k} {e:.0%}/{n:.1%}" for k, (n, e, _) in where.items()))
 

@@ -255,7 +255,8 @@ def test_file_given_where_a_folder_is_expected_names_the_folder(tmp_path):
 
 
 def test_png_size_reads_the_header_only(tmp_path):
-    save_page(tmp_path / "a.png", np.zeros((258, 540), np.uint8))
-    (tmp_path / "b.png").write_bytes(b"not a png at all, but long enough")
-    (tmp_path / "c.png").write_bytes(b"")
-    assert [png_size(tmp_path / n) for n in ("a.png", "b.png", "c.png")] == [(258, 540), None, None]
+    save_page(tmp_path / "a", np.zeros((258, 540), np.uint8))
+    (tmp_path / "b").write_bytes(b"not a png at all, but long enough")
+    (tmp_path / "c").write_bytes(b"")
+    (tmp_path / "d").write_bytes((tmp_path / "a").read_bytes()[:20])   # cut inside the header
+    assert [png_size(tmp_path / n) for n in "abcd"] == [(258, 540), None, None, None]

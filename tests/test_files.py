@@ -52,13 +52,20 @@ def test_atomic_files_get_the_usual_permissions(tmp_path):
 
 
 def test_a_write_removes_temporary_files_a_killed_write_left(tmp_path):
+    import fcntl
+
     target = tmp_path / "sub[1].csv"   # glob characters in the name match only themselves
-    stale, running = (tmp_path / f".sub[1].csv.{tag}.tmp" for tag in ("killed", "running"))
-    other = tmp_path / ".other.csv.killed.tmp"
-    for p in (stale, running, other):
+    stale, recent, locked = (tmp_path / f".sub[1].csv.{tag}_0.tmp" for tag in ("killed", "recent", "locked"))
+    other = tmp_path / ".sub[1].csv.gz.killed_0.tmp"   # another target's
+    for p in (stale, recent, locked, other):
         p.write_text("partial")
-    for p in (stale, other):
+    for p in (stale, locked, other):
         os.utime(p, (time.time() - 2 * 3600,) * 2)
-    atomic_write(target, lambda tmp: tmp.write_text("new"))
-    assert target.read_text() == "new" and not stale.exists()
-    assert running.exists() and other.exists()   # a write in progress; another file's
+    with open(locked, "rb") as running:   # a write that has not written for hours, still going on
+        fcntl.flock(running, fcntl.LOCK_EX)
+        atomic_write(target, lambda tmp: tmp.write_text("new"))
+        assert target.read_text() == "new" and not stale.exists()
+        assert recent.exists() and locked.exists() and other.exists()
+    atomic_write(target, lambda tmp: tmp.write_text("newer"))
+    assert not locked.exists() and recent.exists() and other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([target.name, recent.name, other.name])
