@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.checkpoints import load_checkpoint, model_from_checkpoint  # noqa: E402
 from src.config import DenoiserConfig, config_from_dict  # noqa: E402
-from src.consensus import describe, match_pages, median_of_groups  # noqa: E402
+from src.consensus import clean_together, describe  # noqa: E402
 from src.data import load_pairs, prepare_data, text_groups  # noqa: E402
 from src.inference import predict_page  # noqa: E402
 from src.metrics import pooled_rmse  # noqa: E402
@@ -34,8 +34,7 @@ def score(models, pages, tta: bool) -> tuple[float, float, float, str]:
     t0 = time.perf_counter()
     preds, views = zip(*(predict_page(models, x, tta=tta, amp=True, views=True) for x, _ in pages))
     secs = time.perf_counter() - t0   # inference, as make_submission; matching and medians: seconds
-    groups = match_pages(preds)
-    together = median_of_groups(preds, groups, views)
+    together, groups = clean_together(preds, views)
     err, err_together = (pooled_rmse(zip(p, (y for _, y in pages))) for p in (preds, together))
     return err, err_together, secs, describe(groups)
 

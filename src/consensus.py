@@ -52,20 +52,26 @@ def match_pages(preds: list[np.ndarray], max_dist: float = MAX_DIST) -> list[int
     return groups
 
 
-def median_of_groups(preds: list[np.ndarray], groups: list[int],
-                     views: list[np.ndarray] | None = None) -> list[np.ndarray]:
-    """Each page replaced by the pixelwise median of its group's pages (a page alone: unchanged).
+def median_of_groups(preds: list[np.ndarray], groups: list[int], views: list[np.ndarray]) -> list[np.ndarray]:
+    """Each page of a group replaced by the pixelwise median of every view of the group's pages; a page
+    alone keeps its prediction.
 
-    views: per page, its (V, H, W) views from predict_page(..., views=True); the median is then taken
-    over every view of the group's pages instead of over their (H, W) predictions.
+    preds: per page, its (H, W) prediction; views: per page, its (V, H, W) views, from
+    predict_page(..., views=True).
     """
     members: dict[int, list[int]] = {}
     for i, g in enumerate(groups):
         members.setdefault(g, []).append(i)
-    pool = [p[None] for p in preds] if views is None else views   # what each page adds to its median
-    medians = {g: np.median(np.concatenate([pool[i] for i in idx]), axis=0).astype(np.float32)
+    medians = {g: np.median(np.concatenate([views[i] for i in idx]), axis=0).astype(np.float32)
                if len(idx) > 1 else None for g, idx in members.items()}
     return [preds[i] if medians[g] is None else medians[g] for i, g in enumerate(groups)]
+
+
+def clean_together(preds: list[np.ndarray], views: list[np.ndarray]) -> tuple[list[np.ndarray], list[int]]:
+    """(each page after consensus, its group number): pages matched from their predictions alone, as
+    make_submission, the training report and bench_ensemble all do it."""
+    groups = match_pages(preds)
+    return median_of_groups(preds, groups, views), groups
 
 
 def describe(groups: list[int]) -> str:

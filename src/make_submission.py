@@ -18,7 +18,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from src.checkpoints import CheckpointError, load_model
-from src.consensus import describe, match_pages, median_of_groups
+from src.consensus import clean_together, describe
 from src.config import DenoiserConfig, config_problems  # inference defaults = those validation used
 from src.data import (DEFAULT_DATA_DIR, PAGE_SIZES, DataError, list_images, load_page, png_size,
                       prepare_or_synthesize, save_page)
@@ -119,9 +119,8 @@ def run(args: argparse.Namespace, log=print) -> Path:
         preds = predicted()
         if args.consensus:   # all pages first; without it each page is written as soon as it is predicted
             preds, views = zip(*preds)
-            groups = match_pages(preds)
+            preds, groups = clean_together(preds, views)
             log(describe(groups))
-            preds = median_of_groups(preds, groups, views)
         for page, pred in zip(pages, preds):
             if args.png_dir is not None:
                 save_page(args.png_dir / f"{page.stem}.png", pred)

@@ -13,7 +13,7 @@ import torch
 
 from src.augment import PatchDataset
 from src.checkpoints import init_encoder_from, load_checkpoint, model_from_checkpoint
-from src.consensus import describe, match_pages, median_of_groups
+from src.consensus import clean_together, describe
 from src.config import DENOISER_PRESETS, DenoiserConfig, check_config, parse_config
 from src.data import load_pairs, prepare_or_synthesize, split_pages, text_groups
 from src.inference import predict_page
@@ -52,8 +52,8 @@ def report(best_path: Path, val_pages, names, cfg, rt) -> str:
                       best_path.with_name(f"{cfg.name}_val_page.png"),
                       title=f"validation page {names[worst]}")
     where = error_breakdown(zip(preds, (y for _, y in val_pages)))
-    groups = match_pages(preds)   # from the predictions alone, as make_submission matches test pages
-    together = pooled_rmse(zip(median_of_groups(preds, groups, views), (y for _, y in val_pages)))
+    cleaned, groups = clean_together(preds, views)   # as make_submission cleans test pages
+    together = pooled_rmse(zip(cleaned, (y for _, y in val_pages)))
     return (f"best validation RMSE {err:.5f} (PSNR {psnr_from_rmse(err):.2f} dB, "
             f"SSIM {ssim:.4f}) on {len(val_pages)} pages, epoch {ckpt['epoch']} -> {best_path}\n"
             f"with make_submission's consensus{'' if cfg.tta else ' (but without its flip TTA)'}: "

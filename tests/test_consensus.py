@@ -33,7 +33,7 @@ def test_median_of_a_text_removes_background_errors_and_leaves_single_pages():
     truth = text_page(3)
     pages = [on_background(truth, s, sigma=0.05) for s in range(4)] + [on_background(text_page(4), 9)]
     groups = match_pages(pages)
-    out = median_of_groups(pages, groups)
+    out = median_of_groups(pages, groups, [p[None] for p in pages])   # one view each
     assert out[4] is pages[4]
     assert all(np.array_equal(out[0], o) for o in out[1:4])
 
