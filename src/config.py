@@ -27,7 +27,7 @@ class DenoiserConfig:
     # data
     data_dir: str = "competition"  # folder with the competition zip(s) or their extracted folders
     patch_size: int = 128          # side of the square training patches, px
-    batch_size: int = 2            # patches per step; at equal patches seen 2 beat 4, 8 and 16 (README)
+    batch_size: int = 2            # patches per step; 2 beats 4 at equal patches, 4 at equal steps (README)
     steps_per_epoch: int = 450     # optimiser steps per epoch
     photometric: float = 0.0       # chance of brightness/contrast/noise jitter on inputs (0.3: worse, README)
     flips: bool = False            # the 8 flips/turns of each patch; off: text is never mirrored (README)

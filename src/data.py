@@ -129,9 +129,11 @@ def _find_outer_zip(folder: Path) -> Path | None:
 
 def extract_dir(data_dir: Path) -> Path:
     """Where the zips of data_dir are extracted: into it, or, when it is read-only (a shared copy,
-    a mount), into a folder of its own under competition/unpacked/ (it failed with EACCES before)."""
+    a mount), into a folder of its own under competition/unpacked/ (it failed with EACCES before).
+    Read-only is also a folder without write permission bits: root (Docker, Colab) passes os.access
+    anywhere, and would otherwise fill a shared copy with 290 MB of extracted pages."""
     data_dir = Path(data_dir)
-    if not data_dir.is_dir() or os.access(data_dir, os.W_OK | os.X_OK):
+    if not data_dir.is_dir() or (os.access(data_dir, os.W_OK | os.X_OK) and data_dir.stat().st_mode & 0o222):
         return data_dir
     resolved = data_dir.resolve()
     key = hashlib.sha1(str(resolved).encode()).hexdigest()[:8]

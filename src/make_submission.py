@@ -20,12 +20,12 @@ from tqdm import tqdm
 from src.checkpoints import CheckpointError, load_model
 from src.consensus import clean_together, describe
 from src.config import DenoiserConfig, config_problems  # inference defaults = those validation used
-from src.data import (DEFAULT_DATA_DIR, PAGE_SIZES, DataError, list_images, load_page, png_size,
-                      prepare_or_synthesize, save_page)
+from src.data import (DEFAULT_DATA_DIR, IMAGE_SUFFIXES, PAGE_SIZES, DataError, list_images, load_page,
+                      png_size, prepare_or_synthesize, save_page)
 from src.files import Terminated, ensure_writable_dir, interrupt_code, sigterm_as_interrupt
 from src.inference import predict_page
-from src.submission import CSV_NAME, SubmissionError, submission_path, write_submission
-from src.train import resolve_device
+from src.submission import CSV_NAME, SubmissionError, is_page_id, submission_path, write_submission
+from src.train import setup_runtime
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -58,6 +58,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "page has a size of the competition's; off for other images, where copies of one "
                         "form filled in by hand would lose the handwriting)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads; 0: OMP_NUM_THREADS if set, else every core (default: %(default)s)")
     args = p.parse_args(argv)
     check_flags(p, args)
     return args
@@ -67,7 +69,7 @@ def check_flags(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Refuse now the values that would fail (or run for hours) only once pages are being predicted."""
     # The training config's checks, so both commands accept and word these flags alike.
     inference = DenoiserConfig(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
-                               device=args.device)
+                               device=args.device, threads=args.threads)
     problems = config_problems(inference)
     if problems:   # all of them at once, as parse_config reports the training flags
         p.error("\n  ".join(problems))
@@ -81,6 +83,9 @@ def check_flags(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
                 f"drop --compress (the name picks it) or rename --out")
     if args.out.is_dir():   # else found only when the finished file is renamed into place
         p.error(f"--out {args.out}: is a folder; name a file such as {args.out / CSV_NAME}")
+    if args.sample is not None and not args.sample.is_file():   # else found after every page is predicted
+        p.error(f"--sample {args.sample}: "
+                f"{'is a folder, not a sample submission' if args.sample.is_dir() else 'no such file'}")
 
 
 def run(args: argparse.Namespace, log=print) -> Path:
@@ -89,11 +94,12 @@ def run(args: argparse.Namespace, log=print) -> Path:
     for folder in (out.parent, args.png_dir):   # fail now, not after minutes of predicting
         if folder is not None:
             ensure_writable_dir(folder)
-    device = resolve_device(args.device)
+    device = setup_runtime(args.device, args.threads).device
     models = [load_model(c, kind="denoiser", device=device)[0] for c in args.checkpoint]
     sample = args.sample
     if args.images is not None:
         pages = list_images(args.images)
+        check_names(args.images, pages, log)
     else:
         data = prepare_or_synthesize(args.data_dir, log=log)
         pages, sample = data.test_images, sample or data.sample_submission
@@ -131,6 +137,21 @@ def run(args: argparse.Namespace, log=print) -> Path:
         + ("" if sample else " (no sample submission: ids not cross-checked)")
         + (f"; cleaned pages in {args.png_dir}" if args.png_dir is not None else ""))
     return out
+
+
+def check_names(folder: Path, pages: list[Path], log) -> None:
+    """Say now what --images will not give: files skipped as not PNG, and ids Kaggle's format lacks."""
+    skipped = sorted(p.name for p in folder.iterdir()
+                     if p.is_file() and p.suffix.lower() not in IMAGE_SUFFIXES and not p.name.startswith("."))
+    if skipped:
+        log(f"{folder}: skipping {len(skipped)} files that are not PNG pages: {', '.join(skipped[:5])}"
+            + (", ..." if len(skipped) > 5 else ""))
+    named = [p.name for p in pages if not is_page_id(p.stem)]
+    if named:   # still cleaned, and kept by --png-dir; but their CSV rows score nowhere
+        log(f"warning: {len(named)} of {len(pages)} pages are not named by a page number "
+            f"({', '.join(named[:5])}{', ...' if len(named) > 5 else ''}): their ids in the CSV "
+            f"(<name>_<row>_<col>) are not Kaggle's, and validate_submission reports them as malformed. "
+            f"Name pages <number>.png to score them with validate_submission --truth")
 
 
 def main(argv=None) -> int:

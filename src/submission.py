@@ -302,9 +302,15 @@ def _parse_fast(blk: bytes) -> tuple[np.ndarray, np.ndarray]:
     return img << 2 * _BITS | col << _BITS | row, val
 
 
-_ID = rb"(0|[1-9]\d{0,5})_(0|[1-9]\d{0,5})_(0|[1-9]\d{0,5})"
+_NUMBER = rb"(0|[1-9]\d{0,5})"      # a page, row or column number as the ids write it
+_ID = _NUMBER + rb"_" + _NUMBER + rb"_" + _NUMBER
 _LINE = re.compile(_ID + rb",([^,_]*)")
 _ID_FIRST = re.compile(_ID)   # the id at the start of a malformed line, when it has one
+
+
+def is_page_id(name: str) -> bool:
+    """Whether a page named `name` (a file's stem) writes ids that Kaggle and validate_submission read."""
+    return re.fullmatch(_NUMBER.decode(), name) is not None
 
 
 def _key(m: re.Match) -> int:
@@ -471,8 +477,10 @@ def _read(path: Path, tally: _Tally) -> list[tuple[np.ndarray, np.ndarray]]:
             line = f.readline()
             if _is_binary(line):   # else escaped bytes as the "header" and as thousands of bad lines
                 raise SubmissionError(f"{path}: not a text CSV but binary data{_binary_kind(path, line)}")
-            header = line.rstrip(b"\r\n").decode("utf-8")
-            if header != HEADER:
+            # Excel's "CSV UTF-8" starts with a BOM and R's write.csv quotes the names; both read as
+            # id,value, and quoted ids below the header are accepted already
+            header = line.rstrip(b"\r\n").decode("utf-8-sig")
+            if ",".join(name.strip('"') for name in header.split(",")) != HEADER:
                 tally.note(f"header is {header[:40]!r}; want {HEADER!r}")
             return list(_rows(f, tally))
     except FileNotFoundError:

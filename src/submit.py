@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from src import kaggle_api
-from src.data import COMPETITION, DEFAULT_DATA_DIR, SAMPLE, SYNTHETIC_DIR, DataError, competition_sample
+from src.data import COMPETITION, DEFAULT_DATA_DIR, DataError, competition_sample
 from src.files import interrupt_code, sigterm_as_interrupt
 from src.kaggle_api import KaggleError
 from src.submission import compression_of, validate_submission
@@ -32,7 +32,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="folder of the competition data, with its sample submission (default: %(default)s)")
     p.add_argument("--sample", type=Path,
                    help="sample submission whose ids must match (default: the one in --data-dir)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.data_dir != DEFAULT_DATA_DIR and not args.data_dir.is_dir():   # a typo, not "no data"
+        p.error(f"--data-dir {args.data_dir}: no such folder")
+    return args
 
 
 def find_sample(data_dir: Path, sample: Path | None) -> Path | None:
@@ -59,16 +62,16 @@ def submit(file: Path, message: str, data_dir: Path, sample: Path | None, log=pr
         why = "is a folder, not a submission file" if file.is_dir() else "no such file"
         raise DataError(f"{file}: {why}")
     sample = find_sample(data_dir, sample)
-    log(f"checking ids against {sample}" if sample else
-        f"no sample submission in {data_dir}/ (pass --sample, or --data-dir): checking the format only")
+    if sample is None:   # the format alone would let through a file whose ids Kaggle rejects
+        raise DataError(f"{file}: not uploaded: no sample submission in {data_dir}/ to check its ids "
+                        f"against. Get the data with `python -m src.download` (or drop the competition zip "
+                        f"into {DEFAULT_DATA_DIR}/ and run `python -m src.download --check`), or pass "
+                        f"--data-dir or --sample")
+    log(f"checking ids against {sample}")
     report = validate_submission(file, sample=sample)
     log(report.text(file))
     if not report.ok:
         raise DataError(f"{file}: not uploaded; Kaggle would reject it (problems above)")
-    demo = SYNTHETIC_DIR / SAMPLE   # what `make demo` predicts when competition/ holds no data
-    if sample is None and demo.is_file() and validate_submission(file, sample=demo).ok:
-        raise DataError(f"{file}: not uploaded; it holds the SYNTHETIC demo pages ({demo}), not the "
-                        f"competition's: get the data with `python -m src.download`, then make it again")
     hint = f"or upload {file} by hand on {PAGE}/submit"
     for warning in kaggle_api.permission_warnings():
         print(warning, file=sys.stderr)

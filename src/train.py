@@ -359,6 +359,12 @@ def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, r
             (and optionally cuda_graph).
     Returns: {"history": [...], "best_score": float, "best_path": Path, "last_path": Path}.
     """
+    graphed = getattr(cfg, "cuda_graph", False)
+    if graphed:   # now, before an earlier run's checkpoints are archived
+        if cfg.compile or rt.distributed:
+            raise ValueError("--cuda-graph runs alone: not with --compile, nor under torchrun")
+        if rt.device.type != "cuda":
+            raise ValueError("--cuda-graph needs a CUDA device (--device cuda)")
     models_dir = Path(cfg.models_dir)
     best_path, last_path = models_dir / f"{cfg.name}_best.pt", models_dir / f"{cfg.name}_last.pt"
     if rt.is_main:
@@ -403,11 +409,7 @@ def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, r
                 f"beside it")
 
     net = model
-    if getattr(cfg, "cuda_graph", False):
-        if cfg.compile or rt.distributed:
-            raise ValueError("--cuda-graph runs alone: not with --compile, nor under torchrun")
-        if rt.device.type != "cuda":
-            raise ValueError("--cuda-graph needs a CUDA device (--device cuda)")
+    if graphed:
         sample = [torch.stack(t).to(rt.device) for t in zip(*(dataset[i] for i in range(cfg.batch_size)))]
         net, loss_fn = graph_loss(model, loss_fn, sample, dtype), graphed_step
     if cfg.compile:
@@ -498,8 +500,12 @@ def run_command(run: Callable, cfg, *, command: str, last_path: Path, argv=None)
     except KeyboardInterrupt as e:
         args = " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv) if a != "--resume")
         what = "stopped by SIGTERM" if isinstance(e, Terminated) else "interrupted"
-        print(f"\n{what}. The last completed epoch is kept in {last_path}; continue with:\n"
-              f"  python -m {command} {args} --resume", file=sys.stderr)
+        if last_path.exists():
+            print(f"\n{what}. The last completed epoch is kept in {last_path}; continue with:\n"
+                  f"  python -m {command} {args} --resume", file=sys.stderr)
+        else:   # in the first epoch: nothing to resume from
+            print(f"\n{what} before the first epoch ended: no checkpoint written; start again with:\n"
+                  f"  python -m {command} {args}", file=sys.stderr)
         return interrupt_code(e)
     finally:
         teardown_runtime()

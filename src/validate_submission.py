@@ -3,7 +3,8 @@
     python -m src.validate_submission submissions/submission.csv.zip
     python -m src.validate_submission preds.csv --truth competition/val_cleaned
 
-Exit code 0 when the file is valid, 1 otherwise, 2 for a --sample or --truth that is not there.
+Exit code 0 when the file is valid, 1 otherwise, 2 for a --data-dir, --sample or --truth that is
+not there.
 """
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="folder of clean pages <image>.png: ids must cover them; prints the RMSE")
     args = p.parse_args(argv)
     # a missing reference is the command's fault, not the submission's: say so before reading it
+    if args.data_dir != DEFAULT_DATA_DIR and not args.data_dir.is_dir():   # a typo, not "no data"
+        p.error(f"--data-dir {args.data_dir}: no such folder")
     if args.sample is not None and not args.sample.is_file():
         p.error(f"--sample {args.sample}: "
                 f"{'is a folder, not a sample submission' if args.sample.is_dir() else 'no such file'}")

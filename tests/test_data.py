@@ -79,6 +79,18 @@ def test_read_only_data_dir_is_extracted_under_competition_unpacked(tmp_path, mo
     assert prepare_data(d).root == data.root                                     # the same place again
 
 
+def test_folder_without_write_bits_is_read_only_even_for_root(tmp_path, monkeypatch):
+    d = make_outer_zip(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    d.chmod(0o555)          # what ../shared is; root's os.access would still say writable
+    try:
+        data = prepare_data(d)
+    finally:
+        d.chmod(0o755)
+    assert [p.name for p in d.iterdir()] == ["denoising-dirty-documents.zip"]
+    assert data.root.parent == Path("competition/unpacked")
+
+
 def test_prepare_from_folders_and_separate_work_dir(tmp_path):
     src = make_folders(tmp_path / "ro")
     data = prepare_data(src, work_dir=tmp_path / "work")

@@ -140,12 +140,32 @@ def tiny_pages(tmp_path):
     (["--overlap", "-1"], "--overlap -1: must be at least 0"),
     (["--device", "gpu"], "--device gpu: choose auto, cpu, cuda or cuda:N"),
     (["--out", "a.csv.zip", "--compress", "gz"], "--compress gz contradicts --out a.csv.zip"),
+    (["--threads", "-1"], "--threads -1: must be at least 0"),
+    (["--sample", "no/samplesubmission.csv"], "--sample no/samplesubmission.csv: no such file"),
 ])
 def test_bad_flags_are_usage_errors(flags, message, capsys):
     with pytest.raises(SystemExit) as err:
         parse_args(["--checkpoint", "m.pt", *flags])
     assert err.value.code == 2
     assert f"python -m src.make_submission: error: {message}" in capsys.readouterr().err
+
+
+def test_images_names_skipped_files_and_pages_without_a_number(tmp_path, tiny_pages, identity_ckpt, capsys):
+    import shutil
+    shutil.copy(tiny_pages / "3.png", tiny_pages / "my scan.png")
+    (tiny_pages / "scan.jpg").write_bytes(b"not a png")
+    out = tmp_path / "s.csv"
+    threads = torch.get_num_threads()
+    try:
+        assert main(["--checkpoint", str(identity_ckpt), "--images", str(tiny_pages), "--out", str(out),
+                     "--threads", "1"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)   # the rest of the suite runs on every core
+    text = capsys.readouterr().out
+    assert f"{tiny_pages}: skipping 1 files that are not PNG pages: scan.jpg" in text
+    assert "warning: 1 of 2 pages are not named by a page number (my scan.png)" in text
+    assert not validate_submission(out).ok   # as the warning says
 
 
 def test_out_folder_is_a_usage_error(tmp_path, capsys):
@@ -238,7 +258,7 @@ def test_help_shows_each_default_once(capsys):
     text = capsys.readouterr().out
     assert text.startswith("usage: python -m src.make_submission ")
     options = text.split("options:")[1].split("\n  -")[1:]
-    assert len(options) == 14
+    assert len(options) == 15
     for option in options:
         assert option.count("default") <= 1 and "(default: None)" not in option, option
 

@@ -68,20 +68,27 @@ def test_synthetic_sample_is_refused(home, no_network, files, synthetic_dir, cap
 
 def test_demo_submission_is_refused_without_a_sample(home, no_network, tmp_path, synthetic_dir, monkeypatch,
                                                      capsys):
-    monkeypatch.setattr(submit, "SYNTHETIC_DIR", synthetic_dir)   # where `make demo` leaves its pages
     demo = tmp_path / "demo.csv"
     write_submission([(p.stem, load_page(p)) for p in list_images(synthetic_dir / "test")], demo)
-    rc, text = run(capsys, str(demo), "-m", "x", "--data-dir", str(tmp_path / "none"))
-    assert rc == 1 and "checking the format only" in text and "holds the SYNTHETIC demo pages" in text
+    monkeypatch.chdir(tmp_path)   # a fresh clone: competition/ holds no data
+    (tmp_path / "competition").mkdir()
+    rc, text = run(capsys, str(demo), "-m", "x")
+    assert rc == 1 and "not uploaded: no sample submission in competition/" in text
+    assert "python -m src.download" in text and "OK" not in text
 
 
-def test_sample_is_found_in_the_data_folder_or_the_format_alone_is_checked(fake_api, files, tmp_path, capsys):
+def test_sample_is_found_in_the_data_folder_and_required(fake_api, files, tmp_path, capsys):
     out, sample = files
-    fake_api(upload=accepted)
+    api = fake_api(upload=accepted)
     rc, text = run(capsys, str(out), "-m", "x", "--data-dir", str(sample.parent))
     assert rc == 0 and f"checking ids against {sample}" in text, text
-    rc, text = run(capsys, str(out), "-m", "x", "--data-dir", str(tmp_path / "none"))
-    assert rc == 0 and "checking the format only" in text
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    rc, text = run(capsys, str(out), "-m", "x", "--data-dir", str(empty))   # valid format, ids unchecked
+    assert rc == 1 and f"not uploaded: no sample submission in {empty}/" in text and len(api.calls) == 1
+    with pytest.raises(SystemExit) as exit_:                                 # a typo is not "no data"
+        submit.main([str(out), "-m", "x", "--data-dir", str(tmp_path / "competitoin")])
+    assert exit_.value.code == 2 and "--data-dir" in capsys.readouterr().err
 
 
 def test_no_credentials_says_how_to_upload_by_hand(home, no_network, files, capsys):

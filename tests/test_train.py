@@ -87,9 +87,16 @@ def test_sigterm_mid_write_removes_the_temp_file_and_prints_the_resume_command(t
     code = run_command(run, None, command="src.train_denoiser", last_path=tmp_path / "x_last.pt",
                        argv=["--preset", "smoke"])
     assert code == 143 and list(tmp_path.iterdir()) == []
-    err = capsys.readouterr().err
-    assert "stopped by SIGTERM" in err and "python -m src.train_denoiser --preset smoke --resume" in err
+    err = capsys.readouterr().err   # no epoch ended: nothing to resume
+    assert "stopped by SIGTERM before the first epoch ended: no checkpoint written" in err
+    assert "python -m src.train_denoiser --preset smoke\n" in err and "--resume" not in err
     assert signal.getsignal(signal.SIGTERM) is before
+    (tmp_path / "x_last.pt").write_bytes(b"an epoch's checkpoint")
+    assert run_command(run, None, command="src.train_denoiser", last_path=tmp_path / "x_last.pt",
+                       argv=["--preset", "smoke"]) == 143
+    err = capsys.readouterr().err
+    assert "stopped by SIGTERM. The last completed epoch is kept in" in err
+    assert "python -m src.train_denoiser --preset smoke --resume" in err
 
 
 def test_loader_workers_none_on_cpu_a_few_per_process_on_cuda(monkeypatch):

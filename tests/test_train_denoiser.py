@@ -87,11 +87,13 @@ def test_bad_data_dir_and_init_from_errors(tmp_path, synthetic_dir, capsys):
 def test_cuda_graph_is_refused_on_a_cpu_and_beside_compile(tmp_path, synthetic_dir, capsys):
     args = ["--preset", "smoke", "--data-dir", str(synthetic_dir), "--models-dir", str(tmp_path),
             "--cuda-graph"]
+    earlier = tmp_path / "denoiser_best.pt"
+    earlier.write_bytes(b"an earlier run's model")   # must stay where make_submission looks for it
     assert main([*args, "--device", "cpu"]) == 1
     assert "--cuda-graph needs a CUDA device" in capsys.readouterr().err
     assert main([*args, "--device", "cpu", "--compile"]) == 1
     assert "--cuda-graph runs alone" in capsys.readouterr().err
-    assert not list(tmp_path.glob("*.pt"))
+    assert [p.name for p in tmp_path.iterdir()] == ["denoiser_best.pt"]
 
 
 @pytest.mark.parametrize("bad", [["--model", "vae"], ["--model", "nope"], ["--loss", "l2"]])

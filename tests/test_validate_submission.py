@@ -81,6 +81,14 @@ def test_bad_header(sample, tmp_path):
     only_problem(validate_submission(sub, sample=sample), "header is 'ID,Value'; want 'id,value'")
 
 
+@pytest.mark.parametrize("header", ['"id","value"', "\ufeffid,value", '\ufeff"id","value"'])
+def test_header_as_excel_and_r_write_it(sample, tmp_path, header):
+    """A BOM (Excel's CSV UTF-8) or quoted names (R's write.csv) read as id,value, as Kaggle reads them."""
+    sub = write(tmp_path / "s.csv", lines(sample)[1:], header=header)
+    assert validate_submission(sub, sample=sample).ok
+    assert not validate_submission(write(sub, lines(sample)[1:], header='"id","val"'), sample=sample).ok
+
+
 def test_garbage_text_and_bad_ids(sample, tmp_path):
     report = validate_submission(write(tmp_path / "s.csv", ["hello world", "1-1-1,0.5", "01_1_1,0.5"]))
     assert not report.ok and report.rows == 3
@@ -241,6 +249,9 @@ def test_data_dir_names_where_the_competition_sample_is(synthetic_dir, tmp_path,
     assert f"checking ids against {zips / 'sampleSubmission.csv'}" in out and "NOTE" not in out
     bad = write(tmp_path / "bad.csv", lines(good)[1:-1])
     assert main([str(bad), "--data-dir", str(zips)]) == 1 and "missing ids: 1" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:    # a mistyped folder is an error, not a format-only check
+        main([str(good), "--data-dir", str(tmp_path / "elsewehre")])
+    assert exit_.value.code == 2 and "elsewehre: no such folder" in capsys.readouterr().err
 
 
 def test_help_shows_each_default_once(capsys):
