@@ -297,6 +297,10 @@ def find_pairs(noisy_dir: Path, clean_dir: Path) -> list[tuple[Path, Path]]:
     return [(noisy[n], clean[n]) for n in sorted(noisy, key=lambda n: page_sort_key(Path(n)))]
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+IEND = b"IEND\xaeB`\x82"   # a PNG's last chunk, with its CRC
+
+
 def _decode_quietly(buf: np.ndarray):
     """cv2.imdecode without OpenCV's own warnings: our DataError names the file instead."""
     from cv2.utils import logging as cvlog
@@ -312,7 +316,7 @@ def png_size(path: Path) -> tuple[int, int] | None:
     """(height, width) from a PNG's header, without decoding the image; None for a file that is not one."""
     with open(path, "rb") as f:
         head = f.read(24)
-    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+    if len(head) < 24 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR":
         return None
     width, height = struct.unpack(">II", head[16:24])
     return height, width
@@ -328,6 +332,9 @@ def load_page(path: Path) -> np.ndarray:
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     buf = np.fromfile(path, dtype=np.uint8)
+    if bytes(buf[:8]) == PNG_SIGNATURE and IEND not in bytes(buf[-64:]):
+        # else libpng prints its own error line past OpenCV's silenced log, before ours
+        raise DataError(f"{path}: not a readable image (truncated PNG: it ends before its IEND chunk)")
     img = _decode_quietly(buf) if buf.size else None
     if img is None:
         raise DataError(f"{path}: not a readable image (truncated or not a PNG)")
