@@ -204,6 +204,14 @@ def write_submission(pages, out: Path, compress: str | None = None, sample: Path
     return sum(h * w for h, w in written.values())
 
 
+def sample_problem(sample: Path) -> str | None:
+    """Why `sample` cannot be a sample submission to check ids against (None: a file, it may be): the
+    commands say so before predicting or reading anything."""
+    if sample.is_file():
+        return None
+    return "is a folder, not a sample submission" if sample.is_dir() else "no such file"
+
+
 def _check_against_sample(written: dict[str, tuple[int, int]], sample: Path) -> None:
     """Stream the sample's ids through the grid of written ids (bounded memory, no id strings)."""
     numeric = {int(p): hw for p, hw in written.items() if _is_number(p)}

@@ -88,7 +88,10 @@ def test_sample_is_found_in_the_data_folder_and_required(fake_api, files, tmp_pa
     assert rc == 1 and f"not uploaded: no sample submission in {empty}/" in text and len(api.calls) == 1
     with pytest.raises(SystemExit) as exit_:                                 # a typo is not "no data"
         submit.main([str(out), "-m", "x", "--data-dir", str(tmp_path / "competitoin")])
-    assert exit_.value.code == 2 and "--data-dir" in capsys.readouterr().err
+    assert exit_.value.code == 2 and "competitoin: no such folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        submit.main([str(out), "-m", "x", "--sample", str(tmp_path)])
+    assert exit_.value.code == 2 and "is a folder, not a sample submission" in capsys.readouterr().err
 
 
 def test_no_credentials_says_how_to_upload_by_hand(home, no_network, files, capsys):
