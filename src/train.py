@@ -505,7 +505,7 @@ def run_command(run: Callable, cfg, *, command: str, last_path: Path, argv=None)
                   f"  python -m {command} {args} --resume", file=sys.stderr)
         else:   # in the first epoch: nothing to resume from
             print(f"\n{what} before the first epoch ended: no checkpoint written; start again with:\n"
-                  f"  python -m {command} {args}", file=sys.stderr)
+                  f"  python -m {command} {args.removesuffix(' --')}", file=sys.stderr)
         return interrupt_code(e)
     finally:
         teardown_runtime()

@@ -87,13 +87,24 @@ def test_denoiser_benchmark_errors_are_one_line(monkeypatch, tmp_path, synthetic
     assert capsys.readouterr().err.startswith("error: --device cuda was requested but PyTorch sees no CUDA")
 
 
-def test_denoiser_benchmark_ctrl_c_says_how_to_resume(monkeypatch, synthetic_dir, capsys):
+def test_denoiser_benchmark_ctrl_c_says_how_to_resume(monkeypatch, synthetic_dir, tmp_path, capsys):
     module = load("bench_denoiser.py")
 
     def interrupted(cfg):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(module, "run", interrupted)
+    monkeypatch.setattr(module, "ROOT", tmp_path)   # its checkpoints: tmp_path/.cache/bench_smoke/
+    assert bench_main(monkeypatch, "bench_denoiser.py", "--preset", "smoke", "--data-dir",
+                      str(synthetic_dir), module=module) == 130
+    err = capsys.readouterr().err   # no epoch ended: the command to start again, without the --
+    assert err.rstrip().endswith(f"start again with:\n  python -m benchmarks.bench_denoiser --preset smoke "
+                                 f"--data-dir {synthetic_dir}"), err
+    last = tmp_path / ".cache" / "bench_smoke" / "denoiser_last.pt"
+    last.parent.mkdir(parents=True)
+    last.write_bytes(b"an epoch's checkpoint")
+    monkeypatch.setattr("src.train.load_checkpoint", lambda *args: {})   # it is no real run's: not read,
+    monkeypatch.setattr("src.train.check_resume", lambda *args: None)    # nor compared with the flags
     for extra in [], ["--", "--resume"]:     # a --resume given already is not repeated
         assert bench_main(monkeypatch, "bench_denoiser.py", "--preset", "smoke", "--data-dir",
                           str(synthetic_dir), *extra, module=module) == 130
