@@ -24,7 +24,7 @@ from src.data import (DEFAULT_DATA_DIR, IMAGE_SUFFIXES, PAGE_SIZES, DataError, l
                       png_size, prepare_or_synthesize, save_page)
 from src.files import Terminated, ensure_writable_dir, interrupt_code, sigterm_as_interrupt
 from src.inference import predict_page
-from src.submission import (CSV_NAME, SubmissionError, is_page_id, sample_problem, submission_path,
+from src.submission import (CSV_NAME, SubmissionError, is_page_id, reference_problems, submission_path,
                             write_submission)
 from src.train import setup_runtime
 
@@ -84,8 +84,9 @@ def check_flags(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
                 f"drop --compress (the name picks it) or rename --out")
     if args.out.is_dir():   # else found only when the finished file is renamed into place
         p.error(f"--out {args.out}: is a folder; name a file such as {args.out / CSV_NAME}")
-    if args.sample is not None and sample_problem(args.sample):   # else found after every page is predicted
-        p.error(f"--sample {args.sample}: {sample_problem(args.sample)}")
+    problems = reference_problems(sample=args.sample)   # else found after every page is predicted
+    if problems:
+        p.error("\n  ".join(problems))
 
 
 def run(args: argparse.Namespace, log=print) -> Path:

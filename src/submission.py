@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import as_strided
 
-from src.data import DataError, list_images, load_page
+from src.data import DEFAULT_DATA_DIR, DataError, list_images, load_page
 from src.files import atomic_write
 from src.metrics import pooled_rmse
 
@@ -210,6 +210,19 @@ def sample_problem(sample: Path) -> str | None:
     if sample.is_file():
         return None
     return "is a folder, not a sample submission" if sample.is_dir() else "no such file"
+
+
+def reference_problems(data_dir: Path | None = None, sample: Path | None = None) -> list[str]:
+    """The usage errors in the --data-dir and --sample a command was given: a folder named but missing
+    is a typo, not "no data" (the default competition/ may hold none yet), and a missing sample would
+    otherwise be found only after the work it checks."""
+    problems = []
+    if data_dir is not None and Path(data_dir) != DEFAULT_DATA_DIR and not Path(data_dir).is_dir():
+        problems.append(f"--data-dir {data_dir}: no such folder")
+    problem = sample_problem(sample) if sample is not None else None
+    if problem:
+        problems.append(f"--sample {sample}: {problem}")
+    return problems
 
 
 def _check_against_sample(written: dict[str, tuple[int, int]], sample: Path) -> None:

@@ -17,7 +17,7 @@ from src import kaggle_api
 from src.data import COMPETITION, DEFAULT_DATA_DIR, DataError, competition_sample
 from src.files import interrupt_code, sigterm_as_interrupt
 from src.kaggle_api import KaggleError
-from src.submission import compression_of, sample_problem, validate_submission
+from src.submission import compression_of, reference_problems, sample_problem, validate_submission
 from src.synthetic import MARKER
 
 PAGE = f"https://www.kaggle.com/c/{COMPETITION}"
@@ -33,10 +33,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sample", type=Path,
                    help="sample submission whose ids must match (default: the one in --data-dir)")
     args = p.parse_args(argv)
-    if args.data_dir != DEFAULT_DATA_DIR and not args.data_dir.is_dir():   # a typo, not "no data"
-        p.error(f"--data-dir {args.data_dir}: no such folder")
-    if args.sample is not None and sample_problem(args.sample):
-        p.error(f"--sample {args.sample}: {sample_problem(args.sample)}")
+    problems = reference_problems(args.data_dir, args.sample)
+    if problems:
+        p.error("\n  ".join(problems))
     return args
 
 
@@ -50,8 +49,9 @@ def find_sample(data_dir: Path, sample: Path | None) -> Path | None:
         sample = competition_sample(data_dir)
     if sample is None:
         return None
-    if sample_problem(sample):   # the command refuses it sooner; a caller from Python meets it here
-        raise DataError(f"{sample}: {sample_problem(sample)}")
+    problem = sample_problem(sample)   # the command refuses it sooner; a caller from Python meets it here
+    if problem:
+        raise DataError(f"{sample}: {problem}")
     if (sample.parent / MARKER).exists():
         raise DataError(f"{sample} is the SYNTHETIC demo's sample submission, not the competition's: "
                         f"get the data with `python -m src.download`, then make the submission again")

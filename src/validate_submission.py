@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from src.data import DEFAULT_DATA_DIR, SAMPLE, SYNTHETIC_DIR, DataError, competition_sample
-from src.submission import sample_problem, validate_submission
+from src.submission import reference_problems, validate_submission
 from src.synthetic import MARKER
 
 GET_DATA = "Get the competition data with `python -m src.download`"
@@ -33,10 +33,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="folder of clean pages <image>.png: ids must cover them; prints the RMSE")
     args = p.parse_args(argv)
     # a missing reference is the command's fault, not the submission's: say so before reading it
-    if args.data_dir != DEFAULT_DATA_DIR and not args.data_dir.is_dir():   # a typo, not "no data"
-        p.error(f"--data-dir {args.data_dir}: no such folder")
-    if args.sample is not None and sample_problem(args.sample):
-        p.error(f"--sample {args.sample}: {sample_problem(args.sample)}")
+    problems = reference_problems(args.data_dir, args.sample)
+    if problems:
+        p.error("\n  ".join(problems))
     if args.truth is not None and not args.truth.is_dir():
         p.error(f"--truth {args.truth}: "
                 f"{'is a file, not a folder of pages' if args.truth.exists() else 'no such folder'}")
