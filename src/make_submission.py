@@ -68,6 +68,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def check_flags(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Refuse now the values that would fail (or run for hours) only once pages are being predicted."""
+    world = os.environ.get("WORLD_SIZE", "1")
+    if world != "1":   # else every process would predict every page and write the same file
+        p.error(f"WORLD_SIZE={world} (torchrun?): it runs as one process, which averages any --checkpoint "
+                f"flags itself; start it with python -m src.make_submission")
     # The training config's checks, so both commands accept and word these flags alike.
     inference = DenoiserConfig(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
                                device=args.device, threads=args.threads)

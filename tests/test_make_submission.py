@@ -150,6 +150,14 @@ def test_bad_flags_are_usage_errors(flags, message, capsys):
     assert f"python -m src.make_submission: error: {message}" in capsys.readouterr().err
 
 
+def test_torchrun_is_refused_before_any_work(monkeypatch, capsys):
+    monkeypatch.setenv("WORLD_SIZE", "2")   # as torchrun --nproc_per_node=2 sets it
+    with pytest.raises(SystemExit) as err:
+        parse_args(["--checkpoint", "m.pt"])
+    assert err.value.code == 2
+    assert "WORLD_SIZE=2 (torchrun?): it runs as one process" in capsys.readouterr().err
+
+
 def test_images_names_skipped_files_and_pages_without_a_number(tmp_path, tiny_pages, identity_ckpt, capsys):
     import shutil
     shutil.copy(tiny_pages / "3.png", tiny_pages / "my scan.png")
