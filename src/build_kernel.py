@@ -67,6 +67,22 @@ def train_argv(preset: str, extra: list[str], data_dir: Path, models_dir: Path) 
     return ["--preset", preset, *extra, "--data-dir", str(data_dir), "--models-dir", str(models_dir)]
 
 
+def kernel_problems(cfg: DenoiserConfig, gpu: bool) -> list[str]:
+    """Training settings the kernel cannot honour: refused here, else the kernel fails on Kaggle, after
+    the queue. (--data-dir and --models-dir are refused by parse_args: the kernel overrides them.)"""
+    problems = []
+    if cfg.device.startswith("cuda") and not gpu:
+        problems.append(f"--device {cfg.device} needs a GPU kernel: add --gpu (or leave --device out: auto "
+                        f"takes the GPU when the kernel has one)")
+    if cfg.init_from:   # the kernel uploads one code file: no file of this machine reaches it
+        problems.append(f"--init-from {cfg.init_from}: the kernel cannot read files from this machine; "
+                        f"train here with --init-from, then ship the weights with --checkpoint")
+    if cfg.resume:
+        problems.append("--resume: a fresh kernel has no earlier run to resume; leave it out (or resume "
+                        "here, then ship the weights with --checkpoint)")
+    return problems
+
+
 def build(args: argparse.Namespace, extra: list[str] = (), command: str = "") -> dict:
     """Write the kernel folder. Returns {"out", "metadata", "code", "dataset", "weights"}.
 
@@ -81,9 +97,9 @@ def build(args: argparse.Namespace, extra: list[str] = (), command: str = "") ->
         # a typo in a passed-through flag fails here, not after the upload
         cfg = parse_config(DenoiserConfig, DENOISER_PRESETS, train_argv(args.preset, list(extra), out, out),
                            prog="python -m src.build_kernel --train")
-        if cfg.device.startswith("cuda") and not args.gpu:   # else it fails on Kaggle, after the queue
-            raise KernelError(f"--device {cfg.device} needs a GPU kernel: add --gpu (or leave --device "
-                              f"out: auto takes the GPU when the kernel has one)")
+        problems = kernel_problems(cfg, args.gpu)
+        if problems:
+            raise KernelError("\n  ".join(problems))
         plan.update(preset=args.preset, train_args=list(extra))
     else:
         load_model(args.checkpoint, "denoiser")   # a checkpoint that does not build fails here, not on Kaggle
@@ -225,8 +241,16 @@ def run_kernel(plan: dict, log=print) -> int:
     and validates it against the sample submission.
     """
     root = kaggle_root()
-    working = root / "working"
     log(environment())
+    try:
+        return submit_in_kernel(plan, root, log)
+    finally:   # failed runs too: the extracted pages (~190 MB) would be the Output tab's bulk
+        shutil.rmtree(root / "working" / "data", ignore_errors=True)
+
+
+def submit_in_kernel(plan: dict, root: Path, log) -> int:
+    """run_kernel's work: prepare the data, train or find the checkpoint, write and check the CSV."""
+    working = root / "working"
     try:
         data = kernel_data(root)
         log(data.summary())
@@ -251,7 +275,6 @@ def run_kernel(plan: dict, log=print) -> int:
         log(f"INVALID: {out}, {report.rows:,} rows, checked against {against}:"
             + "".join(f"\n  - {problem}" for problem in report.problems))
         return 1
-    shutil.rmtree(working / "data", ignore_errors=True)   # the Output tab: submission and models only
     log(f"OK: {out} is a valid submission, {report.rows:,} rows, checked against {against}. Download it "
         f"from the kernel's Output tab or with `kaggle kernels output {plan['id']} -p {OUTPUT_DIR}/`.")
     return 0

@@ -140,6 +140,27 @@ def test_checkpoint_kernel_reads_the_weights_dataset(tmp_path, pages, capsys):
     assert (root / "working" / "submission.csv").read_bytes() == (tmp_path / "here.csv").read_bytes()
 
 
+@pytest.mark.parametrize("failure", ["no weights dataset", "a crash"])
+def test_a_failed_kernel_run_leaves_no_extracted_data_behind(tmp_path, pages, monkeypatch, failure):
+    root = kaggle_root(tmp_path / "kaggle", pages, "zips")
+    monkeypatch.setenv("KAGGLE_ROOT", str(root))
+    data_dir = root / "working" / "data"
+    said = []   # (message, whether working/data existed then): the failure came after the extraction
+    plan = {"mode": "checkpoint", "id": KID, "checkpoint": "denoiser_best.pt", "dataset": WEIGHTS_ID}
+    if failure == "a crash":   # not one of the errors run_kernel reports: its traceback ends the kernel
+        def crash(*args):
+            raise RuntimeError("CUDA error: out of memory")
+        monkeypatch.setattr(build_kernel, "find_checkpoint", crash)
+        with pytest.raises(RuntimeError, match="out of memory"):
+            build_kernel.run_kernel(plan, log=lambda m: said.append((m, data_dir.exists())))
+    else:
+        assert build_kernel.run_kernel(plan, log=lambda m: said.append((m, data_dir.exists()))) == 1
+        assert said[-1][0].startswith("error: no denoiser_best.pt") and said[-1][1]
+    summary = f"competition data in {data_dir}: 4 training pairs"
+    assert any(m.startswith(summary) and existed for m, existed in said), said
+    assert not data_dir.exists() and data_dir.parent.is_dir()
+
+
 @pytest.mark.parametrize("layout", ["zips", "folders"])
 def test_kernel_data_prepares_either_mount_into_working(tmp_path, pages, layout):
     root = kaggle_root(tmp_path, pages, layout)
@@ -315,9 +336,37 @@ def test_train_flags_pass_through_and_are_checked_at_build_time(tmp_path, capsys
     assert main(["--id", KID, "--train", "--device", "cuda", "--out", str(out)]) == 1
     assert "--device cuda needs a GPU kernel: add --gpu" in capsys.readouterr().err
     assert main(["--id", KID, "--train", "--device", "cuda", "--gpu", "--out", str(out)]) == 0
+    assert main(["--id", KID, "--train", "--no-resume", "--out", str(out)]) == 0
     for flags in (["--epochs", "3"], ["--preset", "smoke"]):   # training flags without --train
         with pytest.raises(SystemExit):
             main(["--id", KID, "--checkpoint", "m.pt", *flags])
+
+
+@pytest.mark.parametrize("flags, said", [
+    (["--init-from", "models/mnist_base.pt"],
+     "--init-from models/mnist_base.pt: the kernel cannot read files from this machine; train here with "
+     "--init-from, then ship the weights with --checkpoint"),
+    (["--init-from=/nonexistent.pt"], "--init-from /nonexistent.pt: the kernel cannot read files"),
+    (["--resume"], "--resume: a fresh kernel has no earlier run to resume"),
+])
+def test_train_flags_that_need_this_machine_are_refused_at_build_time(tmp_path, capsys, flags, said):
+    """The kernel would fail on Kaggle, after the queue (`error: ...: checkpoint not found`)."""
+    out = tmp_path / "k"
+    assert main(["--id", KID, "--train", "--preset", "smoke", *flags, "--out", str(out)]) == 1
+    assert said in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_readme_submits_the_kernel_output_as_the_builder_says(capsys, tmp_path):
+    """src.submit needs the competition's sample submission, which a clone without the data lacks."""
+    readme = (PROJECT / "README.md").read_text()
+    section = readme.split("## Run it as a Kaggle kernel")[1].split("\n## ")[0]
+    assert main(["--id", KID, "--train", "--out", str(tmp_path / "k")]) == 0
+    printed = capsys.readouterr().out
+    command = f"kaggle competitions submit {COMPETITION} -f out/submission.csv -m"
+    assert command in printed and command in section
+    if "src.submit" in section:   # it checks ids against the sample submission, or refuses
+        assert "needs the competition data here (or `--sample`)" in section
 
 
 # ---------------------------------------------------------------- the bundle
