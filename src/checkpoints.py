@@ -136,11 +136,12 @@ def load_model(path: Path, kind: str | None = None, device: str | torch.device =
 STEM = "encoder.stem.1.0.weight"   # blocks.Encoder's first conv, (width, 4, 3, 3)
 
 
-def init_encoder_from(model: nn.Module, path: Path) -> list[str]:
+def init_encoder_from(model: nn.Module, path: Path, log=None) -> list[str]:
     """Copy a pretrained autoencoder's encoder weights into `model.encoder` (transfer learning).
 
     Loads every `encoder.*` tensor the model also has (a shallower autoencoder fills the first
-    levels). Returns the names loaded. Raises CheckpointError on a shape mismatch or no overlap.
+    levels, a deeper one gives only its first). Returns the names loaded; `log` gets one line saying
+    what was copied and which levels were not. Raises CheckpointError on a shape mismatch or no overlap.
     """
     ckpt = load_checkpoint(path, kind="autoencoder")
     own = unwrap(model).state_dict()
@@ -160,4 +161,33 @@ def init_encoder_from(model: nn.Module, path: Path) -> list[str]:
     if not shared:
         raise CheckpointError(f"{path}: no encoder weights in common with this model")
     unwrap(model).load_state_dict({**own, **{k: src[k] for k in shared}})
+    if log is not None:
+        log(transfer_text(path, shared, list(src), [k for k in own if k.startswith("encoder.")]))
     return shared
+
+
+def encoder_depth(keys: list[str]) -> int:
+    """Levels below the stem among blocks.Encoder's tensor names (`encoder.downs.<level - 1>.*`)."""
+    return max((int(k.split(".")[2]) + 1 for k in keys if k.startswith("encoder.downs.")), default=0)
+
+
+def levels_text(first: int, last: int) -> str:
+    return f"level {first}" if first == last else f"levels {first}-{last}"
+
+
+def transfer_text(path: Path, loaded: list[str], pretrained: list[str], own: list[str]) -> str:
+    """The log line of --init-from: tensors copied out of the autoencoder's, and levels left out.
+
+    Using the first levels of a deeper autoencoder is legitimate, but silently dropping its deeper
+    ones hides that part of the pretraining went unused: the line says so, and why.
+    """
+    theirs, ours = encoder_depth(pretrained), encoder_depth(own)
+    text = (f"encoder initialised from {path} ({len(loaded)} of its {len(pretrained)} encoder tensors: "
+            f"the stem{' and ' + levels_text(1, min(theirs, ours)) if min(theirs, ours) else ''}")
+    why = f"the autoencoder has --depth {theirs}, this model --depth {ours}"
+    if theirs > ours:
+        text += f"; its {levels_text(ours + 1, theirs)} left out: {why}"
+    elif ours > theirs:
+        verb = "starts" if ours == theirs + 1 else "start"
+        text += f"; this model's {levels_text(theirs + 1, ours)} {verb} random: {why}"
+    return text + ")"

@@ -5,7 +5,8 @@
 
 --data is a folder with the four MNIST IDX files (raw or .gz), Digit Recognizer's train.csv, or a
 folder holding it (see src.mnist). Leaves `<models_dir>/mnist_<variant>_best.pt`, `_last.pt` and
-`mnist_<variant>.pt` (the best weights, for --init-from), and in `<results_dir>/<variant>/`:
+`mnist_<variant>.pt` (the best weights, for --init-from), and in `<results_dir>/<variant>/`
+(`<results_dir>/<name>/` for a --name of its own):
 loss_curves.png, accuracy_curves.png, reconstructions_epoch1.png, reconstructions_last.png,
 code_space.png, manifold.png (the decoded 2-D PCA plane of the code), samples.png (vae only),
 metrics.json and metrics.md.
@@ -35,7 +36,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 import torch
@@ -98,8 +99,8 @@ class AutoencoderConfig:
     workers: int = -1              # DataLoader workers; -1: 0 on CPU, a few on CUDA (train.loader_workers)
     threads: int = 0               # CPU threads for torch; 0 = all cores
     models_dir: str = "models"     # where checkpoints go
-    results_dir: str = "results/mnist"  # figures and metrics go to <results_dir>/<variant>/
-    name: str = ""                 # checkpoint stem; empty = mnist_<variant>
+    results_dir: str = "results/mnist"  # figures and metrics go to <results_dir>/<variant>/, or /<name>/
+    name: str = ""                 # checkpoint stem and results folder; empty = mnist_<variant>
     resume: bool = False           # continue from <models_dir>/<name>_last.pt with the same flags
 
     limits: ClassVar[dict] = {"depth": (1, True, math.inf, True)}  # the dense code needs one level
@@ -122,15 +123,19 @@ class DigitDataset(Dataset):
     the same in a resumed run; an epoch longer than the data chains several permutations.
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, length: int, seed: int = 0, rank: int = 0):
+    def __init__(self, images: np.ndarray, labels: np.ndarray, length: int, seed: int = 0, rank: int = 0,
+                 on_epoch: Callable[[int], Any] | None = None):
         if len(images) == 0:
             raise ValueError("no training digits")
         self.images, self.labels = torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels)
-        self.length, self.seed, self.rank = length, seed, rank
+        self.length, self.seed, self.rank, self.on_epoch = length, seed, rank, on_epoch
         self.epoch, self._order, self._order_epoch = 0, None, None
 
     def set_epoch(self, epoch: int) -> None:
+        """fit calls this before training epoch `epoch` (0-based): on_epoch sees the last one's weights."""
         self.epoch = epoch
+        if self.on_epoch is not None:
+            self.on_epoch(epoch)
 
     def order(self) -> np.ndarray:
         if self._order_epoch != self.epoch:
@@ -207,18 +212,46 @@ def make_evaluate(digits: Digits, dataset: DigitDataset, cfg: AutoencoderConfig,
     l1, kl = loss_weights(cfg)
     test_idx = fixed_subset(len(digits.test_images), cfg.eval_digits, cfg.seed)
     train_idx = fixed_subset(len(digits.train_images), cfg.train_eval_digits, cfg.seed + 1)
-    shown = showcase(digits.test_labels)
 
     def evaluate(model) -> dict:
         test_x, train_x = digits.test_images[test_idx], digits.train_images[train_idx]
         test, train = run_model(model, test_x, device, l1, kl), run_model(model, train_x, device, l1, kl)
         ts, tr = pixel_scores(test_x, test["recon"]), pixel_scores(train_x, train["recon"])
         if dataset.epoch == 0:  # fit evaluates after training epoch dataset.epoch + 1
-            draw_reconstructions(model, digits.test_images[shown], device,
-                                 out_dir / "reconstructions_epoch1.png", f"{cfg.variant}: after epoch 1")
+            draw_first_epoch(model, digits, cfg, out_dir, device)
         return {"score": ts["mse"], "test_mse": ts["mse"], "test_acc": ts["acc"], "test_loss": test["loss"],
                 "train_mse": tr["mse"], "train_acc": tr["acc"]}
     return evaluate
+
+
+def draw_first_epoch(model, digits: Digits, cfg: AutoencoderConfig, out_dir: Path, device) -> Path:
+    shown = digits.test_images[showcase(digits.test_labels)]
+    return draw_reconstructions(model, shown, device, out_dir / "reconstructions_epoch1.png",
+                                f"{cfg.variant}: after epoch 1")
+
+
+def first_epoch_hook(model, digits: Digits, cfg: AutoencoderConfig, out_dir: Path, device):
+    """DigitDataset.on_epoch that draws epoch 1's reconstructions when fit does not evaluate after it.
+
+    fit evaluates every --val-every epochs (and after the last), so with --val-every > 1 evaluate
+    never sees epoch 1; the start of epoch 2 is the other moment the weights are epoch 1's.
+    """
+    if cfg.val_every == 1:
+        return None
+    return lambda epoch: epoch == 1 and draw_first_epoch(model, digits, cfg, out_dir, device)
+
+
+def results_folder(cfg: AutoencoderConfig) -> Path:
+    """<results_dir>/<variant>/ for the default name, <results_dir>/<name>/ for any other.
+
+    Named by the run so that a --name run does not replace another run's figures and metrics.
+    """
+    if cfg.name == f"mnist_{cfg.variant}":
+        return Path(cfg.results_dir) / cfg.variant
+    if cfg.name in VARIANTS:
+        raise ValueError(f"--name {cfg.name}: {Path(cfg.results_dir) / cfg.name}/ holds the results of the "
+                         f"default {cfg.name} run; choose another name")
+    return Path(cfg.results_dir) / cfg.name
 
 
 def draw_reconstructions(model, images: np.ndarray, device, path: Path, title: str) -> Path:
@@ -319,7 +352,7 @@ def run(cfg: AutoencoderConfig, log=print) -> dict:
     h, w = digits.train_images.shape[1:]
     if h != w:
         raise DataError(f"{digits.source}: digits of {h}x{w}; the autoencoders need square images")
-    out_dir = Path(cfg.results_dir) / cfg.variant
+    out_dir = results_folder(cfg)
     if rt.is_main:
         ensure_writable_dir(out_dir)  # now, not when the first epoch's figures are due
     name, config = VARIANTS[cfg.variant], model_config(cfg, h)
@@ -328,8 +361,9 @@ def run(cfg: AutoencoderConfig, log=print) -> dict:
     if rt.is_main:
         log(f"{name} ({count_parameters(model) / 1e6:.2f} M parameters) on {rt.device}: {digits.describe()}; "
             f"{schedule_text(cfg, 'digit')}")
+    hook = first_epoch_hook(model, digits, cfg, out_dir, rt.device) if rt.is_main else None
     dataset = DigitDataset(digits.train_images, digits.train_labels, cfg.steps_per_epoch * cfg.batch_size,
-                           cfg.seed, rt.rank)
+                           cfg.seed, rt.rank, on_epoch=hook)
     l1, kl = loss_weights(cfg)
     result = fit(model, dataset, make_evaluate(digits, dataset, cfg, out_dir, rt.device), cfg, rt,
                  kind="autoencoder", model_name=name, model_config=config,

@@ -117,6 +117,27 @@ def test_init_encoder_from(tmp_path):
         init_encoder_from(model, tmp_path / "d.pt")
 
 
+@pytest.mark.parametrize("ae_depth, unet_depth, says", [
+    (4, 2, "(12 of its 20 encoder tensors: the stem and levels 1-2; its levels 3-4 left out: "
+           "the autoencoder has --depth 4, this model --depth 2)"),
+    (3, 2, "(12 of its 16 encoder tensors: the stem and levels 1-2; its level 3 left out: "
+           "the autoencoder has --depth 3, this model --depth 2)"),
+    (1, 3, "(8 of its 8 encoder tensors: the stem and level 1; this model's levels 2-3 start random: "
+           "the autoencoder has --depth 1, this model --depth 3)"),
+    (2, 2, "(12 of its 12 encoder tensors: the stem and levels 1-2)"),
+])
+def test_init_encoder_from_logs_the_levels_it_left_out(tmp_path, ae_depth, unet_depth, says):
+    """A deeper autoencoder gives only its first levels: the log line says which were dropped, and why."""
+    ae = build_model("ae_base", width=4, depth=ae_depth)
+    save_checkpoint(tmp_path / "ae.pt", make_checkpoint(ae, kind="autoencoder", model_name="ae_base",
+                                                        model_config=dict(width=4, depth=ae_depth),
+                                                        config={}))
+    logs, unet = [], build_model("unet", width=4, depth=unet_depth)
+    names = init_encoder_from(unet, tmp_path / "ae.pt", log=logs.append)
+    assert logs == [f"encoder initialised from {tmp_path / 'ae.pt'} {says}"]
+    assert len(names) == 4 + 4 * min(ae_depth, unet_depth)
+
+
 def test_folder_given_as_checkpoint_suggests_files_in_it(tmp_path):
     for name in ("d.pt", "a.pt", "c.pt", "b.pt", "notes.txt"):
         (tmp_path / name).write_text("x")

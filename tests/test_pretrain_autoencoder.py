@@ -216,7 +216,32 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, mnist_dir):
     assert resumed[-1]["test_mse"] == pytest.approx(reference[-1]["test_mse"], rel=1e-5)
 
 
-def test_checkpoint_initialises_the_denoiser(tmp_path, mnist_dir, synthetic_dir):
+def test_named_run_keeps_its_own_results(tmp_path, mnist_dir):
+    """--name puts figures and metrics in a folder of that name: the default run's stay as they were."""
+    run(smoke(tmp_path, mnist_dir, epochs=1), log=lambda *_: None)
+    base = tmp_path / "results" / "base"
+    before = {p.name: p.read_bytes() for p in base.iterdir()}
+    result = run(smoke(tmp_path, mnist_dir, epochs=1, depth=2, name="base_d2"), log=lambda *_: None)
+    assert {p.name: p.read_bytes() for p in base.iterdir()} == before
+    named = tmp_path / "results" / "base_d2"
+    metrics = json.loads((named / "metrics.json").read_text())
+    assert metrics["checkpoint"] == str(tmp_path / "models" / "base_d2.pt")
+    assert all((named / f).is_file() for f in FIGURES) and result["summary"].endswith(f"{named}/")
+    with pytest.raises(ValueError, match="--name sparse: .*results/sparse/ holds the results of the default"):
+        run(smoke(tmp_path, mnist_dir, name="sparse"), log=lambda *_: None)
+
+
+def test_val_every_still_draws_epoch_1_and_stars_only_scored_epochs(tmp_path, mnist_dir):
+    """With --val-every 2 fit does not evaluate after epoch 1; its reconstructions are drawn all the same."""
+    logs = []
+    run(smoke(tmp_path, mnist_dir, epochs=3, val_every=2), log=logs.append)
+    assert (tmp_path / "results" / "base" / "reconstructions_epoch1.png").stat().st_size > 0
+    epochs = [line for line in logs if line.startswith("epoch ")]
+    assert len(epochs) == 3 and "val" not in epochs[0] and not epochs[0].endswith("*")
+    assert "val" in epochs[1] and epochs[1].endswith(" *")
+
+
+def test_checkpoint_initialises_the_denoiser(tmp_path, mnist_dir, synthetic_dir, capsys):
     from src.train_denoiser import main as train_denoiser
 
     run(smoke(tmp_path, mnist_dir, width=8), log=lambda *_: None)
@@ -234,6 +259,10 @@ def test_checkpoint_initialises_the_denoiser(tmp_path, mnist_dir, synthetic_dir)
     args = ["--preset", "smoke", "--data-dir", str(synthetic_dir), "--models-dir", str(tmp_path / "d"),
             "--val-fraction", "0.34", "--epochs", "1", "--threads", "1", "--init-from", str(path)]
     assert train_denoiser([*args, "--width", "8"]) == 0
+    # the smoke denoiser (depth 2) takes the stem and level 1 of this depth-1 autoencoder
+    assert (f"encoder initialised from {path} (8 of its 8 encoder tensors: the stem and level 1; "
+            f"this model's level 2 starts random: the autoencoder has --depth 1, this model --depth 2)"
+            ) in capsys.readouterr().out
     assert train_denoiser([*args, "--width", "16"]) == 1
 
 
