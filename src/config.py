@@ -111,7 +111,12 @@ def config_problems(cfg) -> list[str]:
     problems = []
     for f in fields(cfg):
         value = getattr(cfg, f.name)
-        if f.name in limits and isinstance(value, (int, float)) and not isinstance(value, bool):
+        # No field takes inf as "none" (--grad-clip 0 is off): --lr inf trained to NaN and saved that
+        # as best, --warmup-epochs inf overflowed once the pages had loaded. NaN was refused with a
+        # wrong reason ("must be at least 0").
+        if isinstance(value, float) and not math.isfinite(value):
+            problems.append(f"{flag(f.name)} {value}: must be a finite number")
+        elif f.name in limits and isinstance(value, (int, float)) and not isinstance(value, bool):
             low, low_ok, high, high_ok = limits[f.name]
             above = low <= value if low_ok else low < value
             if not (above and (value <= high if high_ok else value < high)):
@@ -126,6 +131,9 @@ def config_problems(cfg) -> list[str]:
     if hasattr(cfg, "overlap") and cfg.overlap >= cfg.tile >= 1:
         problems.append(f"--overlap {cfg.overlap}: must be below --tile {cfg.tile} (tiles step by their "
                         f"difference)")
+    if hasattr(cfg, "fold") and cfg.folds <= 1 and cfg.fold != type(cfg).fold:   # else silently unused
+        problems.append(f"--fold {cfg.fold}: needs --folds 2 or more; without it --val-fraction "
+                        f"{cfg.val_fraction:g} of the pages is held out")
     if getattr(cfg, "folds", 0) > 1 and not 0 <= cfg.fold < cfg.folds:
         problems.append(f"--fold {cfg.fold}: must be in 0..{cfg.folds - 1} for --folds {cfg.folds}")
     return problems

@@ -225,6 +225,7 @@ def split_pages(n: int, val_fraction: float = 0.15, folds: int = 0, fold: int = 
     groups (a label per page, e.g. `text_groups`'s numbers): a group's pages stay on one side, and the
     share is reached with whole groups. None: every page is its own group, the same split as before.
     """
+    unit = "pages" if groups is None else "texts (--split-by text)"
     groups = list(range(n)) if groups is None else groups
     if len(groups) != n:
         raise ValueError(f"{len(groups)} group numbers for {n} pages")
@@ -236,6 +237,8 @@ def split_pages(n: int, val_fraction: float = 0.15, folds: int = 0, fold: int = 
     if folds > 1:
         if not 0 <= fold < folds:
             raise ValueError(f"--fold {fold} is outside 0..{folds - 1}")
+        if folds > len(order):   # else a fold past the last page or text holds out nothing
+            raise ValueError(f"--folds {folds}: more than the {len(order)} {unit} to split")
         val = sum(order[fold::folds], [])
     elif val_fraction > 0:
         if not val_fraction < 1:

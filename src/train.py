@@ -216,18 +216,25 @@ class GradClip:
         norm = nn.utils.get_total_norm(grads)
         limit = torch.full_like(norm, self.max_norm)
         if self.factor > 0 and self.mean is not None:
-            limit = torch.minimum(limit, self.factor * self.mean)
+            limit = torch.fmin(limit, self.factor * self.mean)   # fmin: a NaN mean (none yet) sets no limit
         torch._foreach_mul_(grads, (limit / (norm + 1e-6)).clamp(max=1.0))
         if self.factor > 0:
-            clipped = torch.minimum(norm, limit)
-            if self.mean is None:
-                self.mean = clipped
-            else:  # a non-finite norm (fp16 overflow: the scaler skips that step) leaves the mean alone
-                self.mean = torch.where(torch.isfinite(norm), self.mean.lerp(clipped, 1 - self.beta),
-                                        self.mean)
+            self.mean = self._updated_mean(norm, torch.minimum(norm, limit))
+
+    def _updated_mean(self, norm: torch.Tensor, clipped: torch.Tensor) -> torch.Tensor:
+        """The mean after a step: NaN (none yet) until the first finite norm, which starts it.
+
+        A non-finite norm (fp16 overflow: the scaler skips that step) leaves it alone, the first step's
+        included: an inf stored as the mean turned into NaN at the next step and every later gradient
+        was multiplied by it. Decided on the device (torch.where), not by a host sync per step.
+        """
+        mean = torch.full_like(norm, math.nan) if self.mean is None else self.mean
+        followed = torch.where(torch.isnan(mean), clipped, mean.lerp(clipped, 1 - self.beta))
+        return torch.where(torch.isfinite(norm), followed, mean)
 
     def state_dict(self) -> dict:
-        return {"mean": None if self.mean is None else float(self.mean)}
+        mean = None if self.mean is None else float(self.mean)
+        return {"mean": None if mean is None or math.isnan(mean) else mean}   # NaN: no finite norm yet
 
     def load_state_dict(self, state: dict, device: torch.device) -> None:
         self.mean = None if state.get("mean") is None else torch.tensor(state["mean"], device=device)
@@ -460,7 +467,7 @@ def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, r
             if improved or not best_path.exists():
                 save_checkpoint(best_path, ckpt)
             save_checkpoint(last_path, ckpt)
-            log(format_row(row) + (" *" if improved else ""))
+            log(format_row(row) + (" *" if improved and "score" in row else ""))  # * only on a scored epoch
         if rt.distributed:
             dist.barrier()
     return dict(history=history, best_score=best, best_path=best_path, last_path=last_path)
@@ -485,10 +492,20 @@ def format_row(row: dict) -> str:
     return " | ".join(parts)
 
 
+def file_stamp(path: Path) -> tuple[int, int] | None:
+    """(inode, mtime in ns) of a file, None when there is none: `atomic_write` changes both."""
+    try:
+        st = path.stat()
+    except OSError:   # also a file where its folder should be: the run says so, as one error line
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
 def run_command(run: Callable, cfg, *, command: str, last_path: Path, argv=None) -> int:
     """A training command's exit code: 0; 1 with one `error:` line for bad input, data or disk;
     130 on Ctrl-C (143 on SIGTERM), keeping the last completed epoch's checkpoint and printing the
     resume command."""
+    before = file_stamp(last_path)
     try:
         with sigterm_as_interrupt():
             if getattr(cfg, "resume", False) and last_path.exists():   # refuse before loading any data
@@ -500,7 +517,10 @@ def run_command(run: Callable, cfg, *, command: str, last_path: Path, argv=None)
     except KeyboardInterrupt as e:
         args = " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv) if a != "--resume")
         what = "stopped by SIGTERM" if isinstance(e, Terminated) else "interrupted"
-        if last_path.exists():
+        # Only this run's checkpoint: a fresh run stopped before `fit` archived an earlier run's one
+        # offered that, and --resume then refused its other flags or quietly went on with the old run.
+        now = file_stamp(last_path)
+        if now is not None and (getattr(cfg, "resume", False) or now != before):
             print(f"\n{what}. The last completed epoch is kept in {last_path}; continue with:\n"
                   f"  python -m {command} {args} --resume", file=sys.stderr)
         else:   # in the first epoch: nothing to resume from

@@ -43,6 +43,8 @@ def test_presets_only_name_real_fields():
     (["--val-fraction", "1"], "--val-fraction 1.0: must be at least 0 and below 1"),
     (["--tile", "16", "--overlap", "32"], "--overlap 32: must be below --tile 16"),
     (["--folds", "5", "--fold", "5"], "--fold 5: must be in 0..4 for --folds 5"),
+    (["--fold", "3"], "--fold 3: needs --folds 2 or more; without it --val-fraction 0.15 of the pages"),
+    (["--folds", "1", "--fold", "1"], "--fold 1: needs --folds 2 or more"),
     (["--device", "gpu"], "--device gpu: choose auto, cpu, cuda or cuda:N"),
 ])
 def test_values_out_of_range_exit_2_naming_the_flag(capsys, flags, problem):
@@ -51,6 +53,17 @@ def test_values_out_of_range_exit_2_naming_the_flag(capsys, flags, problem):
     err = capsys.readouterr().err
     assert e.value.code == 2 and problem in err and "python -m src.train_denoiser" in err
     assert len(err.splitlines()) <= 3  # a short usage line, not every flag
+
+
+@pytest.mark.parametrize("name", ["lr", "weight_decay", "warmup_epochs", "grad_clip", "photometric"])
+@pytest.mark.parametrize("value", ["inf", "nan", "-inf"])
+def test_a_float_that_is_not_finite_is_refused_naming_the_flag(capsys, name, value):
+    """--lr inf trained to NaN and saved it as best; --warmup-epochs inf overflowed after loading."""
+    option = "--" + name.replace("_", "-")
+    with pytest.raises(SystemExit) as e:
+        parse_config(DenoiserConfig, DENOISER_PRESETS, [f"{option}={value}"])   # =: -inf is no flag
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f"{option} {float(value)}: must be a finite number" in err
 
 
 def test_every_value_at_its_bound_is_accepted():

@@ -199,6 +199,11 @@ def test_split_pages_reproducible_and_folds_partition():
     assert split_pages(5, 0.0)[1] == []
     with pytest.raises(ValueError):
         split_pages(5, folds=3, fold=3)
+    with pytest.raises(ValueError, match="--folds 6: more than the 5 pages"):   # fold 5 would hold out none
+        split_pages(5, folds=6, fold=5)
+    with pytest.raises(ValueError, match=r"--folds 3: more than the 2 texts \(--split-by text\)"):
+        split_pages(4, folds=3, groups=[0, 0, 1, 1])
+    assert split_pages(5, folds=5, fold=4)[1]
 
 
 def test_split_by_page_holds_out_the_pages_it_always_has():

@@ -91,12 +91,38 @@ def test_sigterm_mid_write_removes_the_temp_file_and_prints_the_resume_command(t
     assert "stopped by SIGTERM before the first epoch ended: no checkpoint written" in err
     assert "python -m src.train_denoiser --preset smoke\n" in err and "--resume" not in err
     assert signal.getsignal(signal.SIGTERM) is before
-    (tmp_path / "x_last.pt").write_bytes(b"an epoch's checkpoint")
-    assert run_command(run, None, command="src.train_denoiser", last_path=tmp_path / "x_last.pt",
+
+    def run_an_epoch(cfg):
+        atomic_write(tmp_path / "x_last.pt", lambda tmp: tmp.write_bytes(b"an epoch's checkpoint"))
+        run(cfg)
+    assert run_command(run_an_epoch, None, command="src.train_denoiser", last_path=tmp_path / "x_last.pt",
                        argv=["--preset", "smoke"]) == 143
     err = capsys.readouterr().err
     assert "stopped by SIGTERM. The last completed epoch is kept in" in err
     assert "python -m src.train_denoiser --preset smoke --resume" in err
+
+
+def test_an_earlier_runs_checkpoint_is_offered_for_resume_only_with_resume(tmp_path, capsys, monkeypatch):
+    """Stopped while the pages load, a fresh run has not yet archived the last run's checkpoint."""
+    from dataclasses import asdict, replace
+
+    from src.config import DenoiserConfig
+
+    last, cfg = tmp_path / "x_last.pt", DenoiserConfig(width=16)
+    last.write_bytes(b"the previous run's checkpoint, trained with other flags")
+
+    def interrupted(cfg):
+        raise KeyboardInterrupt
+    fresh = run_command(interrupted, cfg, command="src.train_denoiser", last_path=last,
+                        argv=["--width", "16"])
+    err = capsys.readouterr().err
+    assert fresh == 130 and "--resume" not in err
+    assert "interrupted before the first epoch ended" in err and "src.train_denoiser --width 16\n" in err
+    monkeypatch.setattr("src.train.load_checkpoint", lambda path: {"config": asdict(cfg)})   # same flags
+    resumed = run_command(interrupted, replace(cfg, resume=True), command="src.train_denoiser",
+                          last_path=last, argv=["--width", "16", "--resume"])
+    err = capsys.readouterr().err
+    assert resumed == 130 and "src.train_denoiser --width 16 --resume" in err
 
 
 def test_loader_workers_none_on_cpu_a_few_per_process_on_cuda(monkeypatch):
@@ -159,6 +185,19 @@ def test_grad_clip_scales_a_spike_to_a_few_times_the_running_mean():
     restored = GradClip(max_norm=1000.0, factor=4.0, beta=0.5)
     restored.load_state_dict(clip.state_dict(), torch.device("cpu"))
     assert restored.mean.item() == clip.mean.item()
+
+
+@pytest.mark.parametrize("max_norm", [0.0, 1.0])
+def test_grad_clip_keeps_a_non_finite_first_norm_out_of_the_mean(max_norm):
+    """fp16's first step often overflows (the scaler skips it): its inf became the mean, then NaN."""
+    clip = GradClip(max_norm=max_norm, factor=4.0, beta=0.5)
+    clip([_grad_param(float("inf"), 0.0)])
+    assert clip.state_dict() == {"mean": None}   # no finite norm yet: a resumed run starts as fresh
+    later = [_grad_param(0.06, 0.08) for _ in range(3)]   # norm 0.1
+    for p in later:
+        clip([p])
+    assert all(torch.allclose(p.grad, torch.tensor([0.06, 0.08])) for p in later)
+    assert clip.mean.item() == pytest.approx(0.1, rel=1e-5)   # started at the first finite norm
 
 
 def test_train_step_clips_steps_and_returns_the_loss():
