@@ -1,11 +1,13 @@
 """Score denoiser checkpoints alone and averaged, on the pages their training held out.
 
-    python benchmarks/bench_ensemble.py A_best.pt B_best.pt [--data-dir DIR] [--no-tta]
+    python benchmarks/bench_ensemble.py A_best.pt B_best.pt [--data-dir DIR] [--no-tta] [--shifts N]
 
 The held-out pages follow the checkpoints' configs (--val-fraction, --split-seed, --split-by, --folds,
 --fold), which must hold out the same pages. Inference is the submission's: `predict_page` given
 several models averages them, as `make_submission --checkpoint A --checkpoint B` does, and the
 figure "with consensus" gives pages of one text their median prediction, as make_submission does.
+--shifts adds moved copies of each page, as make_submission does by default (3); 0 unless given, as
+the figures in README before session 15 were measured.
 Data: as bench_denoiser.py (../shared's zip prepared into .cache/, or --data-dir).
 """
 from __future__ import annotations
@@ -23,16 +25,17 @@ from src.checkpoints import load_checkpoint, model_from_checkpoint  # noqa: E402
 from src.config import DenoiserConfig, config_from_dict  # noqa: E402
 from src.consensus import clean_together, describe  # noqa: E402
 from src.data import load_pairs, prepare_data, text_groups  # noqa: E402
-from src.inference import predict_page  # noqa: E402
+from src.inference import SHIFTS, predict_page  # noqa: E402
 from src.metrics import pooled_rmse  # noqa: E402
 from src.train_denoiser import split_train_val  # noqa: E402
 
 
-def score(models, pages, tta: bool) -> tuple[float, float, float, str]:
+def score(models, pages, tta: bool, shifts: int) -> tuple[float, float, float, str]:
     """(pooled RMSE, the same after consensus, seconds, what consensus matched) of the models' averaged
     prediction over pages."""
     t0 = time.perf_counter()
-    preds, views = zip(*(predict_page(models, x, tta=tta, amp=True, views=True) for x, _ in pages))
+    preds, views = zip(*(predict_page(models, x, tta=tta, shifts=shifts, amp=True, views=True)
+                         for x, _ in pages))
     secs = time.perf_counter() - t0   # inference, as make_submission; matching and medians: seconds
     together, groups = clean_together(preds, views)
     err, err_together = (pooled_rmse(zip(p, (y for _, y in pages))) for p in (preds, together))
@@ -44,6 +47,7 @@ def main() -> None:
     p.add_argument("checkpoints", nargs="+", type=Path)
     p.add_argument("--data-dir", type=Path)
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--shifts", type=int, default=0, choices=range(len(SHIFTS) + 1))
     args = p.parse_args()
     ckpts = [load_checkpoint(c, "denoiser") for c in args.checkpoints]
     configs = [config_from_dict(DenoiserConfig, c["config"]) for c in ckpts]
@@ -58,12 +62,12 @@ def main() -> None:
     pages = [every[i] for i in helds[0]]
     models = [model_from_checkpoint(c, path) for c, path in zip(ckpts, args.checkpoints)]
     for path, model in zip(args.checkpoints, models):
-        err, together, secs, matched = score(model, pages, args.tta)
+        err, together, secs, matched = score(model, pages, args.tta, args.shifts)
         print(f"{path.name}: held-out RMSE {err:.5f}, with consensus {together:.5f} ({len(pages)} pages, "
               f"{secs:.1f} s)")
     print(f"consensus: {matched}")   # as matched from the last model's predictions
     if len(models) > 1:
-        err, together, secs, _ = score(models, pages, args.tta)
+        err, together, secs, _ = score(models, pages, args.tta, args.shifts)
         print(f"average of {len(models)}: held-out RMSE {err:.5f}, with consensus {together:.5f} "
               f"({len(pages)} pages, {secs:.1f} s)")
 

@@ -56,7 +56,8 @@ def report(best_path: Path, val_pages, names, cfg, rt) -> str:
     together = pooled_rmse(zip(cleaned, (y for _, y in val_pages)))
     return (f"best validation RMSE {err:.5f} (PSNR {psnr_from_rmse(err):.2f} dB, "
             f"SSIM {ssim:.4f}) on {len(val_pages)} pages, epoch {ckpt['epoch']} -> {best_path}\n"
-            f"with make_submission's consensus{'' if cfg.tta else ' (but without its flip TTA)'}: "
+            f"with make_submission's consensus (but without its shifted views"
+            f"{'' if cfg.tta else ' and flip TTA'}): "
             f"{together:.5f} ({describe(groups)})\n"
             f"squared error by clean-pixel class (share of error / of pixels): "
             + ", ".join(f"{k} {e:.0%}/{n:.1%}" for k, (n, e, _) in where.items()))
@@ -72,8 +73,8 @@ def split_text(texts: list[int], train_idx: list[int], val_idx: list[int], split
     """How many held-out pages show a text the model trains on (Kaggle's test pages show none)."""
     trained = {texts[i] for i in train_idx}
     seen = sum(texts[i] in trained for i in val_idx)
-    hint = ("; Kaggle's test texts are new, which did not change the RMSE measured in README "
-            "(--split-by text holds out whole texts)" if seen and split_by == "page" else "")
+    hint = ("; Kaggle's test texts are new, which did not change the RMSE in the package's measurements "
+            "(its README; --split-by text holds out whole texts)" if seen and split_by == "page" else "")
     held = counted(len({texts[i] for i in val_idx}), "text")
     return (f"split by {split_by}: {counted(len(val_idx), 'validation page')} of {held}, {seen} of them "
             f"also on training pages{hint}")
@@ -91,10 +92,11 @@ def run(cfg: DenoiserConfig, log=print) -> dict:
     model_config = cfg.model_config()
     torch.manual_seed(cfg.seed)  # same initial weights on every rank and every run with this seed
     model = build_model(cfg.model, **model_config)
-    if cfg.init_from:
-        loaded = init_encoder_from(model, Path(cfg.init_from))
-        if rt.is_main:
-            log(f"encoder initialised from {cfg.init_from} ({len(loaded)} tensors)")
+    last = Path(cfg.models_dir) / f"{cfg.name}_last.pt"
+    if cfg.init_from and cfg.resume and last.exists():   # its weights would be replaced by the checkpoint's
+        say(f"--init-from {cfg.init_from} not read: --resume continues from {last}")
+    elif cfg.init_from:
+        init_encoder_from(model, Path(cfg.init_from), log=say)
     if rt.is_main:
         log(f"{cfg.model} ({count_parameters(model) / 1e6:.2f} M parameters) on {rt.device}"
             f"{f' x{rt.world}' if rt.distributed else ''}: {counted(len(train_pages), 'training page')}, "

@@ -105,13 +105,14 @@ def test_denoiser_benchmark_ctrl_c_says_how_to_resume(monkeypatch, synthetic_dir
     last.write_bytes(b"an epoch's checkpoint")
     monkeypatch.setattr("src.train.load_checkpoint", lambda *args: {})   # it is no real run's: not read,
     monkeypatch.setattr("src.train.check_resume", lambda *args: None)    # nor compared with the flags
-    for extra in [], ["--", "--resume"]:     # a --resume given already is not repeated
+    # an earlier run's checkpoint is offered to --resume only (train.run_command); given, not repeated
+    for extra, resume in ([], ""), (["--", "--resume"], " -- --resume"):
         assert bench_main(monkeypatch, "bench_denoiser.py", "--preset", "smoke", "--data-dir",
                           str(synthetic_dir), *extra, module=module) == 130
         err = capsys.readouterr().err
         assert "interrupted" in err and "Traceback" not in err, err
         assert err.rstrip().endswith(f"python -m benchmarks.bench_denoiser --preset smoke --data-dir "
-                                     f"{synthetic_dir} -- --resume"), err
+                                     f"{synthetic_dir}{resume}"), err
 
 
 @pytest.mark.parametrize("pages", ["0", "-1"])
@@ -172,6 +173,9 @@ def test_ensemble_benchmark_scores_each_checkpoint_and_their_average(tmp_path, s
     assert "consensus: 2 pages, no two of the same text" in out.stdout   # its 2 held-out pages show 2 texts
     mixed = bench("bench_ensemble.py", str(paths[0]), str(paths[2]), *data)
     assert mixed.returncode == 2 and "held out different pages" in mixed.stderr
+    moved = bench("bench_ensemble.py", str(paths[0]), "--shifts", "1", *data)   # make_submission's views
+    assert moved.returncode == 0, moved.stderr
+    assert float(re.search(r"held-out RMSE ([\d.]+)", moved.stdout)[1]) != alone[0]
 
 
 def test_seen_text_arms_score_the_same_pages_on_equally_many_training_pages(monkeypatch):

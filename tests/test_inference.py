@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from src.inference import predict_page, ramp, tile_starts
+from src.inference import SHIFTS, predict_page, ramp, tile_starts
 from src.models import build_model
 
 
@@ -76,6 +76,37 @@ def test_views_are_each_model_under_each_flip_and_average_to_the_prediction(rng)
     assert len(set(corners.tolist())) == 4
     _, one = predict_page(Offset(0.3), page, views=True)
     assert one.shape == (1, 40, 60)
+
+
+class Rows(nn.Module):
+    """Sees where a pixel lies in what it is given: 1 on odd rows, 0 on even ones."""
+
+    def forward(self, x):
+        return x * 0 + (torch.arange(x.shape[-2]) % 2).to(x.dtype)[:, None]
+
+
+@pytest.mark.parametrize("shape", [(40, 60), (2, 3), (1, 1)])
+def test_shifted_views_of_an_identity_model_are_the_page(shape, rng):
+    page = rng.random(shape, dtype=np.float32)
+    pred, views = predict_page(Identity(), page, tta=True, shifts=len(SHIFTS), views=True)
+    assert views.shape == (4 * (1 + len(SHIFTS)), *shape)
+    assert np.array_equal(pred, page) and (views == page).all()
+
+
+def test_each_shift_moves_the_page_down_and_right_and_back(rng):
+    page = rng.random((40, 60), dtype=np.float32)
+    pred, views = predict_page(Rows(), page, shifts=len(SHIFTS), views=True)   # one tile: rows of the page
+    rows = np.arange(40)[:, None]
+    for view, (dy, _) in zip(views, ((0, 0), *SHIFTS)):   # pixel i was row i + dy of the moved page
+        assert np.array_equal(view, np.broadcast_to((rows + dy) % 2, view.shape))
+    assert np.array_equal(pred, views.mean(0))
+    assert np.array_equal(predict_page(Rows(), page, shifts=1), views[:2].mean(0))
+
+
+@pytest.mark.parametrize("shifts", [-1, len(SHIFTS) + 1])
+def test_shifts_out_of_range_are_refused(shifts):
+    with pytest.raises(ValueError, match=f"shifts={shifts}"):
+        predict_page(Identity(), np.zeros((8, 8), np.float32), shifts=shifts)
 
 
 def test_tiled_matches_whole_page_for_real_unet():

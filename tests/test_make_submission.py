@@ -98,9 +98,9 @@ def test_errors_are_one_line(tmp_path, synthetic_dir, identity_ckpt, capsys):
     assert "no .png pages" in capsys.readouterr().err
 
 
-def test_flip_tta_is_the_default_and_can_be_switched_off(tmp_path, synthetic_dir):
+def test_flip_tta_and_shifts_are_the_default_and_can_be_switched_off(tmp_path, synthetic_dir):
     from src.checkpoints import load_model
-    from src.inference import predict_page
+    from src.inference import SHIFTS, predict_page
 
     torch.manual_seed(0)
     path = tmp_path / "random.pt"
@@ -109,17 +109,19 @@ def test_flip_tta_is_the_default_and_can_be_switched_off(tmp_path, synthetic_dir
     model, _ = load_model(path)
     page_path = list_images(synthetic_dir / "test")[0]
     page = load_page(page_path)
-    for flag, tta in ((), True), (("--no-tta",), False):
-        out = tmp_path / f"{tta}.csv"
+    for flags, tta, shifts in ((), True, len(SHIFTS)), (("--no-tta",), False, len(SHIFTS)), \
+            (("--shifts", "1"), True, 1):
+        out = tmp_path / f"{tta}{shifts}.csv"
         assert main(["--checkpoint", str(path), "--images", str(page_path.parent), "--out", str(out),
-                     "--no-consensus", *flag]) == 0
+                     "--no-consensus", *flags]) == 0
         got = read_submission(out).set_index("id")["value"]
-        want = predict_page(model, page, tta=tta)
+        want = predict_page(model, page, tta=tta, shifts=shifts)
         for r, c in [(1, 1), (5, 9), (page.shape[0], page.shape[1])]:
             assert got[f"{page_path.stem}_{r}_{c}"] == pytest.approx(want[r - 1, c - 1],
-                                                                     abs=6e-5), (tta, r, c)
+                                                                     abs=6e-5), (tta, shifts, r, c)
     plain, flipped = predict_page(model, page), predict_page(model, page, tta=True)
     assert np.abs(plain - flipped).max() > 1e-3, "TTA made no difference: the test cannot tell them apart"
+    assert np.abs(plain - predict_page(model, page, shifts=1)).max() > 1e-3, "nor shifts"
 
 
 @pytest.fixture
@@ -141,6 +143,7 @@ def tiny_pages(tmp_path):
     (["--device", "gpu"], "--device gpu: choose auto, cpu, cuda or cuda:N"),
     (["--out", "a.csv.zip", "--compress", "gz"], "--compress gz contradicts --out a.csv.zip"),
     (["--threads", "-1"], "--threads -1: must be at least 0"),
+    (["--shifts", "4"], "--shifts 4: must be 0 to 3"),
     (["--sample", "no/samplesubmission.csv"], "--sample no/samplesubmission.csv: no such file"),
 ])
 def test_bad_flags_are_usage_errors(flags, message, capsys):
@@ -266,7 +269,7 @@ def test_help_shows_each_default_once(capsys):
     text = capsys.readouterr().out
     assert text.startswith("usage: python -m src.make_submission ")
     options = text.split("options:")[1].split("\n  -")[1:]
-    assert len(options) == 15
+    assert len(options) == 16
     for option in options:
         assert option.count("default") <= 1 and "(default: None)" not in option, option
 

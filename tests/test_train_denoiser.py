@@ -84,6 +84,16 @@ def test_bad_data_dir_and_init_from_errors(tmp_path, synthetic_dir, capsys):
     assert rc == 1 and "use the same --width" in capsys.readouterr().err
 
 
+def test_resume_does_not_read_the_init_from_file(tmp_path, synthetic_dir):
+    """The checkpoint replaces the encoder --init-from would load: a moved MNIST file must not stop it."""
+    run(smoke(tmp_path, synthetic_dir, epochs=1), log=lambda *_: None)
+    logs = []
+    gone = tmp_path / "moved_away.pt"
+    result = run(smoke(tmp_path, synthetic_dir, epochs=2, resume=True, init_from=str(gone)), log=logs.append)
+    assert result["history"][-1]["epoch"] == 2
+    assert f"--init-from {gone} not read: --resume continues from" in "\n".join(logs)
+
+
 def test_cuda_graph_is_refused_on_a_cpu_and_beside_compile(tmp_path, synthetic_dir, capsys):
     args = ["--preset", "smoke", "--data-dir", str(synthetic_dir), "--models-dir", str(tmp_path),
             "--cuda-graph"]
@@ -168,7 +178,9 @@ def test_split_by_text_holds_out_every_page_of_a_text(tmp_path, synthetic_dir):
         assert f"split by {split_by}: {held} of them also on training pages" in "\n".join(logs)
         assert load_checkpoint(result["best_path"])["config"]["split_by"] == split_by
         # held-out pages matched from their predictions alone, as make_submission matches test pages
-        assert "with make_submission's consensus: " in result["summary"] and matched in result["summary"]
+        summary = result["summary"]
+        assert "with make_submission's consensus (but without its shifted views): " in summary
+        assert matched in summary
 
 
 def test_resume_refuses_changed_training_flags_and_may_add_epochs(tmp_path, synthetic_dir):
