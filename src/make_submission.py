@@ -54,8 +54,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="average predictions over the 4 flips (4x the time, lower RMSE: README; default: on)")
     p.add_argument("--shifts", type=int, default=len(SHIFTS),
                    help=f"also predict each page moved by a few pixels, 0 to {len(SHIFTS)} times, and "
-                        f"average (one more pass each: {len(SHIFTS) + 1}x the time for about 3 %% lower RMSE "
-                        f"with consensus, README; default: %(default)s)")
+                        f"average (one more pass each: {len(SHIFTS)} took 3.4x the time of 0 for about 3 %% "
+                        f"lower RMSE with consensus, README; default: %(default)s)")
     p.add_argument("--consensus", action=argparse.BooleanOptionalAction,
                    help="pages of the same text take the median of their predictions (lower RMSE: README; "
                         "holds every prediction in memory, about 1 MB a page and view (4 views with --tta, "
