@@ -3,11 +3,10 @@
     python benchmarks/bench_ensemble.py A_best.pt B_best.pt [--data-dir DIR] [--no-tta] [--shifts N]
 
 The held-out pages follow the checkpoints' configs (--val-fraction, --split-seed, --split-by, --folds,
---fold), which must hold out the same pages. Inference is the submission's: `predict_page` given
-several models averages them, as `make_submission --checkpoint A --checkpoint B` does, and the
+--fold), which must hold out the same pages. Inference is the submission's with `--shifts 3` (its
+default; this script's is 0, as README's figures before session 15 were measured): `predict_page`
+given several models averages them, as `make_submission --checkpoint A --checkpoint B` does, and the
 figure "with consensus" gives pages of one text their median prediction, as make_submission does.
---shifts adds moved copies of each page, as make_submission does by default (3); 0 unless given, as
-the figures in README before session 15 were measured.
 Data: as bench_denoiser.py (../shared's zip prepared into .cache/, or --data-dir).
 """
 from __future__ import annotations

@@ -231,6 +231,8 @@ def resume_conflicts(saved: dict[str, Any], cfg) -> list[str]:
     """
     now = dataclasses.asdict(cfg)
     saved = {f.name: f.default for f in fields(cfg) if f.default is not dataclasses.MISSING} | saved
+    if saved.get("folds", 0) <= 1 and "fold" in saved:   # unused: a run from before --fold needed --folds
+        saved["fold"] = type(cfg).fold
     return [f"{as_flags(k, saved[k])} (now: {as_flags(k, now[k])})" for k in now
             if k in saved and k not in RUNTIME_FIELDS and saved[k] != now[k]]
 

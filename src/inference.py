@@ -32,11 +32,12 @@ def ramp(length: int, overlap: int) -> np.ndarray:
     return np.clip(edge, 0.0, 1.0)
 
 
-# (rows, columns) a page is moved down and right by for each extra view of `shifts`. The U-Net pools
-# by 2 three times, so a page moved by an odd number of pixels meets another grid at every level; each
-# of these is odd in rows, in columns, or in both. Held-out texts, one `full` model, consensus: 0.00689
-# without, 0.00673 with the first, 0.00666 with all three; even moves such as (4, 4) gain a tenth of it
-# (README: *Same text, several backgrounds*).
+# (rows, columns) a page is moved down and right by for each extra view of `shifts`. The U-Net halves
+# the resolution four times (space-to-depth stem, then a pooling per level), so a page moved by an odd
+# number of pixels meets other sampling grids at every scale; each of these is odd in rows, in columns,
+# or in both. Held-out texts, one `full` model, consensus: 0.00689 without, 0.00673 with the first,
+# 0.00666 with all three; one even move such as (4, 4) gains a quarter to a third of what one odd move
+# gains (README: *Shifted views*).
 SHIFTS = ((3, 5), (5, 2), (6, 7))
 
 
@@ -55,8 +56,8 @@ def predict_page(models: nn.Module | Sequence[nn.Module], page: np.ndarray, *, t
     weighted by a ramp that fades towards its edges, where a convolution sees padding instead of
     context, and the weighted sum is divided by the summed weights, so no seam shows and a model that
     returns its input gives the page back exactly. Several models (a fold ensemble), flip TTA and
-    `shifts` moved copies of the page (the first of SHIFTS, padded by reflection and cropped back) are
-    averaged.
+    `shifts` moved copies of the page (the first `shifts` of SHIFTS, padded by reflection and cropped
+    back) are averaged.
 
     Args:
         models: one model or a sequence; each maps (N, 1, h, w) -> (N, 1, h, w) and is in eval mode.

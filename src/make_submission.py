@@ -52,7 +52,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default: %(default)s)")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=DenoiserConfig.tta,
                    help="average predictions over the 4 flips (4x the time, lower RMSE: README; default: on)")
-    p.add_argument("--shifts", type=int, default=len(SHIFTS),
+    p.add_argument("--shifts", type=int, default=len(SHIFTS), choices=range(len(SHIFTS) + 1), metavar="N",
                    help=f"also predict each page moved by a few pixels, 0 to {len(SHIFTS)} times, and "
                         f"average (one more pass each: {len(SHIFTS)} took 3.4x the time of 0 for about 3 %% "
                         f"lower RMSE with consensus, README; default: %(default)s)")
@@ -80,8 +80,6 @@ def check_flags(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     inference = DenoiserConfig(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
                                device=args.device, threads=args.threads)
     problems = config_problems(inference)
-    if not 0 <= args.shifts <= len(SHIFTS):
-        problems.append(f"--shifts {args.shifts}: must be 0 to {len(SHIFTS)}")
     if problems:   # all of them at once, as parse_config reports the training flags
         p.error("\n  ".join(problems))
     raw, args.out = args.out, Path(args.out)

@@ -36,7 +36,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -123,19 +123,15 @@ class DigitDataset(Dataset):
     the same in a resumed run; an epoch longer than the data chains several permutations.
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, length: int, seed: int = 0, rank: int = 0,
-                 on_epoch: Callable[[int], Any] | None = None):
+    def __init__(self, images: np.ndarray, labels: np.ndarray, length: int, seed: int = 0, rank: int = 0):
         if len(images) == 0:
             raise ValueError("no training digits")
         self.images, self.labels = torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels)
-        self.length, self.seed, self.rank, self.on_epoch = length, seed, rank, on_epoch
+        self.length, self.seed, self.rank = length, seed, rank
         self.epoch, self._order, self._order_epoch = 0, None, None
 
     def set_epoch(self, epoch: int) -> None:
-        """fit calls this before training epoch `epoch` (0-based): on_epoch sees the last one's weights."""
         self.epoch = epoch
-        if self.on_epoch is not None:
-            self.on_epoch(epoch)
 
     def order(self) -> np.ndarray:
         if self._order_epoch != self.epoch:
@@ -231,7 +227,7 @@ def draw_first_epoch(model, digits: Digits, cfg: AutoencoderConfig, out_dir: Pat
 
 
 def first_epoch_hook(model, digits: Digits, cfg: AutoencoderConfig, out_dir: Path, device):
-    """DigitDataset.on_epoch that draws epoch 1's reconstructions when fit does not evaluate after it.
+    """fit's on_epoch that draws epoch 1's reconstructions when fit does not evaluate after it.
 
     fit evaluates every --val-every epochs (and after the last), so with --val-every > 1 evaluate
     never sees epoch 1; the start of epoch 2 is the other moment the weights are epoch 1's.
@@ -345,6 +341,7 @@ def run(cfg: AutoencoderConfig, log=print) -> dict:
     check_config(cfg)
     if not cfg.name:
         cfg = replace(cfg, name=f"mnist_{cfg.variant}")
+    out_dir = results_folder(cfg)   # a --name it refuses is refused before the digits load
     rt = setup_runtime(cfg.device, cfg.threads)
     digits = load_digits(Path(cfg.data), cfg.test_fraction, cfg.seed)
     if cfg.invert:
@@ -352,7 +349,6 @@ def run(cfg: AutoencoderConfig, log=print) -> dict:
     h, w = digits.train_images.shape[1:]
     if h != w:
         raise DataError(f"{digits.source}: digits of {h}x{w}; the autoencoders need square images")
-    out_dir = results_folder(cfg)
     if rt.is_main:
         ensure_writable_dir(out_dir)  # now, not when the first epoch's figures are due
     name, config = VARIANTS[cfg.variant], model_config(cfg, h)
@@ -361,13 +357,13 @@ def run(cfg: AutoencoderConfig, log=print) -> dict:
     if rt.is_main:
         log(f"{name} ({count_parameters(model) / 1e6:.2f} M parameters) on {rt.device}: {digits.describe()}; "
             f"{schedule_text(cfg, 'digit')}")
-    hook = first_epoch_hook(model, digits, cfg, out_dir, rt.device) if rt.is_main else None
     dataset = DigitDataset(digits.train_images, digits.train_labels, cfg.steps_per_epoch * cfg.batch_size,
-                           cfg.seed, rt.rank, on_epoch=hook)
+                           cfg.seed, rt.rank)
     l1, kl = loss_weights(cfg)
     result = fit(model, dataset, make_evaluate(digits, dataset, cfg, out_dir, rt.device), cfg, rt,
                  kind="autoencoder", model_name=name, model_config=config,
-                 loss_fn=lambda net, batch: autoencoder_loss(net, batch[0], l1, kl)["loss"], log=log)
+                 loss_fn=lambda net, batch: autoencoder_loss(net, batch[0], l1, kl)["loss"], log=log,
+                 on_epoch=first_epoch_hook(model, digits, cfg, out_dir, rt.device))
     if rt.is_main:
         result["metrics"] = final_report(cfg, digits, result, model, out_dir, rt.device, t0)
         result["summary"] = summary_line(result["metrics"], out_dir)

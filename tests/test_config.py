@@ -101,6 +101,10 @@ def test_resume_conflicts_name_training_flags_only():
     assert resume_conflicts({"width": 32}, DenoiserConfig()) == []
     assert resume_conflicts({"width": 32}, DenoiserConfig(split_by="text")) == [
         "--split-by page (now: --split-by text)"]
+    # a --fold without --folds, accepted before it was refused, was never used: resumable without it
+    assert resume_conflicts(asdict(DenoiserConfig(fold=3)), DenoiserConfig()) == []
+    assert resume_conflicts(asdict(DenoiserConfig(folds=5, fold=3)), DenoiserConfig(folds=5)) == [
+        "--fold 3 (now: --fold 0)"]
 
 
 def test_the_denoisers_choices_are_the_losses_and_denoisers_that_exist():

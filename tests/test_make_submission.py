@@ -143,7 +143,7 @@ def tiny_pages(tmp_path):
     (["--device", "gpu"], "--device gpu: choose auto, cpu, cuda or cuda:N"),
     (["--out", "a.csv.zip", "--compress", "gz"], "--compress gz contradicts --out a.csv.zip"),
     (["--threads", "-1"], "--threads -1: must be at least 0"),
-    (["--shifts", "4"], "--shifts 4: must be 0 to 3"),
+    (["--shifts", "4"], "argument --shifts: invalid choice: 4 (choose from 0, 1, 2, 3)"),
     (["--sample", "no/samplesubmission.csv"], "--sample no/samplesubmission.csv: no such file"),
 ])
 def test_bad_flags_are_usage_errors(flags, message, capsys):

@@ -228,14 +228,24 @@ def test_named_run_keeps_its_own_results(tmp_path, mnist_dir):
     assert metrics["checkpoint"] == str(tmp_path / "models" / "base_d2.pt")
     assert all((named / f).is_file() for f in FIGURES) and result["summary"].endswith(f"{named}/")
     with pytest.raises(ValueError, match="--name sparse: .*results/sparse/ holds the results of the default"):
-        run(smoke(tmp_path, mnist_dir, name="sparse"), log=lambda *_: None)
+        run(smoke(tmp_path, tmp_path / "no digits here", name="sparse"), log=lambda *_: None)   # before
 
 
-def test_val_every_still_draws_epoch_1_and_stars_only_scored_epochs(tmp_path, mnist_dir):
-    """With --val-every 2 fit does not evaluate after epoch 1; its reconstructions are drawn all the same."""
+def test_val_every_still_draws_epoch_1_and_stars_only_scored_epochs(tmp_path, mnist_dir, monkeypatch):
+    """With --val-every 2 fit does not evaluate after epoch 1; its reconstructions are drawn all the same,
+    from epoch 1's weights."""
+    import src.pretrain_autoencoder as pretrain
+
+    drawn = []
+    draw = pretrain.draw_first_epoch
+    monkeypatch.setattr(pretrain, "draw_first_epoch", lambda model, *args: (
+        drawn.append({k: v.clone() for k, v in model.state_dict().items()}), draw(model, *args))[1])
     logs = []
     run(smoke(tmp_path, mnist_dir, epochs=3, val_every=2), log=logs.append)
     assert (tmp_path / "results" / "base" / "reconstructions_epoch1.png").stat().st_size > 0
+    run(smoke(tmp_path / "every", mnist_dir, epochs=3, val_every=1), log=lambda *_: None)
+    assert len(drawn) == 2   # by the hook before epoch 2; by evaluate right after epoch 1 in the second run
+    assert all(torch.equal(drawn[0][k], drawn[1][k]) for k in drawn[1])
     epochs = [line for line in logs if line.startswith("epoch ")]
     assert len(epochs) == 3 and "val" not in epochs[0] and not epochs[0].endswith("*")
     assert "val" in epochs[1] and epochs[1].endswith(" *")
