@@ -18,7 +18,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from src.checkpoints import CheckpointError, load_model
-from src.consensus import clean_together, describe
+from src.consensus import clean_together, compact, describe
 from src.config import DenoiserConfig, config_problems  # inference defaults = those validation used
 from src.data import (DEFAULT_DATA_DIR, IMAGE_SUFFIXES, PAGE_SIZES, DataError, list_images, load_page,
                       png_size, prepare_or_synthesize, save_page)
@@ -58,7 +58,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         f"lower RMSE with consensus, README; default: %(default)s)")
     p.add_argument("--consensus", action=argparse.BooleanOptionalAction,
                    help="pages of the same text take the median of their predictions (lower RMSE: README; "
-                        "holds every prediction in memory, about 1 MB a page and view (4 views with --tta, "
+                        "holds every prediction in memory, about 0.5 MB a page and view (4 views with --tta, "
                         "per checkpoint and shift); default: on for the test pages, and for --images when "
                         "every page has a size of the competition's; off for other images, where copies of "
                         "one form filled in by hand would lose the handwriting)")
@@ -126,9 +126,10 @@ def run(args: argparse.Namespace, log=print) -> Path:
 
     def predicted():
         for page in tqdm(pages, desc="pages", disable=None):
-            yield predict_page(models, load_page(page), tile=args.tile, overlap=args.overlap,
+            out = predict_page(models, load_page(page), tile=args.tile, overlap=args.overlap,
                                batch_size=args.batch_size, tta=args.tta, shifts=args.shifts, device=device,
                                amp=True, views=args.consensus)
+            yield (out[0], compact(out[1])) if args.consensus else out   # views wait for every page
 
     def predictions():
         preds = predicted()

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from src.consensus import describe, ink_distance, match_pages, median_of_groups
+from src.consensus import STEPS, compact, describe, ink_distance, match_pages, median_of_groups
 
 
 def text_page(seed: int, shape=(60, 80)) -> np.ndarray:
@@ -52,6 +52,16 @@ def test_median_over_views_pools_every_view_of_a_text():
     # median of 0.1, 0.9, 0.2, 0.3 (not of the predictions 0.5 and 0.6); a page alone keeps its prediction
     np.testing.assert_allclose(np.stack(out[:2]), 0.25)
     assert out[2] is preds[2] and out[0].dtype == np.float32
+
+
+def test_compact_views_give_the_median_to_within_a_step(rng):
+    views = [rng.random((5, 20, 30), dtype=np.float32) for _ in range(3)]
+    small = [compact(v) for v in views]
+    assert small[0].dtype == np.uint16 and small[0].nbytes * 2 == views[0].nbytes
+    assert compact(np.array([0.0, 1.0])).tolist() == [0, STEPS]
+    full, half = (median_of_groups([v[0] for v in views], [0, 0, 0], vs)[0] for vs in (views, small))
+    assert half.dtype == np.float32 and np.abs(half - full).max() <= 1 / STEPS
+    assert not np.array_equal(half, full)   # each view really went through uint16 and back
 
 
 @pytest.mark.parametrize("groups, text", [
