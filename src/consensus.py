@@ -3,7 +3,7 @@
 The competition lays each text over several backgrounds, aligned to the pixel: Kaggle's 72 test pages
 are 18 texts of 4 pages. Each page's prediction carries errors of its own background, and the median
 of one text's predictions removes most of them (README: *Same text, several backgrounds*); the median
-of all their views (each flip of each page, by each model) removes a little more than the median of
+of all their views (each flip and shift of each page, by each model) removes a little more than the median of
 the pages' averaged predictions (1-3 % lower RMSE, measured on four models). A page
 whose ink matches no other page's is left as predicted; but pages that share most of their ink, such
 as copies of one printed form filled in by hand, would be matched and lose what differs, so

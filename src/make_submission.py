@@ -1,9 +1,10 @@
 """Write the competition CSV: python -m src.make_submission --checkpoint models/denoiser_best.pt
 
 Pages come from --images (any folder of PNGs) or the test pages found in --data-dir; several
---checkpoint flags average a fold ensemble; flip test-time augmentation is on unless --no-tta.
+--checkpoint flags average a fold ensemble; flip test-time augmentation is on unless --no-tta, and so
+are 3 copies of each page moved by a few pixels unless --shifts 0.
 Test pages that show the same text (the competition's are 18 texts of 4 pages each) take the median
-of their predictions (of each flip of each page by each checkpoint) unless --no-consensus; pages of
+of their predictions (of each flip and shift of each page by each checkpoint) unless --no-consensus; pages of
 --images too when all have the competition's sizes, or with --consensus.
 --png-dir also keeps each cleaned page as a PNG, to look at (or to clean scans of your own).
 """
