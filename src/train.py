@@ -402,6 +402,11 @@ def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, r
         start, best, history = ckpt["epoch"], ckpt["best_score"], list(ckpt["history"])
         if rt.is_main:
             log(f"resumed from {last_path} after epoch {start} (best score {best:.5f})")
+            was = ckpt.get("world", 1)
+            if was != rt.world:   # allowed (tested both ways), but it no longer continues the same run
+                log(f"the checkpoint was trained by {counted(was, 'process', 'processes')}, this run has "
+                    f"{rt.world}: a step now takes {counted(rt.world * cfg.batch_size, 'patch', 'patches')}, "
+                    f"not {was * cfg.batch_size}")
             if start >= cfg.epochs:
                 log(f"nothing to train: the checkpoint has {counted(start, 'epoch')} and --epochs is "
                     f"{cfg.epochs}")
@@ -433,7 +438,7 @@ def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, r
         return make_checkpoint(model, kind=kind, model_name=model_name, model_config=model_config,
                                config=asdict(cfg), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                                epoch=epoch, best_score=score, history=history, grad_clip=clip.state_dict(),
-                               scaler=scaler.state_dict())
+                               scaler=scaler.state_dict(), world=rt.world)
 
     for epoch in range(start, cfg.epochs):
         torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout etc.: same draws after a resume

@@ -84,7 +84,8 @@ def test_single_process_checkpoint_resumes_under_torchrun(tmp_path, synthetic_di
                          cwd=PROJECT, env=ENV, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr   # whole: a rank's own error comes before torchrun's summary
     assert "on cpu x2" in out.stdout and "resumed from" in out.stdout and "after epoch 2" in out.stdout
+    assert "trained by 1 process, this run has 2: a step now takes 8 patches, not 4" in out.stdout
     last = load_checkpoint(models / "denoiser_last.pt", "denoiser")
-    assert last["epoch"] == 3 and len(last["history"]) == 3
+    assert last["epoch"] == 3 and len(last["history"]) == 3 and last["world"] == 2
     assert last["history"][:2] == first["history"]      # the first two epochs carried over, not redone
     assert any(not torch.equal(v, first["model"][k]) for k, v in last["model"].items())
