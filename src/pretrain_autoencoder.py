@@ -203,8 +203,8 @@ def linear_probe(train_codes: np.ndarray, train_labels: np.ndarray, test_codes: 
     return float(probe.score(test_codes, test_labels))
 
 
-def make_evaluate(digits: Digits, dataset: DigitDataset, cfg: AutoencoderConfig, out_dir: Path, device):
-    """model -> {"score": test MSE, test/train MSE, accuracy, objective}; draws epoch 1's reconstructions."""
+def make_evaluate(digits: Digits, cfg: AutoencoderConfig, device):
+    """model -> {"score": test MSE, test/train MSE, accuracy, objective}."""
     l1, kl = loss_weights(cfg)
     test_idx = fixed_subset(len(digits.test_images), cfg.eval_digits, cfg.seed)
     train_idx = fixed_subset(len(digits.train_images), cfg.train_eval_digits, cfg.seed + 1)
@@ -213,28 +213,16 @@ def make_evaluate(digits: Digits, dataset: DigitDataset, cfg: AutoencoderConfig,
         test_x, train_x = digits.test_images[test_idx], digits.train_images[train_idx]
         test, train = run_model(model, test_x, device, l1, kl), run_model(model, train_x, device, l1, kl)
         ts, tr = pixel_scores(test_x, test["recon"]), pixel_scores(train_x, train["recon"])
-        if dataset.epoch == 0:  # fit evaluates after training epoch dataset.epoch + 1
-            draw_first_epoch(model, digits, cfg, out_dir, device)
         return {"score": ts["mse"], "test_mse": ts["mse"], "test_acc": ts["acc"], "test_loss": test["loss"],
                 "train_mse": tr["mse"], "train_acc": tr["acc"]}
     return evaluate
 
 
 def draw_first_epoch(model, digits: Digits, cfg: AutoencoderConfig, out_dir: Path, device) -> Path:
+    """fit's after_epoch for epoch 1 (index 0): run whether or not --val-every evaluates after it."""
     shown = digits.test_images[showcase(digits.test_labels)]
     return draw_reconstructions(model, shown, device, out_dir / "reconstructions_epoch1.png",
                                 f"{cfg.variant}: after epoch 1")
-
-
-def first_epoch_hook(model, digits: Digits, cfg: AutoencoderConfig, out_dir: Path, device):
-    """fit's on_epoch that draws epoch 1's reconstructions when fit does not evaluate after it.
-
-    fit evaluates every --val-every epochs (and after the last), so with --val-every > 1 evaluate
-    never sees epoch 1; the start of epoch 2 is the other moment the weights are epoch 1's.
-    """
-    if cfg.val_every == 1:
-        return None
-    return lambda epoch: epoch == 1 and draw_first_epoch(model, digits, cfg, out_dir, device)
 
 
 def results_folder(cfg: AutoencoderConfig) -> Path:
@@ -360,10 +348,15 @@ def run(cfg: AutoencoderConfig, log=print) -> dict:
     dataset = DigitDataset(digits.train_images, digits.train_labels, cfg.steps_per_epoch * cfg.batch_size,
                            cfg.seed, rt.rank)
     l1, kl = loss_weights(cfg)
-    result = fit(model, dataset, make_evaluate(digits, dataset, cfg, out_dir, rt.device), cfg, rt,
+
+    def after_epoch(epoch: int) -> None:
+        if epoch == 0:
+            draw_first_epoch(model, digits, cfg, out_dir, rt.device)
+
+    result = fit(model, dataset, make_evaluate(digits, cfg, rt.device), cfg, rt,
                  kind="autoencoder", model_name=name, model_config=config,
                  loss_fn=lambda net, batch: autoencoder_loss(net, batch[0], l1, kl)["loss"], log=log,
-                 on_epoch=first_epoch_hook(model, digits, cfg, out_dir, rt.device))
+                 after_epoch=after_epoch)
     if rt.is_main:
         result["metrics"] = final_report(cfg, digits, result, model, out_dir, rt.device, t0)
         result["summary"] = summary_line(result["metrics"], out_dir)

@@ -356,14 +356,14 @@ def check_resume(saved: dict, cfg, last_path: Path) -> None:
 
 def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, rt: Runtime, *,
         kind: str, model_name: str, model_config: dict, loss_fn=mse_step, log=print,
-        on_epoch: Callable[[int], Any] | None = None) -> dict:
+        after_epoch: Callable[[int], Any] | None = None) -> dict:
     """Train `model` and keep its best and last checkpoints.
 
     Args:
         dataset: a Dataset with `set_epoch(epoch)`; len = steps_per_epoch * batch_size.
         evaluate: model -> {"score": lower is better, ...}; run on rank 0 every `cfg.val_every` epochs.
-        on_epoch: called on rank 0 with each epoch's 0-based number before it trains, the model holding
-            the previous epoch's weights (pretrain_autoencoder draws epoch 1's reconstructions so).
+        after_epoch: called on rank 0 with each epoch's 0-based number once its steps are done, before
+            any evaluation (pretrain_autoencoder draws epoch 1's reconstructions so, whatever val_every).
         cfg: a run config with epochs, lr, weight_decay, beta2, warmup_epochs, grad_clip, clip_factor,
             batch_size, steps_per_epoch, seed, amp, compile, workers, val_every, models_dir, name, resume
             (and optionally cuda_graph).
@@ -443,8 +443,6 @@ def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, r
     for epoch in range(start, cfg.epochs):
         torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout etc.: same draws after a resume
         dataset.set_epoch(epoch)
-        if on_epoch is not None and rt.is_main:
-            on_epoch(epoch)
         net.train()
         t0, loss_sum, n = time.perf_counter(), torch.zeros((), device=rt.device), 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
@@ -463,6 +461,8 @@ def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, r
         row = dict(epoch=epoch + 1, train_loss=loss_sum.item() / max(n, 1), train_s=round(train_s, 2),
                    samples_per_s=round(n * cfg.batch_size * rt.world / train_s, 1), lr=sched.get_last_lr()[0])
         if rt.is_main:
+            if after_epoch is not None:
+                after_epoch(epoch)
             if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs:
                 t1 = time.perf_counter()
                 model.eval()

@@ -235,17 +235,22 @@ def test_val_every_still_draws_epoch_1_and_stars_only_scored_epochs(tmp_path, mn
     """With --val-every 2 fit does not evaluate after epoch 1; its reconstructions are drawn all the same,
     from epoch 1's weights."""
     import src.pretrain_autoencoder as pretrain
+    import src.train
 
-    drawn = []
-    draw = pretrain.draw_first_epoch
+    drawn, saved = [], {}
+    draw, save = pretrain.draw_first_epoch, src.train.save_checkpoint
     monkeypatch.setattr(pretrain, "draw_first_epoch", lambda model, *args: (
         drawn.append({k: v.clone() for k, v in model.state_dict().items()}), draw(model, *args))[1])
+    # a checkpoint's CPU tensors are the live weights: copied as saved
+    monkeypatch.setattr(src.train, "save_checkpoint", lambda path, ckpt: (
+        saved.setdefault(ckpt["epoch"], {k: v.clone() for k, v in ckpt["model"].items()}),
+        save(path, ckpt))[1])
     logs = []
     run(smoke(tmp_path, mnist_dir, epochs=3, val_every=2), log=logs.append)
     assert (tmp_path / "results" / "base" / "reconstructions_epoch1.png").stat().st_size > 0
-    run(smoke(tmp_path / "every", mnist_dir, epochs=3, val_every=1), log=lambda *_: None)
-    assert len(drawn) == 2   # by the hook before epoch 2; by evaluate right after epoch 1 in the second run
-    assert all(torch.equal(drawn[0][k], drawn[1][k]) for k in drawn[1])
+    assert len(drawn) == 1 and sorted(saved) == [1, 2, 3]
+    for epoch, same in (1, True), (2, False):   # the weights epoch 1 ended with, not epoch 2's
+        assert all(torch.equal(drawn[0][k], v) for k, v in saved[epoch].items()) == same, epoch
     epochs = [line for line in logs if line.startswith("epoch ")]
     assert len(epochs) == 3 and "val" not in epochs[0] and not epochs[0].endswith("*")
     assert "val" in epochs[1] and epochs[1].endswith(" *")
