@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from src.config import DENOISER_PRESETS, DenoiserConfig, parse_config  # noqa: E402
-from src.train import run_command  # noqa: E402
+from src.train import checkpoint_paths, run_command  # noqa: E402
 from src.train_denoiser import run  # noqa: E402
 
 SHARED_ZIP = ROOT.parent / "shared" / "competition" / "denoising-dirty-documents.zip"
@@ -65,7 +65,7 @@ def main() -> None:
     # (gpu_check.sh stops it at its time budget) the command that resumes this benchmark
     argv = [*sys.argv[1:], *([] if "--" in sys.argv[1:] else ["--"])]   # --resume must follow the --
     rc = run_command(lambda c: result.update(run(c)), cfg, command="benchmarks.bench_denoiser", argv=argv,
-                     last_path=models / f"{cfg.name}_last.pt")
+                     last_path=checkpoint_paths(models, cfg.name)[1])
     if rc:
         sys.exit(rc)
     wall = time.perf_counter() - t0

@@ -51,7 +51,7 @@ from src.mnist import Digits, load_digits
 from src.mnist_plots import (pca_grid, plot_accuracy_curves, plot_code_space, plot_digit_grid,
                              plot_loss_curves, plot_reconstructions)
 from src.models import build_model, count_parameters
-from src.train import fit, run_command, schedule_text, setup_runtime
+from src.train import checkpoint_paths, fit, run_command, schedule_text, setup_runtime
 
 VARIANTS = {"base": "ae_base", "sparse": "ae_sparse", "vae": "vae"}   # --variant -> src.models.MODELS
 NEAR_ZERO = 1e-2
@@ -368,7 +368,7 @@ def main(argv=None) -> int:
     cfg = parse_config(AutoencoderConfig, AUTOENCODER_PRESETS, argv, description=__doc__.split("\n\n")[0],
                        prog="python -m src.pretrain_autoencoder")
     return run_command(run, cfg, command="src.pretrain_autoencoder", argv=argv,
-                       last_path=Path(cfg.models_dir) / f"{cfg.name or 'mnist_' + cfg.variant}_last.pt")
+                       last_path=checkpoint_paths(cfg.models_dir, cfg.name or f"mnist_{cfg.variant}")[1])
 
 
 if __name__ == "__main__":

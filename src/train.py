@@ -354,6 +354,11 @@ def check_resume(saved: dict, cfg, last_path: Path) -> None:
                          f"the checkpoint's values{hint}, or give a new --name to train a separate run")
 
 
+def checkpoint_paths(models_dir: str | Path, name: str) -> tuple[Path, Path]:
+    """(best, last): a run's checkpoints, <models_dir>/<name>_best.pt and <name>_last.pt."""
+    return Path(models_dir) / f"{name}_best.pt", Path(models_dir) / f"{name}_last.pt"
+
+
 def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, rt: Runtime, *,
         kind: str, model_name: str, model_config: dict, loss_fn=mse_step, log=print,
         after_epoch: Callable[[int], Any] | None = None) -> dict:
@@ -376,7 +381,7 @@ def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, r
         if rt.device.type != "cuda":
             raise ValueError("--cuda-graph needs a CUDA device (--device cuda)")
     models_dir = Path(cfg.models_dir)
-    best_path, last_path = models_dir / f"{cfg.name}_best.pt", models_dir / f"{cfg.name}_last.pt"
+    best_path, last_path = checkpoint_paths(models_dir, cfg.name)
     if rt.is_main:
         ensure_writable_dir(models_dir)  # now, not when the first epoch's checkpoint is due
     # channels-last: oneDNN (CPU) and cuDNN convolutions run 20-30 % faster on it (README, speed).

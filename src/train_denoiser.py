@@ -20,7 +20,8 @@ from src.inference import predict_page
 from src.metrics import error_breakdown, pooled_rmse, psnr_from_rmse
 from src.models import build_model, count_parameters
 from src.plots import plot_before_after, plot_training_curves
-from src.train import LOSSES, counted, fit, main_first, run_command, schedule_text, setup_runtime
+from src.train import (LOSSES, checkpoint_paths, counted, fit, main_first, run_command, schedule_text,
+                       setup_runtime)
 
 
 def make_evaluate(pages, cfg, rt):
@@ -92,7 +93,7 @@ def run(cfg: DenoiserConfig, log=print) -> dict:
     model_config = cfg.model_config()
     torch.manual_seed(cfg.seed)  # same initial weights on every rank and every run with this seed
     model = build_model(cfg.model, **model_config)
-    last = Path(cfg.models_dir) / f"{cfg.name}_last.pt"
+    last = checkpoint_paths(cfg.models_dir, cfg.name)[1]
     if cfg.init_from and cfg.resume and last.exists():   # its weights would be replaced by the checkpoint's
         say(f"--init-from {cfg.init_from} not read: --resume continues from {last}")
     elif cfg.init_from:
@@ -119,7 +120,7 @@ def main(argv=None) -> int:
     cfg = parse_config(DenoiserConfig, DENOISER_PRESETS, argv, description=__doc__,
                        prog="python -m src.train_denoiser")
     return run_command(run, cfg, command="src.train_denoiser", argv=argv,
-                       last_path=Path(cfg.models_dir) / f"{cfg.name}_last.pt")
+                       last_path=checkpoint_paths(cfg.models_dir, cfg.name)[1])
 
 
 if __name__ == "__main__":
