@@ -23,7 +23,6 @@ from src.data import COMPETITION
 from conftest import KEY, FakeApi, http_error   # tests/ is on sys.path (pytest's rootdir conftest)
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_ZIP = ROOT.parent / "shared" / "competition" / f"{COMPETITION}.zip"
 
 
 # ---------------------------------------------------------------- fixtures: competition-shaped zips
@@ -374,10 +373,8 @@ def _png_size(zf: zipfile.ZipFile, name: str) -> tuple[int, int]:
 
 
 @pytest.mark.shared
-def test_check_on_the_shared_competition_zip(home, no_network, tmp_path, capsys):
-    if not SHARED_ZIP.is_file():
-        pytest.skip(f"{SHARED_ZIP} is absent")
-    with zipfile.ZipFile(SHARED_ZIP) as outer:
+def test_check_on_the_shared_competition_zip(home, no_network, tmp_path, capsys, real_zip):
+    with zipfile.ZipFile(real_zip) as outer:
         train = zipfile.ZipFile(io.BytesIO(outer.read("train.zip")))
         test = zipfile.ZipFile(io.BytesIO(outer.read("test.zip")))
     pairs = sum(n.startswith("train/") and n.endswith(".png") for n in train.namelist())
@@ -386,9 +383,9 @@ def test_check_on_the_shared_competition_zip(home, no_network, tmp_path, capsys)
     data = tmp_path / "competition"
     data.mkdir()
     try:
-        (data / SHARED_ZIP.name).symlink_to(SHARED_ZIP)
+        (data / real_zip.name).symlink_to(real_zip)
     except OSError:
-        shutil.copy(SHARED_ZIP, data)
+        shutil.copy(real_zip, data)
     rc, out = run_main(capsys, "--check", "--data-dir", str(data))
     assert rc == 0, out
     assert f"{pairs} training pairs, {len(test_pages)} test pages, {rows:,} sample rows" in out

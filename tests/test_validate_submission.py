@@ -1,6 +1,5 @@
 import gzip
 import math
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -10,8 +9,6 @@ from conftest import zip_competition
 import src.submission as submission
 from src.submission import validate_submission, write_submission
 from src.validate_submission import main
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "competition"
 
 
 @pytest.fixture
@@ -264,13 +261,10 @@ def test_help_shows_each_default_once(capsys):
 
 @pytest.mark.shared
 @pytest.mark.slow
-def test_real_sample_submission_is_valid(tmp_path):
-    if not (SHARED / "denoising-dirty-documents.zip").is_file():
-        pytest.skip(f"no competition data at {SHARED}")
+def test_real_sample_submission_is_valid(tmp_path, real_zip):
     from src.data import prepare_data
     (tmp_path / "data").mkdir()
-    zip_name = "denoising-dirty-documents.zip"
-    (tmp_path / "data" / zip_name).symlink_to(SHARED / zip_name)
+    (tmp_path / "data" / real_zip.name).symlink_to(real_zip)
     sample = prepare_data(tmp_path / "data").sample_submission
     report = validate_submission(sample, sample=sample)
     assert report.ok, report.problems
