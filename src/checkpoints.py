@@ -100,7 +100,7 @@ def load_checkpoint(path: Path, kind: str | None = None) -> dict:
     except Exception as e:  # torch raises several types for truncated files, pickles, non-zip data
         raise CheckpointError(f"{path}: not a loadable checkpoint of this package: "
                               f"{load_failure(e)}") from None
-    if not isinstance(ckpt, dict) or "format_version" not in ckpt or "model" not in ckpt:
+    if not isinstance(ckpt, dict) or "model" not in ckpt or type(ckpt.get("format_version")) is not int:
         raise CheckpointError(f"{path}: not a checkpoint of this package (no format_version/model keys)")
     if ckpt["format_version"] > FORMAT_VERSION:
         raise CheckpointError(f"{path}: checkpoint format {ckpt['format_version']} is newer than this "

@@ -13,6 +13,7 @@ import os
 import shutil
 import struct
 import tempfile
+import time
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from src.files import atomic_write
+from src.files import STALE_AFTER, atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,9 @@ SYNTHETIC_DIR = DEFAULT_DATA_DIR / "synthetic"   # the embedded default, generat
 TRAIN, CLEAN, TEST = "train", "train_cleaned", "test"
 SAMPLE = "sampleSubmission.csv"
 IMAGE_SUFFIXES = (".png",)
+# what reading a zip raises beyond OSError: corrupt or truncated (the first three), a compression Python
+# lacks (NotImplementedError: Deflate64, which Windows writes for large files), encrypted (RuntimeError)
+ZIP_ERRORS = (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError, RuntimeError)
 PAGE_SIZES = {(258, 540), (420, 540)}   # (height, width) of every page of the competition, train and test
 
 
@@ -68,17 +72,21 @@ def page_sort_key(path: Path):
 
 # ---------------------------------------------------------------- archives
 
-def safe_extract(archive: Path, dest: Path) -> None:
+def safe_extract(archive: Path, dest: Path, expect: str | None = None) -> None:
     """Extract a zip into dest atomically; a member that would land outside dest is refused.
 
     Extraction happens in a temporary sibling folder whose contents are moved into dest only when the
-    whole archive extracted, so an interrupted run leaves no half-extracted folder behind.
+    whole archive extracted, so an interrupted run leaves no half-extracted folder behind. expect: a
+    file or folder the zip must hold at its top, checked before anything is written.
     """
     archive, dest = Path(archive), Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
     try:
+        dest.mkdir(parents=True, exist_ok=True)
+        _remove_stale_extractions(dest)
         with zipfile.ZipFile(archive) as zf:
             members = zf.infolist()
+            if expect is not None:
+                _check_top(archive, [m.filename for m in members], expect)
             root = dest.resolve()
             for m in members:
                 target = (root / m.filename).resolve()
@@ -96,35 +104,64 @@ def safe_extract(archive: Path, dest: Path) -> None:
                     os.replace(item, final)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
-    except (zipfile.BadZipFile, EOFError, zlib.error) as e:
-        raise DataError(f"{archive}: corrupt or truncated zip ({e}); download it again") from None
+    except ZIP_ERRORS as e:
+        what = "corrupt or truncated zip" if isinstance(e, ZIP_ERRORS[:3]) else "a zip Python cannot read"
+        raise DataError(f"{archive}: {what} ({e}); download it again") from None
     except FileNotFoundError:
         raise DataError(f"{archive}: file not found") from None
     except OSError as e:  # disk full, read-only or unwritable target
         raise DataError(f"{archive}: cannot extract into {dest}: {e.strerror or e}") from None
 
 
+def _remove_stale_extractions(dest: Path) -> None:
+    """Delete the temporary folders of extractions a SIGKILL (or power cut) stopped: hidden, and up to
+    290 MB each. One changed within STALE_AFTER may belong to an extraction still running."""
+    for old in dest.glob(".extract-*"):
+        try:
+            if old.is_dir() and old.stat().st_mtime < time.time() - STALE_AFTER:
+                shutil.rmtree(old)
+        except OSError:   # gone already, or not ours to delete: it only takes space
+            pass
+
+
+def _check_top(archive: Path, names: list[str], expect: str) -> None:
+    """DataError unless the member names hold `expect` (a file or a folder) at the zip's top."""
+    if any(n == expect or n.startswith(f"{expect}/") for n in names):
+        return
+    nested = next((n for n in names if f"/{expect}/" in f"/{n}/"), None)
+    if nested is None:
+        raise DataError(f"{archive}: holds no {expect!r}")
+    raise DataError(f"{archive}: holds {expect!r} in a folder ({nested}), not at its top, as a re-zipped "
+                    f"folder does; unzip it and pass the folder holding {expect} as --data-dir")
+
+
 def _extract_if_missing(zip_path: Path, dest: Path, expect: str) -> None:
     if (dest / expect).exists():
         return
     log.info("extracting %s", zip_path)
-    safe_extract(zip_path, dest)
-    if not (dest / expect).exists():
-        raise DataError(f"{zip_path}: extracted, but it holds no {expect!r}")
+    safe_extract(zip_path, dest, expect)
 
 
 def _find_outer_zip(folder: Path) -> Path | None:
     named = folder / f"{COMPETITION}.zip"
     if named.is_file():
         return named
-    for z in sorted(folder.glob("*.zip")):   # a hand-downloaded zip may be renamed
+    for z in sorted(_zips(folder)):   # a hand-downloaded zip may be renamed
         try:
             with zipfile.ZipFile(z) as zf:
                 if any(Path(n).name == f"{TRAIN}.zip" for n in zf.namelist()):
                     return z
-        except zipfile.BadZipFile:
-            raise DataError(f"{z}: corrupt or truncated zip; download it again") from None
+        except (*ZIP_ERRORS, OSError) as e:   # another zip lying here need not stop the data beside it
+            log.warning("%s: not a readable zip (%s); skipped", z, e)
     return None
+
+
+def _zips(folder: Path) -> list[Path]:
+    """The zips in folder, whatever the case of their suffix (.ZIP from some Windows tools)."""
+    try:
+        return [p for p in folder.iterdir() if p.suffix.lower() == ".zip" and p.is_file()]
+    except OSError as e:
+        raise DataError(f"{folder}: cannot list it ({e.strerror or e})") from None
 
 
 def extract_dir(data_dir: Path) -> Path:
@@ -170,7 +207,7 @@ def prepare_data(data_dir: Path = DEFAULT_DATA_DIR, work_dir: Path | None = None
         if outer is not None:
             inner = [f"{n}.zip" for n in (TRAIN, CLEAN, TEST)] + [f"{SAMPLE}.zip"]
             if not all((work_dir / n).exists() for n in inner[:3]):
-                safe_extract(outer, work_dir)
+                safe_extract(outer, work_dir, inner[0])
     for name in (TRAIN, CLEAN, TEST):
         if find(name) is None and find(f"{name}.zip") is not None:
             _extract_if_missing(find(f"{name}.zip"), work_dir, name)
@@ -260,8 +297,7 @@ def split_pages(n: int, val_fraction: float = 0.15, folds: int = 0, fold: int = 
 def has_competition_data(data_dir: Path) -> bool:
     """True when data_dir holds anything prepare_data can work from."""
     d = Path(data_dir)
-    return d.is_dir() and ((d / TRAIN).is_dir() or (d / f"{TRAIN}.zip").is_file()
-                           or any(d.glob("*.zip")))
+    return d.is_dir() and ((d / TRAIN).is_dir() or (d / f"{TRAIN}.zip").is_file() or bool(_zips(d)))
 
 
 def competition_sample(data_dir: Path) -> Path | None:
@@ -334,8 +370,11 @@ def load_page(path: Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    buf = np.fromfile(path, dtype=np.uint8)
-    if bytes(buf[:8]) == PNG_SIGNATURE and IEND not in bytes(buf[-64:]):
+    try:
+        buf = np.fromfile(path, dtype=np.uint8)
+    except OSError as e:   # permissions, a failing disk
+        raise DataError(f"{path}: cannot read it ({e.strerror or e})") from None
+    if bytes(buf[:8]) == PNG_SIGNATURE and IEND not in buf.tobytes():   # bytes may follow IEND
         # else libpng prints its own error line past OpenCV's silenced log, before ours
         raise DataError(f"{path}: not a readable image (truncated PNG: it ends before its IEND chunk)")
     img = _decode_quietly(buf) if buf.size else None

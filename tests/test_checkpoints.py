@@ -36,9 +36,10 @@ def test_not_a_checkpoint_and_missing(tmp_path):
     (tmp_path / "cut.pt").write_bytes((tmp_path / "whole.pt").read_bytes()[:3000])
     with pytest.raises(CheckpointError, match=r"cut\.pt: .*truncated, corrupt or not a PyTorch file \(.+\)$"):
         load_checkpoint(tmp_path / "cut.pt")
-    torch.save({"a": 1}, tmp_path / "y.pt")
-    with pytest.raises(CheckpointError, match=r"y\.pt: not a checkpoint of this package"):
-        load_checkpoint(tmp_path / "y.pt")
+    for other in ({"a": 1}, {"format_version": "1", "model": {}}):   # another program's dict
+        torch.save(other, tmp_path / "y.pt")
+        with pytest.raises(CheckpointError, match=r"y\.pt: not a checkpoint of this package"):
+            load_checkpoint(tmp_path / "y.pt")
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path / "none.pt")
 

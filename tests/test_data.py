@@ -141,6 +141,19 @@ def test_size_mismatch_and_truncated_png(tmp_path, capfd):
         load_page(tmp_path / "nope.png")
 
 
+def test_bytes_after_a_pngs_end_and_unreadable_files(tmp_path, monkeypatch):
+    img = np.arange(20 * 30, dtype=np.uint8).reshape(20, 30)
+    p = write_png(tmp_path / "a.png", img)
+    p.write_bytes(p.read_bytes() + bytes(100))   # some tools append bytes past IEND; readers ignore them
+    assert np.array_equal(load_page(p), img / np.float32(255))
+
+    def refused(*args, **kwargs):   # chmod 000 stops no one when the tests run as root
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(np, "fromfile", refused)
+    with pytest.raises(DataError, match=r"a\.png: cannot read it \(Permission denied\)"):
+        load_page(p)
+
+
 def test_save_page_round_trips_through_load_page(tmp_path):
     page = np.array([[-0.2, 0.0, 0.3337], [0.5, 1.0, 1.7]], np.float32)
     save_page(tmp_path / "p.png", page)
@@ -188,6 +201,74 @@ def test_corrupt_zip(tmp_path):
     z.write_bytes(z.read_bytes()[:200])
     with pytest.raises(DataError, match="corrupt or truncated zip"):
         prepare_data(d)
+
+
+def unreadable_zip(path: Path, kind: str) -> Path:
+    """A zip Python's zipfile cannot read: its member's method set to Deflate64 (9), as Windows writes
+    large files, or flagged encrypted."""
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("train/1.png", b"x" * 100)
+    raw = bytearray(path.read_bytes())
+    central = raw.find(b"PK\x01\x02")
+    if kind == "deflate64":
+        raw[8:10] = raw[central + 10:central + 12] = (9).to_bytes(2, "little")
+    else:
+        raw[6] |= 1
+        raw[central + 8] |= 1
+    path.write_bytes(bytes(raw))
+    return path
+
+
+@pytest.mark.parametrize("kind, says", [("deflate64", "compression method"), ("encrypted", "encrypted")])
+def test_zip_python_cannot_read_is_named(tmp_path, kind, says):
+    z = unreadable_zip(tmp_path / "train.zip", kind)
+    with pytest.raises(DataError, match=rf"train\.zip: a zip Python cannot read \(.*{says}.*\); download"):
+        safe_extract(z, tmp_path / "out")
+    assert not (tmp_path / "out" / "train").exists()
+
+
+def test_extraction_target_under_a_file_is_a_data_error(tmp_path):
+    d = make_outer_zip(tmp_path)
+    (tmp_path / "blocker").write_text("x")
+    with pytest.raises(DataError, match=r"cannot extract into .*blocker/unpacked"):
+        prepare_data(d, work_dir=tmp_path / "blocker" / "unpacked")
+
+
+def test_rezipped_folder_is_named_before_extracting(tmp_path):
+    """A folder zipped again (macOS Compress, Windows Send to) holds the inner zips one level down."""
+    d = make_outer_zip(tmp_path)
+    outer = zipfile.ZipFile(d / "denoising-dirty-documents.zip")
+    again = tmp_path / "again"
+    again.mkdir()
+    with zipfile.ZipFile(again / "data.ZIP", "w") as zf:   # and an upper-case suffix
+        for n in outer.namelist():
+            zf.writestr(f"denoising-dirty-documents/{n}", outer.read(n))
+    with pytest.raises(DataError, match=r"data\.ZIP: holds 'train\.zip' in a folder "
+                                        r"\(denoising-dirty-documents/train\.zip\), not at its top"):
+        prepare_data(again)
+    assert sorted(p.name for p in again.iterdir()) == ["data.ZIP"]   # nothing extracted
+
+
+def test_upper_case_zip_and_unreadable_zips_beside_the_data(tmp_path, caplog):
+    d = make_outer_zip(tmp_path)
+    (d / "denoising-dirty-documents.zip").rename(d / "renamed.ZIP")   # looked at after the junk
+    (d / "notes.zip").write_bytes(b"not a zip")
+    unreadable_zip(d / "old.zip", "deflate64")
+    data = prepare_data(d)
+    assert len(data.train_pairs) == 3 and len(data.test_images) == 1
+    assert "notes.zip: not a readable zip" in caplog.text and "old.zip" not in caplog.text   # its list reads
+    (d / "renamed.ZIP").unlink()   # folders extracted; a junk zip beside them is no reason to fail
+    assert len(prepare_data(d).train_pairs) == 3
+
+
+def test_a_killed_extractions_folder_is_removed_later(tmp_path):
+    d = make_outer_zip(tmp_path)
+    old, recent = (d / ".extract-killed"), (d / ".extract-running")
+    for folder in (old, recent):
+        (folder / "train").mkdir(parents=True)
+    os.utime(old, (0, 0))
+    prepare_data(d)
+    assert not old.exists() and recent.exists()
 
 
 def test_split_pages_reproducible_and_folds_partition():
