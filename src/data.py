@@ -177,6 +177,15 @@ def extract_dir(data_dir: Path) -> Path:
     return DEFAULT_DATA_DIR / "unpacked" / f"{resolved.name}-{key}"
 
 
+def data_dir_problem(data_dir: Path) -> str | None:
+    """Why data_dir is no folder to look for the data in, or None."""
+    data_dir = Path(data_dir)
+    if data_dir.is_file():   # most often the competition zip itself
+        return (f"is a file; --data-dir takes the folder that holds the competition zip "
+                f"(here: {data_dir.parent})")
+    return None if data_dir.is_dir() else "no such folder"
+
+
 def prepare_data(data_dir: Path = DEFAULT_DATA_DIR, work_dir: Path | None = None) -> CompetitionData:
     """Find the competition data under data_dir, extracting what is needed into work_dir.
 
@@ -189,11 +198,9 @@ def prepare_data(data_dir: Path = DEFAULT_DATA_DIR, work_dir: Path | None = None
     """
     data_dir = Path(data_dir)
     work_dir = Path(work_dir) if work_dir is not None else extract_dir(data_dir)
-    if data_dir.is_file():   # most often the competition zip itself
-        raise DataError(f"{data_dir}: is a file; --data-dir takes the folder that holds the competition zip "
-                        f"(here: {data_dir.parent})")
-    if not data_dir.is_dir():
-        raise DataError(f"{data_dir}: no such folder")
+    problem = data_dir_problem(data_dir)
+    if problem:
+        raise DataError(f"{data_dir}: {problem}")
     sources = [data_dir] if work_dir == data_dir else [data_dir, work_dir]
 
     def find(name: str) -> Path | None:

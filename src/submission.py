@@ -7,13 +7,13 @@ pages laid out column by column like the sample submission.
 """
 from __future__ import annotations
 
+import codecs
 import contextlib
 import functools
 import gzip
 import io
 import re
 import zipfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import as_strided
 
-from src.data import DEFAULT_DATA_DIR, DataError, list_images, load_page
+from src.data import DEFAULT_DATA_DIR, ZIP_ERRORS, DataError, data_dir_problem, list_images, load_page
 from src.files import atomic_write
 from src.metrics import pooled_rmse
 
@@ -35,9 +35,10 @@ EXAMPLES = 5
 _BITS = 21                         # key = image << 42 | col << 21 | row: sorts like the sample's rows
 _LARGEST = 999_999                 # larger numbers in an id make a malformed line (and fit in _BITS)
 _MASK = (1 << _BITS) - 1
-_READ_ERRORS = (OSError, EOFError, zlib.error, zipfile.BadZipFile, DataError)
+_READ_ERRORS = (OSError, DataError, *ZIP_ERRORS)   # gzip's errors are OSError, EOFError and zlib.error
 MALFORMED = "malformed lines (want <image>_<row>_<col>,<value>)"
 NON_NUMERIC = "non-numeric values"
+EXTRA_IDS, MISSING_IDS = "extra ids", "missing ids"   # against the sample or truth
 
 
 class SubmissionError(Exception):
@@ -50,6 +51,7 @@ class ValidationReport:
     rows: int                                   # data rows read (malformed ones included)
     problems: list[str] = field(default_factory=list)
     rmse: float | None = None                   # with `truth`: the competition's score
+    ids_differ: bool = False                    # ids missing or extra against the sample or truth
 
     def text(self, path: Path) -> str:
         """The verdict as the commands print it: OK with the rows (and RMSE), or INVALID and each problem."""
@@ -141,19 +143,21 @@ def compression_of(path: Path) -> str | None:
 
 
 def output_compression(out: Path, compress: str | None = None) -> str | None:
-    """compress, else what out's name implies; ValueError when they disagree (a.csv.zip with "gz")."""
+    """What out's name implies; ValueError when compress says otherwise (a.csv.zip with "gz", a.csv
+    with "zip": the name would lie about the content; `submission_path` names the file first)."""
     implied = compression_of(out)
-    if compress is not None and implied not in (None, compress):
-        raise ValueError(f"{out}: a .{implied} name, but compress={compress!r}; make them agree")
-    return compress or implied
+    if compress is not None and implied != compress:
+        name = f"a .{implied} name" if implied else "a name without .zip or .gz"
+        raise ValueError(f"{out}: {name}, but compress={compress!r}; make them agree")
+    return implied
 
 
 def submission_path(out: Path, compress: str | None = None) -> tuple[Path, str | None]:
     """(file, compression) for --out and --compress: .zip/.gz is appended unless out ends with it."""
-    out, compress = Path(out), output_compression(out, compress)
-    if compress is not None and compression_of(out) != compress:
+    out = Path(out)
+    if compress is not None and compression_of(out) is None:
         out = out.with_name(f"{out.name}.{compress}")
-    return out, compress
+    return out, output_compression(out, compress)
 
 
 @contextlib.contextmanager
@@ -217,8 +221,10 @@ def reference_problems(data_dir: Path | None = None, sample: Path | None = None)
     is a typo, not "no data" (the default competition/ may hold none yet), and a missing sample would
     otherwise be found only after the work it checks."""
     problems = []
-    if data_dir is not None and Path(data_dir) != DEFAULT_DATA_DIR and not Path(data_dir).is_dir():
-        problems.append(f"--data-dir {data_dir}: no such folder")
+    named = data_dir is not None and Path(data_dir) != DEFAULT_DATA_DIR
+    problem = data_dir_problem(data_dir) if named else None
+    if problem:
+        problems.append(f"--data-dir {data_dir}: {problem}")
     problem = sample_problem(sample) if sample is not None else None
     if problem:
         problems.append(f"--sample {sample}: {problem}")
@@ -233,7 +239,7 @@ def _check_against_sample(written: dict[str, tuple[int, int]], sample: Path) -> 
         tally.add("extra ids (written, not in the sample)", written[p][0] * written[p][1], [f"{p}_1_1"])
     try:
         with _open_csv(sample) as f:
-            f.readline()
+            _first_line(f, sample)
             _match(grid, _rows(f, tally), tally, "missing ids (in the sample, not written)",
                    "extra ids (written, not in the sample)")
     except _READ_ERRORS as e:
@@ -375,7 +381,7 @@ def _parse(blk: bytes, tally: _Tally, first: int) -> list[tuple[np.ndarray, np.n
     """
     try:
         return [_parse_fast(blk)]
-    except ValueError:
+    except (ValueError, OverflowError):   # OverflowError: a number past 2**64 in an id
         if blk.count(b"\n") <= 1000:
             return [_parse_slow(blk, tally, first)]
         mid = blk.rfind(b"\n", 0, len(blk) // 2) + 1 or blk.find(b"\n") + 1
@@ -395,12 +401,22 @@ def _chunks(f):
         yield carry + b"\n"
 
 
+# R's write.csv quotes fields ("1_2_3",0.5 under "id","value"), which CSV readers read as unquoted. Only
+# quotes around a whole field go: "1_2_3,0.5" is one field to a CSV reader, and 1_2_3",0.5 an id with a
+# quote in it, so what is left of such lines reads as malformed.
+_QUOTED = re.compile(rb'(^|,)"([^",\r\n]*)"(?=,|\r?$)', re.M)
+
+
+def _unquote(blk: bytes) -> bytes:
+    return _QUOTED.sub(rb"\1\2", blk) if b'"' in blk else blk
+
+
 def _rows(f, tally: _Tally):
     """(keys, values) per block of the data lines of stream f, read past the header; bad lines go to
     the tally."""
     first = 2
     for blk in _chunks(f):
-        yield from _parse(blk.replace(b'"', b"") if b'"' in blk else blk, tally, first)   # "1_2_3": valid CSV
+        yield from _parse(_unquote(blk), tally, first)
         first += blk.count(b"\n")
 
 
@@ -495,19 +511,26 @@ def _read(path: Path, tally: _Tally) -> list[tuple[np.ndarray, np.ndarray]]:
     """Check the header and parse every data line of a submission into (keys, values) pieces."""
     try:
         with _open_csv(path) as f:
-            line = f.readline()
-            if _is_binary(line):   # else escaped bytes as the "header" and as thousands of bad lines
-                raise SubmissionError(f"{path}: not a text CSV but binary data{_binary_kind(path, line)}")
+            line = _first_line(f, path)
             # Excel's "CSV UTF-8" starts with a BOM and R's write.csv quotes the names; both read as
-            # id,value, and quoted ids below the header are accepted already
-            header = line.rstrip(b"\r\n").decode("utf-8-sig")
-            if ",".join(name.strip('"') for name in header.split(",")) != HEADER:
-                tally.note(f"header is {header[:40]!r}; want {HEADER!r}")
+            # id,value, as quoted ids below the header read as ids (_unquote)
+            header = line.rstrip(b"\r\n").removeprefix(codecs.BOM_UTF8)
+            if _unquote(header) != HEADER.encode():
+                tally.note(f"header is {header.decode()[:40]!r}; want {HEADER!r}")
             return list(_rows(f, tally))
     except FileNotFoundError:
         raise SubmissionError(f"{path}: no such file") from None
     except _READ_ERRORS as e:
         raise SubmissionError(f"{path}: cannot read it as a CSV ({e})") from None
+
+
+def _first_line(f, path: Path) -> bytes:
+    """The header line of stream f; SubmissionError for binary data, which would otherwise read as an
+    escaped "header" and thousands of bad lines, or as ids that all differ from the sample's."""
+    line = f.readline()
+    if _is_binary(line):
+        raise SubmissionError(f"{path}: not a text CSV but binary data{_binary_kind(path, line)}")
+    return line
 
 
 def _is_binary(line: bytes) -> bool:
@@ -585,7 +608,7 @@ def validate_submission(path: Path, sample: Path | None = None,
     except (SubmissionError, DataError) as e:
         return ValidationReport(False, rows, tally.lines() + [str(e)])
     if grid is not None:
-        _match(grid, pieces, tally, "extra ids", "missing ids")
+        _match(grid, pieces, tally, EXTRA_IDS, MISSING_IDS)
     else:
         keys = np.concatenate([k for k, _ in pieces] or [np.empty(0, np.int64)])
         again = _repeats(keys)
@@ -593,4 +616,5 @@ def validate_submission(path: Path, sample: Path | None = None,
         zero = (keys & _MASK == 0) | (keys >> _BITS & _MASK == 0)
         tally.add("ids with row or col 0 (ids are 1-based)", int(zero.sum()), _ids(keys[zero][:EXAMPLES]))
     rmse = _score(pages, pieces) if pages is not None else None
-    return ValidationReport(not tally.found, rows, tally.lines(), rmse)
+    differ = any(kind.startswith((EXTRA_IDS, MISSING_IDS)) for kind in tally.found)
+    return ValidationReport(not tally.found, rows, tally.lines(), rmse, differ)

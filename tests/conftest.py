@@ -79,6 +79,22 @@ def zip_competition(pages: Path, dest: Path) -> Path:
     return dest
 
 
+def unreadable_zip(path: Path, kind: str, member: str = "train/1.png", data: bytes = b"x" * 100) -> Path:
+    """A zip of one member that Python's zipfile lists but cannot read: its method set to Deflate64 (9),
+    as Windows writes large files, or flagged encrypted."""
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(member, data)
+    raw = bytearray(path.read_bytes())
+    central = raw.find(b"PK\x01\x02")
+    if kind == "deflate64":
+        raw[8:10] = raw[central + 10:central + 12] = (9).to_bytes(2, "little")
+    else:
+        raw[6] |= 1
+        raw[central + 8] |= 1
+    path.write_bytes(bytes(raw))
+    return path
+
+
 @pytest.fixture
 def real_zip() -> Path:
     """../shared's competition zip; the test is skipped, saying why, when it is absent or no zip (a

@@ -6,6 +6,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import unreadable_zip
 
 from src.data import (DataError, find_pairs, list_images, load_page, load_pair, prepare_data,
                       png_size, prepare_or_synthesize, safe_extract, save_page, split_pages,
@@ -201,22 +202,6 @@ def test_corrupt_zip(tmp_path):
     z.write_bytes(z.read_bytes()[:200])
     with pytest.raises(DataError, match="corrupt or truncated zip"):
         prepare_data(d)
-
-
-def unreadable_zip(path: Path, kind: str) -> Path:
-    """A zip Python's zipfile cannot read: its member's method set to Deflate64 (9), as Windows writes
-    large files, or flagged encrypted."""
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr("train/1.png", b"x" * 100)
-    raw = bytearray(path.read_bytes())
-    central = raw.find(b"PK\x01\x02")
-    if kind == "deflate64":
-        raw[8:10] = raw[central + 10:central + 12] = (9).to_bytes(2, "little")
-    else:
-        raw[6] |= 1
-        raw[central + 8] |= 1
-    path.write_bytes(bytes(raw))
-    return path
 
 
 @pytest.mark.parametrize("kind, says", [("deflate64", "compression method"), ("encrypted", "encrypted")])

@@ -98,6 +98,13 @@ def test_ids_checked_against_sample(tmp_path):
     assert out.read_text() == "previous\n"
     with pytest.raises(SubmissionError, match="extra ids.*: 6 .*abc_1_1"):
         write_submission(pages("1", "2", "abc"), out, sample=sample)
+    gz = tmp_path / "gz.csv"   # a gzipped sample named .csv: its bytes are no ids, not ids that differ
+    write_submission(pages("1", "2"), tmp_path / "gz.csv.gz")
+    (tmp_path / "gz.csv.gz").rename(gz)
+    with pytest.raises(SubmissionError, match=r"gz\.csv: not a text CSV but binary data \(gz data: name it "
+                                              r"gz\.csv\.gz\)$"):
+        write_submission(pages("1", "2"), out, sample=gz)
+    assert out.read_text() == "previous\n"
 
 
 def test_rounding_to_4_decimals_barely_moves_rmse(tmp_path):
@@ -126,4 +133,6 @@ def test_compressed_name_is_never_written_plain(tmp_path):
         submission_path(tmp_path / "s.csv.zip", "gz")
     with pytest.raises(ValueError, match="a .zip name"):
         write_submission([("7", PAGE)], tmp_path / "s.csv.zip", compress="gz")
+    with pytest.raises(ValueError, match=r"s\.csv: a name without \.zip or \.gz, but compress='zip'"):
+        write_submission([("7", PAGE)], tmp_path / "s.csv", compress="zip")   # zip bytes in a .csv
     assert [p.name for p in tmp_path.iterdir()] == ["s.csv.gz"]

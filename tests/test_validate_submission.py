@@ -4,7 +4,7 @@ import math
 import cv2
 import numpy as np
 import pytest
-from conftest import zip_competition
+from conftest import unreadable_zip, zip_competition
 
 import src.submission as submission
 from src.submission import validate_submission, write_submission
@@ -84,6 +84,20 @@ def test_header_as_excel_and_r_write_it(sample, tmp_path, header):
     sub = write(tmp_path / "s.csv", lines(sample)[1:], header=header)
     assert validate_submission(sub, sample=sample).ok
     assert not validate_submission(write(sub, lines(sample)[1:], header='"id","val"'), sample=sample).ok
+    assert not validate_submission(write(sub, lines(sample)[1:], header='"id,value"'), sample=sample).ok
+
+
+def test_quotes_read_as_a_csv_reader_reads_them(sample, tmp_path):
+    """R quotes the ids ("1_1_1",1): they read as ids. Quotes around more or less than a field do not."""
+    rows = lines(sample)[1:]
+    quoted = [f'"{i}",{v}' for i, v in (r.split(",") for r in rows)]
+    assert validate_submission(write(tmp_path / "s.csv", quoted, header='"id","value"'), sample=sample).ok
+    whole_line = write(tmp_path / "s.csv", [f'"{rows[0]}"'] + rows[1:])
+    assert validate_submission(whole_line, sample).problems == [
+        f"malformed lines (want <image>_<row>_<col>,<value>): 1 (e.g. line 2: '\"{rows[0]}\"')",
+        "missing ids: 1 (e.g. 1_1_1)"]   # to a CSV reader one field: no value
+    only_problem(validate_submission(write(tmp_path / "s.csv", ['1_1_1",1'] + rows[1:]), sample),
+                 "malformed lines (want <image>_<row>_<col>,<value>): 1")
 
 
 def test_garbage_text_and_bad_ids(sample, tmp_path):
@@ -95,6 +109,8 @@ def test_garbage_text_and_bad_ids(sample, tmp_path):
     only_problem(validate_submission(tmp_path / "bin.csv"), "bin.csv: not a text CSV but binary data")
     report = validate_submission(write(tmp_path / "z.csv", ["1_0_1,0.5"]))
     only_problem(report, "ids with row or col 0 (ids are 1-based): 1")
+    report = validate_submission(write(tmp_path / "big.csv", ["1_1_1,0.5", "1_99999999999999999999_1,0.5"]))
+    only_problem(report, "malformed lines", "line 3: '1_99999999999999999999_1,0.5'")   # past 2**64
 
 
 def test_unreadable_files_are_problems(tmp_path):
@@ -104,6 +120,9 @@ def test_unreadable_files_are_problems(tmp_path):
     (tmp_path / "s.csv.gz").write_bytes(gzip.compress(b"id,value\n" + text)[:1000])
     only_problem(validate_submission(tmp_path / "s.csv.gz"), "cannot read")
     only_problem(validate_submission(tmp_path / "none.csv"), "none.csv: no such file")
+    for kind, says in (("deflate64", "compression method"), ("encrypted", "encrypted")):
+        z = unreadable_zip(tmp_path / f"{kind}.csv.zip", kind, "submission.csv", b"id,value\n1_1_1,1\n")
+        only_problem(validate_submission(z), f"{kind}.csv.zip: cannot read it as a CSV", says)
 
 
 def test_binary_files_are_not_text_csvs(sample, tmp_path):
@@ -232,6 +251,10 @@ def test_default_synthetic_sample_named_on_a_mismatch(synthetic_dir, sample, tmp
         "NOTE: the ids were not checked: there is no competition sample submission in competition/")
     assert main([str(write(tmp_path / "nan.csv", lines(sample)[1:2] + ["1_1_2,nan"]))]) == 1   # format: still
     assert "NaN" in capsys.readouterr().out
+    demo = lines(tmp_path / "competition" / "synthetic" / "sampleSubmission.csv")
+    assert main([str(write(tmp_path / "demo.csv", demo[1:-1] + [demo[-1].replace(",1", ",1.7")]))]) == 1
+    out = capsys.readouterr().out   # the demo's ids, one bad value: the ids were checked, and matched
+    assert "values outside [0, 1]: 1" in out and "not those of" not in out and "not checked" not in out
     assert main([str(tmp_path / "competition" / "synthetic" / "sampleSubmission.csv")]) == 0
     assert "Kaggle would reject it" in capsys.readouterr().out
 
@@ -249,6 +272,10 @@ def test_data_dir_names_where_the_competition_sample_is(synthetic_dir, tmp_path,
     with pytest.raises(SystemExit) as exit_:    # a mistyped folder is an error, not a format-only check
         main([str(good), "--data-dir", str(tmp_path / "elsewehre")])
     assert exit_.value.code == 2 and "elsewehre: no such folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit):   # the zip itself
+        main([str(good), "--data-dir", str(zips / "train.zip")])
+    assert (f"train.zip: is a file; --data-dir takes the folder that holds the competition zip "
+            f"(here: {zips})") in capsys.readouterr().err
 
 
 def test_help_shows_each_default_once(capsys):
