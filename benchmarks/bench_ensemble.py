@@ -36,7 +36,7 @@ def score(models, pages, tta: bool, shifts: int) -> tuple[float, float, float, s
     preds, views = zip(*(predict_page(models, x, tta=tta, shifts=shifts, amp=True, views=True)
                          for x, _ in pages))
     secs = time.perf_counter() - t0   # inference, as make_submission; matching and medians: seconds
-    together, groups = clean_together(preds, views)
+    together, groups = clean_together(preds, views, [x for x, _ in pages])
     err, err_together = (pooled_rmse(zip(p, (y for _, y in pages))) for p in (preds, together))
     return err, err_together, secs, describe(groups)
 

@@ -127,16 +127,17 @@ def run(args: argparse.Namespace, log=print) -> Path:
 
     def predicted():
         for page in tqdm(pages, desc="pages", disable=None):
-            out = predict_page(models, load_page(page), tile=args.tile, overlap=args.overlap,
-                               batch_size=args.batch_size, tta=args.tta, shifts=args.shifts, device=device,
-                               amp=True, views=args.consensus)
-            yield (out[0], compact(out[1])) if args.consensus else out   # views wait for every page
+            x = load_page(page)
+            out = predict_page(models, x, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
+                               tta=args.tta, shifts=args.shifts, device=device, amp=True,
+                               views=args.consensus)
+            yield (out[0], compact(out[1]), x) if args.consensus else out   # kept until every page is in
 
     def predictions():
         preds = predicted()
         if args.consensus:   # all pages first; without it each page is written as soon as it is predicted
-            preds, views = zip(*preds)
-            preds, groups = clean_together(preds, views)
+            preds, views, noisy = zip(*preds)
+            preds, groups = clean_together(preds, views, noisy)
             log(describe(groups))
         for page, pred in zip(pages, preds):
             if args.png_dir is not None:

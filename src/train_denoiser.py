@@ -53,7 +53,7 @@ def report(best_path: Path, val_pages, names, cfg, rt) -> str:
                       best_path.with_name(f"{cfg.name}_val_page.png"),
                       title=f"validation page {names[worst]}")
     where = error_breakdown(zip(preds, (y for _, y in val_pages)))
-    cleaned, groups = clean_together(preds, views)   # as make_submission cleans test pages
+    cleaned, groups = clean_together(preds, views, [x for x, _ in val_pages])   # as make_submission does
     together = pooled_rmse(zip(cleaned, (y for _, y in val_pages)))
     return (f"best validation RMSE {err:.5f} (PSNR {psnr_from_rmse(err):.2f} dB, "
             f"SSIM {ssim:.4f}) on {len(val_pages)} pages, epoch {ckpt['epoch']} -> {best_path}\n"

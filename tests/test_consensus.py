@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from src.consensus import STEPS, compact, describe, ink_distance, match_pages, median_of_groups
+from src.consensus import (STEPS, compact, confidence, describe, ink_distance, match_pages, median_of_groups,
+                           weighted_median)
 
 
 def text_page(seed: int, shape=(60, 80)) -> np.ndarray:
@@ -33,7 +34,7 @@ def test_median_of_a_text_removes_background_errors_and_leaves_single_pages():
     truth = text_page(3)
     pages = [on_background(truth, s, sigma=0.05) for s in range(4)] + [on_background(text_page(4), 9)]
     groups = match_pages(pages)
-    out = median_of_groups(pages, groups, [p[None] for p in pages])   # one view each
+    out = median_of_groups(pages, groups, [p[None] for p in pages], pages)   # one view each, alike weighted
     assert out[4] is pages[4]
     assert all(np.array_equal(out[0], o) for o in out[1:4])
 
@@ -44,14 +45,41 @@ def test_median_of_a_text_removes_background_errors_and_leaves_single_pages():
     assert out[0].dtype == np.float32
 
 
+def flat(*values, shape=(2, 3)) -> np.ndarray:
+    return np.stack([np.full(shape, v, np.float32) for v in values])
+
+
 def test_median_over_views_pools_every_view_of_a_text():
-    preds = [np.full((2, 3), v, np.float32) for v in (0.5, 0.6, 0.9)]
-    views = [np.stack([np.full((2, 3), v, np.float32) for v in vs])
-             for vs in ([0.1, 0.9], [0.2, 0.3], [0.8, 1.0])]
-    out = median_of_groups(preds, [0, 0, 1], views)
-    # median of 0.1, 0.9, 0.2, 0.3 (not of the predictions 0.5 and 0.6); a page alone keeps its prediction
-    np.testing.assert_allclose(np.stack(out[:2]), 0.25)
+    preds = list(flat(0.5, 0.6, 0.9))
+    views = [flat(0.1, 0.9), flat(0.2, 0.3), flat(0.8, 1.0)]
+    out = median_of_groups(preds, [0, 0, 1], views, list(flat(0.9, 0.2, 0.9)))
+    # the weighted median of the views 0.1, 0.9 (noisy page 0.9: weights 1/0.83, 1/0.03) and 0.2, 0.3 (noisy
+    # page 0.2: 1/0.03, 1/0.13), not of the predictions 0.5 and 0.6; a page alone keeps its prediction
+    np.testing.assert_allclose(np.stack(out[:2]), 0.3)
     assert out[2] is preds[2] and out[0].dtype == np.float32
+
+
+def test_views_that_changed_their_page_more_weigh_less():
+    """Two pages stained at a white pixel (noisy 0.4) that their views leave too dark, two clean there:
+    the plain median lands between them, the weighted one on the clean pages' white."""
+    noisy = list(flat(1.0, 1.0, 0.4, 0.4))
+    views = [flat(1.0), flat(0.98), flat(0.7), flat(0.75)]
+    weights = [confidence(x, v) for x, v in zip(noisy, views)]
+    np.testing.assert_allclose([w.flat[0] for w in weights], [1 / 0.03, 1 / 0.05, 1 / 0.33, 1 / 0.38],
+                               rtol=1e-5)
+    out = median_of_groups([v[0] for v in views], [0] * 4, views, noisy)
+    assert np.median(np.concatenate(views)) == np.float32(0.865) and np.all(out[0] == 1.0)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 64])
+def test_weighted_median_of_equal_weights_is_the_median(rng, n):
+    values = rng.random((n, 70, 30), dtype=np.float32)   # 70 rows: more than one block of ROWS
+    assert np.array_equal(weighted_median(values, np.full_like(values, 0.37)), np.median(values, 0))
+    small = compact(values)
+    assert np.array_equal(weighted_median(small, np.ones(small.shape, np.float32)), np.median(small, 0))
+    weights = rng.random(values.shape, dtype=np.float32)   # any weights: a value of the pixel's views
+    got = weighted_median(values, weights)
+    assert ((got >= values.min(0)) & (got <= values.max(0))).all()
 
 
 def test_compact_views_give_the_median_to_within_a_step(rng):
@@ -59,7 +87,8 @@ def test_compact_views_give_the_median_to_within_a_step(rng):
     small = [compact(v) for v in views]
     assert small[0].dtype == np.uint16 and small[0].nbytes * 2 == views[0].nbytes
     assert compact(np.array([0.0, 1.0])).tolist() == [0, STEPS]
-    full, half = (median_of_groups([v[0] for v in views], [0, 0, 0], vs)[0] for vs in (views, small))
+    noisy = [v[0] for v in views]
+    full, half = (median_of_groups(noisy, [0, 0, 0], vs, noisy)[0] for vs in (views, small))
     assert half.dtype == np.float32 and np.abs(half - full).max() <= 1 / STEPS
     assert not np.array_equal(half, full)   # each view really went through uint16 and back
 
