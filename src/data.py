@@ -72,12 +72,12 @@ def page_sort_key(path: Path):
 
 # ---------------------------------------------------------------- archives
 
-def safe_extract(archive: Path, dest: Path, expect: str | None = None) -> None:
+def safe_extract(archive: Path, dest: Path, expect: tuple[str, ...] = ()) -> None:
     """Extract a zip into dest atomically; a member that would land outside dest is refused.
 
     Extraction happens in a temporary sibling folder whose contents are moved into dest only when the
-    whole archive extracted, so an interrupted run leaves no half-extracted folder behind. expect: a
-    file or folder the zip must hold at its top, checked before anything is written.
+    whole archive extracted, so an interrupted run leaves no half-extracted folder behind. expect: files
+    or folders of which the zip must hold one at its top, checked before anything is written.
     """
     archive, dest = Path(archive), Path(dest)
     try:
@@ -85,7 +85,7 @@ def safe_extract(archive: Path, dest: Path, expect: str | None = None) -> None:
         _remove_stale_extractions(dest)
         with zipfile.ZipFile(archive) as zf:
             members = zf.infolist()
-            if expect is not None:
+            if expect:
                 _check_top(archive, [m.filename for m in members], expect)
             root = dest.resolve()
             for m in members:
@@ -124,22 +124,23 @@ def _remove_stale_extractions(dest: Path) -> None:
             pass
 
 
-def _check_top(archive: Path, names: list[str], expect: str) -> None:
-    """DataError unless the member names hold `expect` (a file or a folder) at the zip's top."""
-    if any(n == expect or n.startswith(f"{expect}/") for n in names):
+def _check_top(archive: Path, names: list[str], expect: tuple[str, ...]) -> None:
+    """DataError unless the member names hold one of `expect` (files or folders) at the zip's top."""
+    if any(n == e or n.startswith(f"{e}/") for n in names for e in expect):
         return
-    nested = next((n for n in names if f"/{expect}/" in f"/{n}/"), None)
+    wanted = " or ".join(map(repr, expect))
+    nested = next((n for n in names if any(f"/{e}/" in f"/{n}/" for e in expect)), None)
     if nested is None:
-        raise DataError(f"{archive}: holds no {expect!r}")
-    raise DataError(f"{archive}: holds {expect!r} in a folder ({nested}), not at its top, as a re-zipped "
-                    f"folder does; unzip it and pass the folder holding {expect} as --data-dir")
+        raise DataError(f"{archive}: holds no {wanted}")
+    raise DataError(f"{archive}: holds {wanted} in a folder ({nested}), not at its top, as a re-zipped "
+                    f"folder does; unzip it and pass the folder that holds them as --data-dir")
 
 
 def _extract_if_missing(zip_path: Path, dest: Path, expect: str) -> None:
     if (dest / expect).exists():
         return
     log.info("extracting %s", zip_path)
-    safe_extract(zip_path, dest, expect)
+    safe_extract(zip_path, dest, (expect,))
 
 
 def _find_outer_zip(folder: Path) -> Path | None:
@@ -214,7 +215,7 @@ def prepare_data(data_dir: Path = DEFAULT_DATA_DIR, work_dir: Path | None = None
         if outer is not None:
             inner = [f"{n}.zip" for n in (TRAIN, CLEAN, TEST)] + [f"{SAMPLE}.zip"]
             if not all((work_dir / n).exists() for n in inner[:3]):
-                safe_extract(outer, work_dir, inner[0])
+                safe_extract(outer, work_dir, (inner[0], TRAIN))   # the inner zips, or folders zipped
     for name in (TRAIN, CLEAN, TEST):
         if find(name) is None and find(f"{name}.zip") is not None:
             _extract_if_missing(find(f"{name}.zip"), work_dir, name)

@@ -228,10 +228,19 @@ def test_rezipped_folder_is_named_before_extracting(tmp_path):
     with zipfile.ZipFile(again / "data.ZIP", "w") as zf:   # and an upper-case suffix
         for n in outer.namelist():
             zf.writestr(f"denoising-dirty-documents/{n}", outer.read(n))
-    with pytest.raises(DataError, match=r"data\.ZIP: holds 'train\.zip' in a folder "
+    with pytest.raises(DataError, match=r"data\.ZIP: holds 'train\.zip' or 'train' in a folder "
                                         r"\(denoising-dirty-documents/train\.zip\), not at its top"):
         prepare_data(again)
     assert sorted(p.name for p in again.iterdir()) == ["data.ZIP"]   # nothing extracted
+
+
+def test_competition_zip_of_folders_prepares(tmp_path):
+    """The competition's name on a zip of the extracted folders, not of the inner zips."""
+    src = make_folders(tmp_path / "src")
+    (tmp_path / "dl").mkdir()
+    zip_folder(src, tmp_path / "dl" / "denoising-dirty-documents.zip", arc_root="")
+    data = prepare_data(tmp_path / "dl")
+    assert len(data.train_pairs) == 3 and len(data.test_images) == 1 and data.sample_submission is not None
 
 
 def test_upper_case_zip_and_unreadable_zips_beside_the_data(tmp_path, caplog):
