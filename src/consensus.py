@@ -140,4 +140,4 @@ def describe(groups: list[int]) -> str:
         return f"{counted(len(groups), 'page')}, no two of the same text: each kept as predicted"
     span = f"{shared.min()}" if shared.min() == shared.max() else f"{shared.min()}-{shared.max()}"
     return (f"{len(groups)} pages, {shared.sum()} of them showing {counted(len(shared), 'text')} of {span} "
-            f"pages each: each of these takes its text's median prediction")
+            f"pages each: each of these takes its text's weighted median")
