@@ -86,13 +86,14 @@ DENOISER_PRESETS: dict[str, dict[str, Any]] = {
 # high allowed).
 # A value outside fails at parse time naming the flag, instead of deep inside a run (a batch size of 0
 # crashed mid-training; --steps-per-epoch 0 "trained" at loss 0; --tile 16 --overlap 32 ran for hours).
-LIMITS: dict[str, tuple[float, float, bool]] = {
+LIMITS: dict[str, tuple[float, bool, float, bool]] = {
     **dict.fromkeys(["epochs", "steps_per_epoch", "batch_size", "patch_size", "width", "code", "tile",
                      "val_every"], (1, True, math.inf, True)),
     **dict.fromkeys(["depth", "refine", "overlap", "folds", "fold", "seed", "split_seed", "threads",
                      "warmup_epochs", "weight_decay", "grad_clip", "clip_factor", "l1", "kl_weight",
                      "eval_digits", "train_eval_digits", "probe_digits"], (0, True, math.inf, True)),
-    **dict.fromkeys(["val_fraction", "test_fraction", "dropout"], (0, True, 1, False)),
+    **dict.fromkeys(["val_fraction", "dropout"], (0, True, 1, False)),
+    "test_fraction": (0, False, 1, False),   # Digit Recognizer's test.csv has no labels: hold some out
     "photometric": (0, True, 1, True),
     "beta2": (0, False, 1, False),
     "lr": (0, False, math.inf, True),

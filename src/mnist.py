@@ -12,6 +12,7 @@ A bad file raises `DataError` naming the file and what is wrong with it.
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 import zlib
 from dataclasses import dataclass
@@ -68,7 +69,7 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
     if len(raw) < header:
         raise DataError(f"{path}: {len(raw)} bytes, too short for an IDX header")
     dims = struct.unpack(f">{ndim}I", raw[4:header])
-    expected = header + int(np.prod(dims, dtype=np.int64))
+    expected = header + math.prod(dims)   # Python ints: a corrupt header's dims would overflow int64
     if len(raw) != expected:
         problem = "truncated" if len(raw) < expected else "has trailing bytes"
         raise DataError(f"{path}: {problem}: {len(raw)} bytes, the header {dims} needs {expected}")
@@ -110,6 +111,12 @@ def load_idx_folder(folder: Path) -> Digits:
               for key, p in paths.items()}
     train, test = (_pair(arrays[f"{part}_images"], arrays[f"{part}_labels"], paths[f"{part}_images"],
                          paths[f"{part}_labels"]) for part in ("train", "test"))
+    for part, images in (("train", train[0]), ("test", test[0])):   # else a failure after an epoch
+        if not len(images):
+            raise DataError(f"{paths[f'{part}_images']}: holds no images")
+    if test[0].shape[1:] != train[0].shape[1:]:
+        raise DataError(f"{paths['test_images']}: images of {'x'.join(map(str, test[0].shape[1:]))}, but "
+                        f"{paths['train_images']} holds {'x'.join(map(str, train[0].shape[1:]))}")
     return Digits(*train, *test, source=str(folder))
 
 
@@ -123,7 +130,7 @@ def read_digit_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
     path = Path(path)
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:   # -sig: Excel's BOM, not part of the first cell
             first = f.readline().strip()
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: cannot read as text ({e})") from None
@@ -133,9 +140,9 @@ def read_digit_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if len(cells) != CSV_COLUMNS:
         raise DataError(f"{path}: {len(cells)} columns, expected {CSV_COLUMNS} "
                         f"(label + {SIDE}x{SIDE} pixels)")
-    has_header = not cells[0].strip().lstrip("-").isdigit()
-    try:
-        df = pd.read_csv(path, header=0 if has_header else None, engine="c")
+    has_header = not _is_number(cells[0].strip().strip('"'))   # 5, 5.0 and "5" are a label: no header
+    try:   # header=None: given the header, pandas would take a row's extra field for an index
+        df = pd.read_csv(path, header=None, skiprows=int(has_header), engine="c", encoding="utf-8-sig")
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
         raise DataError(f"{path}: malformed CSV ({str(e).strip().splitlines()[-1]})") from None
     if df.shape[1] != CSV_COLUMNS:
@@ -147,17 +154,33 @@ def read_digit_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
         row, col = map(int, np.argwhere(bad)[0])
         cell = df.iat[row, col]
         what = "a missing value" if pd.isna(cell) else f"{cell!r} is not a number"
-        raise DataError(f"{path}: line {row + 1 + has_header}, column {col + 1}: {what}")
+        raise DataError(f"{path}: line {_line(path, row, has_header)}, column {col + 1}: {what}")
     values = numbers.to_numpy(dtype=np.float64)
     labels, pixels = values[:, 0], values[:, 1:]
     if ((labels < 0) | (labels > 9) | (labels % 1 != 0)).any():
         row = int(np.flatnonzero((labels < 0) | (labels > 9) | (labels % 1 != 0))[0])
-        raise DataError(f"{path}: line {row + 1 + has_header}: label {labels[row]:g} is not a digit 0-9")
+        raise DataError(f"{path}: line {_line(path, row, has_header)}: label {labels[row]:g} is not a digit "
+                        f"0-9")
     if ((pixels < 0) | (pixels > 255)).any():
         row = int(np.argwhere((pixels < 0) | (pixels > 255))[0][0])
-        raise DataError(f"{path}: line {row + 1 + has_header}: pixel values must lie in 0..255")
+        raise DataError(f"{path}: line {_line(path, row, has_header)}: pixel values must lie in 0..255")
     images = (pixels.astype(np.float32) / 255.0).reshape(-1, SIDE, SIDE)
     return images, labels.astype(np.int64)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _line(path: Path, row: int, header: bool) -> int:
+    """The file line (1-based) of data row `row` (0-based), which pandas counts without blank lines."""
+    with open(path, encoding="utf-8-sig") as f:
+        rows = (n for n, line in enumerate(f, 1) if line.strip() and not (header and n == 1))
+        return next(n for i, n in enumerate(rows) if i == row)
 
 
 def load_csv(path: Path, test_fraction: float = 1 / 7, seed: int = 0) -> Digits:

@@ -78,6 +78,9 @@ def test_autoencoder_depth_needs_one_level(capsys):
         parse_config(AutoencoderConfig, AUTOENCODER_PRESETS, ["--depth", "0"])
     assert "--depth 0: must be at least 1" in capsys.readouterr().err
     assert parse_config(DenoiserConfig, DENOISER_PRESETS, ["--depth", "0"]).depth == 0  # a U-Net may
+    with pytest.raises(SystemExit):   # Digit Recognizer's train.csv must keep some rows for testing
+        parse_config(AutoencoderConfig, AUTOENCODER_PRESETS, ["--test-fraction", "0"])
+    assert "--test-fraction 0.0: must be above 0 and below 1" in capsys.readouterr().err
 
 
 def test_help_describes_every_flag_with_its_default_and_preset_values(capsys):

@@ -72,6 +72,16 @@ def test_csv_without_header(tmp_path):
     x, y = read_digit_csv(write_csv(tmp_path / "d.csv", images, labels, header=False))
     np.testing.assert_array_equal(y, labels)
     np.testing.assert_allclose(x * 255, images, atol=1e-4)
+    # the first row is data too when it starts with a BOM (Excel), a float (np.savetxt) or a quote
+    path = tmp_path / "f.csv"
+    for write in (lambda: path.write_text("\ufeff" + (tmp_path / "d.csv").read_text(), encoding="utf-8"),
+                  lambda: np.savetxt(path, np.column_stack([labels, images.reshape(5, -1)]), delimiter=","),
+                  lambda: path.write_text("".join(",".join(f'"{v}"' for v in [y, *x.ravel()]) + "\n"
+                                                  for x, y in zip(images, labels)))):
+        write()
+        x, y = read_digit_csv(path)
+        np.testing.assert_array_equal(y, labels)
+        np.testing.assert_allclose(x * 255, images, atol=1e-4)
 
 
 def test_idx_preferred_over_csv_in_the_same_folder(tmp_path):
@@ -88,6 +98,8 @@ def _raw(magic, dims, payload: bytes) -> bytes:
     (_raw(LABEL_MAGIC, (3,), bytes(3)), "magic number 0x00000801, expected 0x00000803"),
     (_raw(IMAGE_MAGIC, (2, 28, 28), bytes(28 * 28)), "truncated"),
     (_raw(IMAGE_MAGIC, (1, 28, 28), bytes(28 * 28 + 5)), "trailing bytes"),
+    (_raw(IMAGE_MAGIC, (2 ** 31,) * 3, bytes(100)),   # int64 would overflow: no "trailing bytes"
+     f"truncated: 116 bytes, the header .* needs {2**93 + 16}"),
     (b"\x00\x00", "too short"),
 ])
 def test_bad_idx_names_the_file(tmp_path, content, message):
@@ -116,6 +128,19 @@ def test_image_label_count_mismatch(tmp_path):
         load_digits(tmp_path)
 
 
+@pytest.mark.parametrize("images, problem", [
+    (np.zeros((20, 32, 32), np.uint8), r"t10k-images-idx3-ubyte\.gz: images of 32x32, but .* holds 28x28"),
+    (np.zeros((0, 28, 28), np.uint8), r"t10k-images-idx3-ubyte\.gz: holds no images"),
+])
+def test_test_images_unlike_the_training_ones(tmp_path, images, problem):
+    """Found at loading, not after the first epoch, at the first evaluation."""
+    write_mnist(tmp_path)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", images)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.zeros(len(images), np.uint8))
+    with pytest.raises(DataError, match=problem):
+        load_digits(tmp_path)
+
+
 def test_missing_label_file_and_empty_folder(tmp_path):
     write_mnist(tmp_path)
     (tmp_path / "train-labels-idx1-ubyte.gz").unlink()
@@ -130,6 +155,9 @@ def test_missing_label_file_and_empty_folder(tmp_path):
 
 @pytest.mark.parametrize("edit, message", [
     (lambda rows: [r + ",0" for r in rows], "786 columns, expected 785"),
+    (lambda rows: rows[:1] + [r + ",7" for r in rows[1:]], "786 columns, expected 785"),   # not the header
+    (lambda rows: rows[:2] + ["", rows[2].replace(",0,", ",x7,", 1)] + rows[3:],
+     r"line 4, column \d+: 'x7' is not a number"),   # the blank line 3 counts
     (lambda rows: rows[:2] + [rows[2].replace(",0,", ",x7,", 1)] + rows[3:],
      r"line 3, column \d+: 'x7' is not a number"),
     (lambda rows: rows[:3] + [rows[3].rsplit(",", 1)[0]] + rows[4:], "line 4, column 785: a missing value"),
