@@ -103,7 +103,8 @@ def weighted_median(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     for r in range(0, height, ROWS):
         # pixels x views: each pixel's views side by side in memory sort 1.6x as fast as along axis 0
         v, w = (a[:, r:r + ROWS].reshape(n, -1).T for a in (values, weights))
-        order = np.argsort(v, axis=1)
+        # uint16 (compact views): a stable sort is a radix sort, 2.4x as fast; a tie's order changes no median
+        order = np.argsort(v, axis=1, kind="stable" if v.dtype == np.uint16 else None)
         v = np.take_along_axis(v, order, 1)
         cum = np.cumsum(np.take_along_axis(w, order, 1), axis=1, dtype=np.float64)
         half = cum[:, -1:] / 2   # the tolerance: a sum of equal weights can round either side of its half
