@@ -6,6 +6,7 @@ name and config rebuild the network without the command that trained it.
 """
 from __future__ import annotations
 
+import io
 import os
 import re
 import time
@@ -40,7 +41,11 @@ def make_checkpoint(model: nn.Module, *, kind: str, model_name: str, model_confi
 
 
 def save_checkpoint(path: Path, checkpoint: dict) -> None:
-    atomic_write(Path(path), lambda tmp: torch.save(checkpoint, tmp))
+    # serialised in memory first: torch.save on a full disk raises a RuntimeError naming no file
+    # ("unexpected pos ..."); a plain write raises OSError(ENOSPC), which atomic_write names
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    atomic_write(Path(path), lambda tmp: tmp.write_bytes(buffer.getbuffer()))
 
 
 def archive(paths: list[Path]) -> list[Path]:
@@ -97,6 +102,8 @@ def load_checkpoint(path: Path, kind: str | None = None) -> dict:
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as e:   # permissions, a failing disk: the file may be fine
+        raise CheckpointError(f"{path}: cannot read it ({e.strerror or e})") from None
     except Exception as e:  # torch raises several types for truncated files, pickles, non-zip data
         raise CheckpointError(f"{path}: not a loadable checkpoint of this package: "
                               f"{load_failure(e)}") from None

@@ -401,6 +401,10 @@ def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, r
         unwrap(model).load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
+        # the lr of this run's schedule from the first step, not the one the checkpoint's last step left
+        # (0 at the end of a finished run resumed with more --epochs)
+        for group, base in zip(opt.param_groups, sched.base_lrs):
+            group["lr"] = base * lr_factor(sched.last_epoch)
         clip.load_state_dict(ckpt.get("grad_clip", {}), rt.device)
         if scaler.is_enabled() and ckpt.get("scaler"):   # fp16: the loss scale it had learnt
             scaler.load_state_dict(ckpt["scaler"])

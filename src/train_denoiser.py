@@ -35,12 +35,13 @@ def make_evaluate(pages, cfg, rt):
     return evaluate
 
 
-def report(best_path: Path, val_pages, names, cfg, rt) -> str:
-    """Plots next to the checkpoint and a one-line summary with RMSE, PSNR and SSIM of the best model."""
+def report(best_path: Path, history: list[dict], val_pages, names, cfg, rt) -> str:
+    """Plots next to the checkpoint (the curves of every epoch of `history`, not only those up to the best)
+    and a one-line summary with RMSE, PSNR and SSIM of the best model."""
     from skimage.metrics import structural_similarity
 
     ckpt = load_checkpoint(best_path, "denoiser")
-    plot_training_curves(ckpt["history"], best_path.with_name(f"{cfg.name}_curves.png"))
+    plot_training_curves(history, best_path.with_name(f"{cfg.name}_curves.png"))
     if not val_pages:
         return f"trained on every pair (no validation) -> {best_path}"
     model = model_from_checkpoint(ckpt, best_path).to(rt.device)
@@ -111,7 +112,7 @@ def run(cfg: DenoiserConfig, log=print) -> dict:
                  model_name=cfg.model, model_config=model_config, loss_fn=LOSSES[cfg.loss], log=log)
     if rt.is_main:
         names = [data.train_pairs[i][0].stem for i in val_idx]
-        result["summary"] = report(result["best_path"], val_pages, names, cfg, rt)
+        result["summary"] = report(result["best_path"], result["history"], val_pages, names, cfg, rt)
         log(result["summary"])
     return result
 

@@ -44,6 +44,16 @@ def test_not_a_checkpoint_and_missing(tmp_path):
         load_checkpoint(tmp_path / "none.pt")
 
 
+def test_an_unreadable_checkpoint_is_not_called_corrupt(tmp_path, monkeypatch):
+    save_checkpoint(tmp_path / "m.pt", ckpt_for(build_model("unet", width=4, depth=1)))
+
+    def refused(*args, **kwargs):   # chmod 000 stops no one when the tests run as root
+        raise PermissionError(13, "Permission denied", str(tmp_path / "m.pt"))
+    monkeypatch.setattr(torch, "load", refused)
+    with pytest.raises(CheckpointError, match=r"m\.pt: cannot read it \(Permission denied\)$"):
+        load_checkpoint(tmp_path / "m.pt")
+
+
 class Evil:
     def __reduce__(self):
         return (open, ("/tmp/pwned-by-checkpoint", "w"))
@@ -89,14 +99,18 @@ def test_unwritable_folder_is_a_clear_oserror(tmp_path):
 
 
 def test_full_disk_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    """On a full disk torch.save into a file raises RuntimeError ("unexpected pos ..."), naming no file
+    (measured on a 64 KB tmpfs); so the checkpoint is serialised first and written as bytes."""
     import errno
+    import pathlib
     save_checkpoint(tmp_path / "m.pt", {"format_version": 1, "model": {}, "v": 1})
 
-    def full(obj, f):
-        open(f, "wb").write(b"partial")
+    def full(self, data):
+        with open(self, "wb") as f:
+            f.write(bytes(data)[:100])
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(torch, "save", full)
+    monkeypatch.setattr(pathlib.Path, "write_bytes", full)
     with pytest.raises(OSError, match=r"cannot write .*m\.pt: No space left on device"):
         save_checkpoint(tmp_path / "m.pt", {"format_version": 1, "model": {}, "v": 2})
     monkeypatch.undo()

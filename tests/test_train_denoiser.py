@@ -11,6 +11,7 @@ import torch
 from src.checkpoints import load_checkpoint, load_model, save_checkpoint, make_checkpoint
 from src.config import DENOISER_PRESETS, DenoiserConfig
 from src.models import build_model
+from src import train, train_denoiser
 from src.train_denoiser import main, run
 from tests.conftest import repeated_texts
 
@@ -36,6 +37,15 @@ def test_smoke_run_leaves_checkpoints_plots_and_summary(tmp_path, synthetic_dir)
     assert "squared error by clean-pixel class" in result["summary"] and "white near ink" in result["summary"]
     model, _ = load_model(models / "denoiser_best.pt")
     assert model(torch.rand(1, 1, 30, 40)).shape == (1, 1, 30, 40)
+
+
+def test_the_curves_show_every_epoch_not_only_those_up_to_the_best(tmp_path, synthetic_dir, monkeypatch):
+    drawn, scores = [], iter([0.5, 0.3, 0.4, 0.6])   # the best at epoch 2 of 4
+    monkeypatch.setattr(train_denoiser, "plot_training_curves", lambda history, path: drawn.append(history))
+    monkeypatch.setattr(train_denoiser, "make_evaluate", lambda *args: lambda model: {"score": next(scores)})
+    result = run(smoke(tmp_path, synthetic_dir, epochs=4, threads=1), log=lambda *_: None)
+    assert load_checkpoint(result["best_path"], "denoiser")["epoch"] == 2   # its history ends there
+    assert [r["epoch"] for r in drawn[0]] == [1, 2, 3, 4]
 
 
 def test_a_fresh_run_archives_the_earlier_runs_checkpoints(tmp_path, synthetic_dir):
@@ -183,7 +193,7 @@ def test_split_by_text_holds_out_every_page_of_a_text(tmp_path, synthetic_dir):
         assert matched in summary
 
 
-def test_resume_refuses_changed_training_flags_and_may_add_epochs(tmp_path, synthetic_dir):
+def test_resume_refuses_changed_training_flags_and_may_add_epochs(tmp_path, synthetic_dir, monkeypatch):
     run(smoke(tmp_path, synthetic_dir, val_fraction=0.0), log=lambda *_: None)
     last = tmp_path / "models" / "denoiser_last.pt"
     before = last.read_bytes()
@@ -194,11 +204,20 @@ def test_resume_refuses_changed_training_flags_and_may_add_epochs(tmp_path, synt
             run(smoke(tmp_path, synthetic_dir, val_fraction=0.0, resume=True, **change), log=lambda *_: None)
         assert said in str(e.value) and "new --name" in str(e.value)
     assert last.read_bytes() == before  # refused before anything was written
-    logs = []
-    result = run(smoke(tmp_path, synthetic_dir, val_fraction=0.0, resume=True, epochs=3, threads=1),
-                 log=logs.append)
+    logs, lrs, step = [], [], train.train_step
+
+    def spy(net, model, batch, loss_fn, opt, *args):
+        lrs.append(opt.param_groups[0]["lr"])
+        return step(net, model, batch, loss_fn, opt, *args)
+    monkeypatch.setattr(train, "train_step", spy)
+    cfg = smoke(tmp_path, synthetic_dir, val_fraction=0.0, resume=True, epochs=3, threads=1)
+    result = run(cfg, log=logs.append)
     assert any("--epochs 3 (checkpoint: 2): the cosine schedule now ends at epoch 3" in m for m in logs), logs
     assert [r["epoch"] for r in result["history"]] == [1, 2, 3]
+    # the new schedule from the first step: not the 0 that ended the 2-epoch run
+    factor = train.warmup_cosine(3 * cfg.steps_per_epoch, int(cfg.warmup_epochs * cfg.steps_per_epoch))
+    want = [cfg.lr * factor(2 * cfg.steps_per_epoch + i) for i in range(cfg.steps_per_epoch)]
+    assert lrs == pytest.approx(want) and lrs[0] > 0
 
 
 def test_command_refuses_a_changed_resume_before_loading_data(tmp_path, synthetic_dir, capsys):
