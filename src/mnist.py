@@ -177,10 +177,11 @@ def _is_number(text: str) -> bool:
 
 
 def _line(path: Path, row: int, header: bool) -> int:
-    """The file line (1-based) of data row `row` (0-based), which pandas counts without blank lines."""
+    """The file line (1-based) of data row `row` (0-based), which pandas counts without blank lines (and
+    without lines of spaces)."""
     with open(path, encoding="utf-8-sig") as f:
         rows = (n for n, line in enumerate(f, 1) if line.strip() and not (header and n == 1))
-        return next(n for i, n in enumerate(rows) if i == row)
+        return next((n for i, n in enumerate(rows) if i == row), row + 1 + header)
 
 
 def load_csv(path: Path, test_fraction: float = 1 / 7, seed: int = 0) -> Digits:
