@@ -137,6 +137,34 @@ def sigterm_as_interrupt():
             signal.signal(signal.SIGTERM, previous)
 
 
+INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def interrupts_held():
+    """Inside: SIGINT and SIGTERM wait, to be delivered on leaving, at an ordinary line. For forking
+    worker processes: raised inside os.fork's at-fork callbacks, KeyboardInterrupt or Terminated is
+    dropped ("Exception ignored in ... _releaseLock") and the run goes on. Main thread only, POSIX only."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPTS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+def quiet_worker(worker_id: int) -> None:
+    """A DataLoader worker_init_fn: workers leave Ctrl-C and SIGTERM to the main process, which stops
+    them. A signal to the whole process group (Slurm, `kill -- -PGID`) killed them first, with their
+    tracebacks and "DataLoader worker exited unexpectedly" in place of the command's resume hint."""
+    for sig in INTERRUPTS:
+        signal.signal(sig, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):   # forked under interrupts_held
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, INTERRUPTS)
+
+
 def interrupt_code(e: KeyboardInterrupt) -> int:
     """The shell's exit code for the signal: 143 for SIGTERM, 130 for Ctrl-C."""
     return 143 if isinstance(e, Terminated) else 130

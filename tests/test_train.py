@@ -1,6 +1,8 @@
 import math
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -10,6 +12,8 @@ import torch
 from src.files import atomic_write
 from src.train import (GradClip, PatchLoader, Runtime, amp_dtype, clipped_mse, loader_workers, resolve_device,
                        run_command, warmup_cosine)
+
+PROJECT = Path(__file__).resolve().parents[1]
 
 
 def test_clipped_mse_hand_computed():
@@ -160,6 +164,56 @@ def test_patch_loader_splits_chunks_into_the_batches_of_one_batch_at_a_time(work
     assert [b[1].tolist() for b in one_at_a_time] == [[-3 * k, -3 * k - 1, -3 * k - 2] for k in range(7)]
     assert all(torch.equal(a, b) for x, y in zip(one_at_a_time, chunked) for a, b in zip(x, y))
     assert chunked[0][0].shape == (3, 2)
+
+
+class SignalsSeen(torch.utils.data.Dataset):
+    """Each item: whether the process drawing it ignores SIGINT and SIGTERM."""
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        ignored = [signal.getsignal(s) == signal.SIG_IGN for s in (signal.SIGINT, signal.SIGTERM)]
+        return (torch.tensor(ignored),)
+
+
+def test_workers_leave_interrupts_to_the_main_process():
+    """A SIGTERM to the whole process group (Slurm, kill -- -PGID) killed the workers first, with
+    tracebacks and 'DataLoader worker exited unexpectedly' in place of the resume hint."""
+    (in_workers,) = next(iter(PatchLoader(SignalsSeen(), 2, 1, torch.device("cpu"))))
+    assert in_workers.all()
+    assert signal.getsignal(signal.SIGTERM) != signal.SIG_IGN   # the main process keeps its own
+    assert not {signal.SIGINT, signal.SIGTERM} & signal.pthread_sigmask(signal.SIG_BLOCK, [])   # none held
+
+
+def test_a_sigterm_while_the_workers_fork_still_stops_the_run(tmp_path):
+    """Raised inside os.fork's at-fork callbacks, Terminated was dropped ('Exception ignored in
+    _releaseLock') and training went on; the loader now holds signals back while its workers start."""
+    script = tmp_path / "fork_term.py"
+    script.write_text('''
+import os, signal, torch
+from src.files import Terminated, sigterm_as_interrupt
+from src.train import PatchLoader
+
+class Items(torch.utils.data.Dataset):
+    def __len__(self): return 8
+    def __getitem__(self, i): return (torch.tensor([float(i)]),)
+
+sent = []
+def once():   # in the parent, inside os.fork: a signal arriving just then
+    if not sent:
+        sent.append(1)
+        os.kill(os.getpid(), signal.SIGTERM)
+os.register_at_fork(after_in_parent=once)
+try:
+    with sigterm_as_interrupt():
+        print("not stopped:", sum(1 for _ in PatchLoader(Items(), 2, 1, torch.device("cpu"))), "batches")
+except Terminated:
+    print("stopped")
+''')
+    out = subprocess.run([sys.executable, str(script)], cwd=PROJECT, capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "PYTHONPATH": str(PROJECT)})
+    assert out.stdout.strip() == "stopped", out.stdout + out.stderr
 
 
 def test_grad_clip_caps_at_max_norm_like_clip_grad_norm():
