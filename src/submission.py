@@ -235,13 +235,15 @@ def _check_against_sample(written: dict[str, tuple[int, int]], sample: Path) -> 
     """Stream the sample's ids through the grid of written ids (bounded memory, no id strings)."""
     numeric = {int(p): hw for p, hw in written.items() if _is_number(p)}
     grid, tally = _Grid([(i, h, w) for i, (h, w) in numeric.items()]), _Tally()
+    # the sample's ids are matched against the grid of the written ones: "outside" it means missing
+    extra = f"{EXTRA_IDS} (written, not in the sample)"
+    missing = f"{MISSING_IDS} (in the sample, not written)"
     for p in written.keys() - {str(i) for i in numeric}:
-        tally.add("extra ids (written, not in the sample)", written[p][0] * written[p][1], [f"{p}_1_1"])
+        tally.add(extra, written[p][0] * written[p][1], [f"{p}_1_1"])
     try:
         with _open_csv(sample) as f:
             _first_line(f, sample)
-            _match(grid, _rows(f, tally), tally, "missing ids (in the sample, not written)",
-                   "extra ids (written, not in the sample)")
+            _match(grid, _rows(f, tally), tally, missing, extra)
     except _READ_ERRORS as e:
         raise SubmissionError(f"{sample}: cannot read the sample submission ({e})") from None
     if tally.found:
