@@ -16,7 +16,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from src.train import counted
+from src.wording import counted
 
 INK = 0.5        # a predicted pixel below this is ink
 MAX_DIST = 0.25  # same text: ink distance up to 0.08 measured; different texts: 0.57 and more (README)

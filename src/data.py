@@ -13,7 +13,6 @@ import os
 import shutil
 import struct
 import tempfile
-import time
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from src.files import STALE_AFTER, atomic_write
+from src.files import atomic_write, is_stale
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +65,10 @@ def kaggle_data_dirs(kaggle_root: Path = Path("/kaggle")) -> list[Path]:
 
 
 def page_sort_key(path: Path):
-    """Numeric page ids sort as numbers (2 before 10), other names after them."""
-    return (0, int(path.stem), "") if path.stem.isdigit() else (1, 0, path.stem)
+    """Numeric page ids sort as numbers (2 before 10), other names after them (`²`, a digit to
+    str.isdigit, is not one to int)."""
+    stem = path.stem
+    return (0, int(stem), "") if stem.isascii() and stem.isdigit() else (1, 0, stem)
 
 
 # ---------------------------------------------------------------- archives
@@ -115,10 +116,10 @@ def safe_extract(archive: Path, dest: Path, expect: tuple[str, ...] = ()) -> Non
 
 def _remove_stale_extractions(dest: Path) -> None:
     """Delete the temporary folders of extractions a SIGKILL (or power cut) stopped: hidden, and up to
-    290 MB each. One changed within STALE_AFTER may belong to an extraction still running."""
+    290 MB each. One changed within files.STALE_AFTER may belong to an extraction still running."""
     for old in dest.glob(".extract-*"):
         try:
-            if old.is_dir() and old.stat().st_mtime < time.time() - STALE_AFTER:
+            if old.is_dir() and is_stale(old):
                 shutil.rmtree(old)
         except OSError:   # gone already, or not ours to delete: it only takes space
             pass
@@ -319,17 +320,25 @@ def competition_sample(data_dir: Path) -> Path | None:
 # ---------------------------------------------------------------- pages
 
 def list_images(folder: Path) -> list[Path]:
-    """PNG pages in folder, sorted by page id. Raises DataError for a missing or empty folder."""
+    """PNG pages in folder, sorted by page id; hidden files (macOS's `._1.png` beside `1.png`: no
+    image) are not pages. Raises DataError for a missing or empty folder, and for two pages whose
+    names differ only in case (`x.png`, `x.PNG`: one id, and one file on a case-blind disk)."""
     folder = Path(folder)
     if folder.is_file():     # most often one page of the folder meant
         raise DataError(f"{folder}: is a file; pass the folder that holds the .png pages "
                         f"(here: {folder.parent})")
     if not folder.is_dir():
         raise DataError(f"{folder}: no such folder")
-    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
+    files = sorted((p for p in folder.iterdir()
+                    if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()),
                    key=page_sort_key)
     if not files:
         raise DataError(f"{folder}: no .png pages in this folder")
+    seen: dict[str, Path] = {}
+    for p in files:
+        other = seen.setdefault(p.stem.casefold(), p)
+        if other is not p:
+            raise DataError(f"{folder}: {other.name} and {p.name} are one page id; rename or remove one")
     return files
 
 

@@ -97,6 +97,12 @@ def _lock(tmp: Path):
     return handle
 
 
+def is_stale(path: Path) -> bool:
+    """Whether path (a temporary file or folder) was last written over STALE_AFTER ago: a killed
+    write's or extraction's, not one still running. OSError when it is gone."""
+    return path.stat().st_mtime < time.time() - STALE_AFTER
+
+
 def _remove_stale_temps(path: Path) -> None:
     """Delete the temporary files of earlier writes of path that a SIGKILL (or power cut) left behind,
     hidden, up to 257 MB each for a submission. Kept: a file a write still holds locked (consensus
@@ -105,7 +111,7 @@ def _remove_stale_temps(path: Path) -> None:
     own = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")   # mkstemp's 8 random characters
     for old in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         try:
-            if not own.fullmatch(old.name) or old.stat().st_mtime >= time.time() - STALE_AFTER:
+            if not own.fullmatch(old.name) or not is_stale(old):
                 continue
             with open(old, "rb") as handle:
                 if fcntl is not None:

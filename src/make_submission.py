@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from src.checkpoints import CheckpointError, load_model
@@ -131,6 +132,10 @@ def run(args: argparse.Namespace, log=print) -> Path:
             out = predict_page(models, x, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
                                tta=args.tta, shifts=args.shifts, device=device, amp=True,
                                views=args.consensus)
+            bad = (~np.isfinite(out[0] if args.consensus else out)).sum()   # the average holds every view
+            if bad:   # now: compact would make them 0 (ink) for the median, and hide the fault
+                raise SubmissionError(f"{page}: the model predicted {bad:,} NaN or inf pixels (a broken "
+                                      f"checkpoint, or fp16 overflowing on a GPU: try --device cpu)")
             yield (out[0], compact(out[1]), x) if args.consensus else out   # kept until every page is in
 
     def predictions():

@@ -233,7 +233,7 @@ def reference_problems(data_dir: Path | None = None, sample: Path | None = None)
 
 def _check_against_sample(written: dict[str, tuple[int, int]], sample: Path) -> None:
     """Stream the sample's ids through the grid of written ids (bounded memory, no id strings)."""
-    numeric = {int(p): hw for p, hw in written.items() if _is_number(p)}
+    numeric = {int(p): hw for p, hw in written.items() if is_page_id(p)}
     grid, tally = _Grid([(i, h, w) for i, (h, w) in numeric.items()]), _Tally()
     # the sample's ids are matched against the grid of the written ones: "outside" it means missing
     extra = f"{EXTRA_IDS} (written, not in the sample)"
@@ -248,11 +248,6 @@ def _check_against_sample(written: dict[str, tuple[int, int]], sample: Path) -> 
         raise SubmissionError(f"{sample}: cannot read the sample submission ({e})") from None
     if tally.found:
         raise SubmissionError(f"ids differ from {sample}:\n  " + "\n  ".join(tally.lines()))
-
-
-def _is_number(text: str) -> bool:
-    """A page id as the competition writes it: digits without a leading zero."""
-    return re.fullmatch(r"0|[1-9]\d{0,5}", text) is not None
 
 
 # ---------------------------------------------------------------- reading
@@ -562,7 +557,7 @@ def _truth_pages(truth: Path) -> list[tuple[int, np.ndarray]]:
     """(image, clean page) for the PNGs of a folder, sorted by image id."""
     pages = []
     for path in list_images(truth):
-        if not _is_number(path.stem):
+        if not is_page_id(path.stem):
             raise DataError(f"{path}: truth pages must be named by their page number, like 12.png")
         pages.append((int(path.stem), load_page(path)))
     return sorted(pages, key=lambda p: p[0])

@@ -30,6 +30,7 @@ from src.config import DEVICE, resume_conflicts
 from src.data import DataError
 from src.files import (Terminated, ensure_writable_dir, interrupt_code, interrupts_held, quiet_worker,
                        sigterm_as_interrupt)
+from src.wording import counted
 
 T = TypeVar("T")
 
@@ -494,11 +495,6 @@ def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, r
         if rt.distributed:
             dist.barrier()
     return dict(history=history, best_score=best, best_path=best_path, last_path=last_path)
-
-
-def counted(n: int, noun: str, nouns: str = "") -> str:
-    """`1 epoch`, `14 epochs` (nouns: the plural when not noun + s): logs read right at every count."""
-    return f"{n} {noun if n == 1 else nouns or noun + 's'}"
 
 
 def schedule_text(cfg, item: str, items: str = "") -> str:

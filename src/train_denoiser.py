@@ -20,8 +20,8 @@ from src.inference import predict_page
 from src.metrics import error_breakdown, pooled_rmse, psnr_from_rmse
 from src.models import build_model, count_parameters
 from src.plots import plot_before_after, plot_training_curves
-from src.train import (LOSSES, checkpoint_paths, counted, fit, main_first, run_command, schedule_text,
-                       setup_runtime)
+from src.train import LOSSES, checkpoint_paths, fit, main_first, run_command, schedule_text, setup_runtime
+from src.wording import counted
 
 
 def make_evaluate(pages, cfg, rt):

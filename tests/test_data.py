@@ -353,3 +353,18 @@ def test_png_size_reads_the_header_only(tmp_path):
     (tmp_path / "c").write_bytes(b"")
     (tmp_path / "d").write_bytes((tmp_path / "a").read_bytes()[:20])   # cut inside the header
     assert [png_size(tmp_path / n) for n in "abcd"] == [(258, 540), None, None, None]
+
+
+def test_page_names_that_are_not_ascii_numbers_sort_after_the_numbers(tmp_path):
+    for name in ("10", "2", "²", "a"):   # "²".isdigit() holds, int("²") fails
+        write_png(tmp_path / f"{name}.png", np.zeros((2, 2), np.uint8))
+    assert [p.stem for p in list_images(tmp_path)] == ["2", "10", "a", "²"]
+
+
+def test_hidden_files_are_not_pages_and_one_id_twice_is_refused(tmp_path):
+    write_png(tmp_path / "1.png", np.zeros((2, 2), np.uint8))
+    (tmp_path / "._1.png").write_bytes(b"\0\5\26\7 AppleDouble")   # macOS's resource fork of 1.png
+    assert [p.name for p in list_images(tmp_path)] == ["1.png"]
+    write_png(tmp_path / "1.PNG", np.zeros((2, 2), np.uint8))
+    with pytest.raises(DataError, match=r": 1\.PNG and 1\.png are one page id; rename or remove one"):
+        list_images(tmp_path)
