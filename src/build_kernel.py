@@ -1,12 +1,13 @@
 """Build a Kaggle kernel folder that `kaggle kernels push -p kernel` uploads as it is.
 
     python -m src.build_kernel --id jane/dirty-docs-unet --train [--preset full] [--gpu]
-    python -m src.build_kernel --id jane/dirty-docs-unet --checkpoint models/denoiser_best.pt
+    python -m src.build_kernel --id jane/dirty-docs-unet --checkpoint models/a_best.pt [--checkpoint B ...]
 
 --train: the kernel trains with the preset (extra train_denoiser flags pass through, e.g. --epochs 30)
-and writes the submission. --checkpoint: inference only; the weights go into kernel/weights/, a
-dataset to upload once with `kaggle datasets create`. Either way the kernel script is generated from
-this package (src/kernel_bundle.py) and, on Kaggle, runs `run_kernel` below.
+and writes the submission. --checkpoint: inference only, several averaged as make_submission averages
+them; the weights go into kernel/weights/, a dataset to upload once with `kaggle datasets create`.
+Either way the kernel script is generated from this package (src/kernel_bundle.py) and, on Kaggle,
+runs `run_kernel` below.
 """
 from __future__ import annotations
 
@@ -44,8 +45,9 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--title", help="kernel title; must slugify to the slug (default: from the slug)")
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--train", action="store_true", help="train in the kernel, then submit")
-    mode.add_argument("--checkpoint", type=Path,
-                      help="denoiser checkpoint to ship as a dataset (inference only)")
+    mode.add_argument("--checkpoint", type=Path, action="append",
+                      help="denoiser checkpoint to ship as a dataset (inference only); repeat to ship "
+                           "several, which the kernel averages (an ensemble)")
     p.add_argument("--preset", choices=sorted(DENOISER_PRESETS),
                    help="training recipe for --train (default: full)")
     p.add_argument("--gpu", action="store_true", help="run the kernel on a GPU")
@@ -102,9 +104,15 @@ def build(args: argparse.Namespace, extra: list[str] = (), command: str = "") ->
             raise KernelError("\n  ".join(problems))
         plan.update(preset=args.preset, train_args=list(extra))
     else:
-        load_model(args.checkpoint, "denoiser")   # a checkpoint that does not build fails here, not on Kaggle
+        names = [c.name for c in args.checkpoint]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:   # one folder holds the dataset's files: the second would replace the first
+            raise KernelError(f"two checkpoints named {', '.join(twice)}: the weights dataset holds them in "
+                              f"one folder; copy one to another name (or train with --name)")
+        for c in args.checkpoint:   # a checkpoint that does not build fails here, not on Kaggle
+            load_model(c, "denoiser")
         dataset = weights_dataset(owner, slug)
-        plan.update(checkpoint=args.checkpoint.name, dataset=dataset)
+        plan.update(checkpoints=names, dataset=dataset)
     out.mkdir(parents=True, exist_ok=True)
     weights = out / WEIGHTS_DIR
     ours = (weights / DATASET_METADATA).is_file()   # from an earlier build
@@ -114,7 +122,8 @@ def build(args: argparse.Namespace, extra: list[str] = (), command: str = "") ->
         # staged beside the old folder first: the checkpoint may be the copy inside it (a rebuild after
         # a code change), which removing the old folder first deleted
         staged = Path(tempfile.mkdtemp(prefix=f".{WEIGHTS_DIR}.", dir=out))
-        shutil.copy2(args.checkpoint, staged / args.checkpoint.name)
+        for c in args.checkpoint:
+            shutil.copy2(c, staged / c.name)
         write_json(staged / DATASET_METADATA, dataset_metadata(dataset))
     if ours:
         shutil.rmtree(weights)
@@ -167,16 +176,21 @@ def main(argv=None) -> int:
     if args.train:
         mode = f"trains with preset {args.preset!r}" + "".join(f" {a}" for a in extra)
     else:
-        mode = f"loads {args.checkpoint.name} from dataset {built['dataset']}"
+        mode = f"loads {shipped(args)} from dataset {built['dataset']}"
     print(f"built {built['out']}/ for kernel {args.kernel_id}: the script {mode}, then writes and checks "
           f"{CSV_NAME}; {'GPU' if args.gpu else 'CPU'}, no internet")
     print(f"  {built['metadata']}")
     print(f"  {built['code']} ({built['code'].stat().st_size / 1024:.0f} KiB, generated from src/)")
     if built["weights"] is not None:
-        print(f"  {built['weights']}/ (dataset {built['dataset']}: {args.checkpoint.name}, "
+        print(f"  {built['weights']}/ (dataset {built['dataset']}: {shipped(args)}, "
               f"{DATASET_METADATA})")
     print(next_steps(args.kernel_id, built["out"], built["dataset"]))
     return 0
+
+
+def shipped(args: argparse.Namespace) -> str:
+    names = ", ".join(c.name for c in args.checkpoint)
+    return names if len(args.checkpoint) == 1 else f"{names}, averaged"
 
 
 # ---------------------------------------------------------------- in the kernel
@@ -218,13 +232,14 @@ def kernel_data(root: Path) -> CompetitionData:
     return prepare_data(work)
 
 
-def find_checkpoint(inputs: Path, name: str, dataset: str) -> Path:
-    """The shipped checkpoint under <root>/input, wherever Kaggle mounted the weights dataset."""
+def find_checkpoint(inputs: Path, name: str, dataset: str, alone: bool = True) -> Path:
+    """The shipped checkpoint under <root>/input, wherever Kaggle mounted the weights dataset; when it
+    was shipped `alone`, the one .pt file there whatever its name."""
     found = sorted(Path(d) / f for d, _, files in os.walk(inputs, followlinks=True)
                    for f in files if f.endswith(".pt"))
     named = [p for p in found if p.name == name]
     slug = dataset.split("/")[1]
-    picks = [p for p in named if slug in p.parts] or named or (found if len(found) == 1 else [])
+    picks = [p for p in named if slug in p.parts] or named or (found if alone and len(found) == 1 else [])
     if not picks:
         seen = ", ".join(map(str, found)) or "no .pt files"
         raise CheckpointError(f"no {name} under {inputs} (found: {seen}); attach dataset {dataset} "
@@ -257,14 +272,17 @@ def submit_in_kernel(plan: dict, root: Path, log) -> int:
         if plan["mode"] == "train":
             cfg = parse_config(DenoiserConfig, DENOISER_PRESETS,
                                train_argv(plan["preset"], plan["train_args"], data.root, working / "models"))
-            checkpoint = train_denoiser.run(cfg, log=log)["best_path"]
+            checkpoints = [train_denoiser.run(cfg, log=log)["best_path"]]
         else:
-            checkpoint = find_checkpoint(root / "input", plan["checkpoint"], plan["dataset"])
-            log(f"checkpoint {checkpoint}")
+            names = plan["checkpoints"]
+            checkpoints = [find_checkpoint(root / "input", name, plan["dataset"], alone=len(names) == 1)
+                           for name in names]
+            log("\n".join(f"checkpoint {c}" for c in checkpoints))
         # make_submission's defaults, as on a laptop: flip TTA whatever the model validated with (a run
         # trained with --no-tta to validate faster still gains its views in the consensus)
         args = make_submission.parse_args(
-            ["--checkpoint", str(checkpoint), "--data-dir", str(data.root), "--out", str(working / CSV_NAME)])
+            [*(f for c in checkpoints for f in ("--checkpoint", str(c))),
+             "--data-dir", str(data.root), "--out", str(working / CSV_NAME)])
         out = make_submission.run(args, log=log)
     except (DataError, CheckpointError, SubmissionError, OSError) as e:   # else: its traceback
         log(f"error: {e}")

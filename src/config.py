@@ -209,10 +209,10 @@ def parse_config(cls, presets: dict[str, dict[str, Any]], argv=None, description
     return cfg
 
 
-# What a resumed run may change: where and how it runs, not what it trains. --epochs may grow (the
-# schedule is recomputed, `train.fit` says how); any other change would make the resumed run neither
-# the checkpoint's run nor the new one, so it is refused (a new --width crashed in load_state_dict,
-# a new --lr was silently ignored: the scheduler's state holds the old one).
+# What a resumed run may change: where and how it runs, not what it trains. --epochs may grow or
+# shrink (the schedule is recomputed, `train.fit` says how); any other change would make the resumed
+# run neither the checkpoint's run nor the new one, so it is refused (a new --width crashed in
+# load_state_dict, a new --lr was silently ignored: the scheduler's state holds the old one).
 RUNTIME_FIELDS = {"preset", "data_dir", "data", "results_dir", "models_dir", "name", "resume", "init_from",
                   "device", "amp", "compile", "cuda_graph", "workers", "threads", "tile", "overlap", "tta",
                   "val_every", "eval_digits", "train_eval_digits", "probe_digits", "epochs"}

@@ -65,8 +65,8 @@ def kaggle_data_dirs(kaggle_root: Path = Path("/kaggle")) -> list[Path]:
 
 
 def page_sort_key(path: Path):
-    """Numeric page ids sort as numbers (2 before 10), other names after them (`²`, a digit to
-    str.isdigit, is not one to int)."""
+    """Numeric page ids sort as numbers (2 before 10), other names after them (a superscript two is a
+    digit to str.isdigit, not to int)."""
     stem = path.stem
     return (0, int(stem), "") if stem.isascii() and stem.isdigit() else (1, 0, stem)
 

@@ -93,6 +93,9 @@ def _tiled(models: list[nn.Module], page: np.ndarray, tile: int, overlap: int, b
     n_views = len(models) * len(_flips(tta))
     acc = np.zeros((1 + n_views if views else 1, H, W), np.float64)   # the average first, then the views
     norm = np.zeros((H, W), np.float64)
+    # CUDA only, in autocast's fp16 even for models trained in bf16: the correction a model adds to its
+    # page keeps 11 significant bits, not 8 (bf16 rounds a 0.3 change by up to 1e-3, a sixth of the
+    # consensus RMSE); overflow shows as NaN, which make_submission refuses, naming the page
     use_amp = amp and device.type == "cuda"
     for b in range(0, len(boxes), batch_size):
         chunk = boxes[b:b + batch_size]

@@ -12,6 +12,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import zip_competition
 
 from src import build_kernel, data
@@ -79,7 +80,8 @@ def check_submission(root: Path, pages: Path) -> None:
     assert report.rows == sum(1 for _ in open(pages / SAMPLE)) - 1
 
 
-def tiny_checkpoint(path: Path) -> Path:
+def tiny_checkpoint(path: Path, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
     model = build_model("unet", width=4, depth=1)
     save_checkpoint(path, make_checkpoint(model, kind="denoiser", model_name="unet",
                                           model_config=dict(width=4, depth=1),
@@ -140,15 +142,40 @@ def test_checkpoint_kernel_reads_the_weights_dataset(tmp_path, pages, capsys):
     assert (root / "working" / "submission.csv").read_bytes() == (tmp_path / "here.csv").read_bytes()
 
 
+def test_several_checkpoints_ship_together_and_the_kernel_averages_them(tmp_path, pages, capsys):
+    a = tiny_checkpoint(tmp_path / "a" / "x_best.pt", seed=1)
+    b = tiny_checkpoint(tmp_path / "y_best.pt", seed=2)
+    out = tmp_path / "kernel"
+    assert main(["--id", KID, "--checkpoint", str(a), "--checkpoint", str(b), "--out", str(out)]) == 0
+    assert f"loads x_best.pt, y_best.pt, averaged from dataset {WEIGHTS_ID}" in capsys.readouterr().out
+    root = kaggle_root(tmp_path / "kaggle", pages, "zips")
+    shutil.copytree(out / "weights", root / "input" / "my-denoiser-weights")
+    proc = run_script(out / CODE_FILE, root, tmp_path)
+    for name in ("x_best.pt", "y_best.pt"):
+        assert f"checkpoint {root / 'input' / 'my-denoiser-weights' / name}" in proc.stdout
+    from src import make_submission
+    assert make_submission.main(["--checkpoint", str(a), "--checkpoint", str(b), "--data-dir", str(pages),
+                                 "--out", str(tmp_path / "here.csv")]) == 0
+    assert (root / "working" / "submission.csv").read_bytes() == (tmp_path / "here.csv").read_bytes()
+    assert make_submission.main(["--checkpoint", str(a), "--data-dir", str(pages),
+                                 "--out", str(tmp_path / "a.csv")]) == 0
+    assert (tmp_path / "a.csv").read_bytes() != (tmp_path / "here.csv").read_bytes()   # both count
+
+    twin = tiny_checkpoint(tmp_path / "b" / "x_best.pt")
+    assert main(["--id", KID, "--checkpoint", str(a), "--checkpoint", str(twin), "--out", str(out)]) == 1
+    assert "error: two checkpoints named x_best.pt: the weights dataset holds them in one folder" in (
+        capsys.readouterr().err)
+
+
 @pytest.mark.parametrize("failure", ["no weights dataset", "a crash"])
 def test_a_failed_kernel_run_leaves_no_extracted_data_behind(tmp_path, pages, monkeypatch, failure):
     root = kaggle_root(tmp_path / "kaggle", pages, "zips")
     monkeypatch.setenv("KAGGLE_ROOT", str(root))
     data_dir = root / "working" / "data"
     said = []   # (message, whether working/data existed then): the failure came after the extraction
-    plan = {"mode": "checkpoint", "id": KID, "checkpoint": "denoiser_best.pt", "dataset": WEIGHTS_ID}
+    plan = {"mode": "checkpoint", "id": KID, "checkpoints": ["denoiser_best.pt"], "dataset": WEIGHTS_ID}
     if failure == "a crash":   # not one of the errors run_kernel reports: its traceback ends the kernel
-        def crash(*args):
+        def crash(*args, **kwargs):
             raise RuntimeError("CUDA error: out of memory")
         monkeypatch.setattr(build_kernel, "find_checkpoint", crash)
         with pytest.raises(RuntimeError, match="out of memory"):
@@ -203,7 +230,7 @@ def test_metadata_fields_by_mode(tmp_path):
     assert inference["dataset_sources"] == [WEIGHTS_ID] and inference["enable_gpu"] is True
     assert inference["title"] == "My denoiser!" and inference["enable_internet"] is False
     plan = (tmp_path / "b" / CODE_FILE).read_text()
-    assert "'checkpoint': 'm.pt'" in plan and f"'dataset': '{WEIGHTS_ID}'" in plan
+    assert "'checkpoints': ['m.pt']" in plan and f"'dataset': '{WEIGHTS_ID}'" in plan
 
 
 KAGGLE_CHECK = textwrap.dedent('''
