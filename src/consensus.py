@@ -5,7 +5,8 @@ are 18 texts of 4 pages. Each page's prediction carries errors of its own backgr
 of one text's predictions removes most of them (README: *Same text, several backgrounds*); the median
 of all their views (each flip and shift of each page, by each model) removes a little more than the median of
 the pages' averaged predictions (1-3 % lower RMSE, measured on four models), and weighting each view
-by how little it changed its noisy page there (`confidence`) 1-3 % more on held-out texts. A page
+by how little it changed its noisy page there and by how well its page's views agree there
+(`confidence`) 2-4 % more on held-out texts. A page
 whose ink matches no other page's is left as predicted; but pages that share most of their ink, such
 as copies of one printed form filled in by hand, would be matched and lose what differs, so
 make_submission matches the test pages, and --images pages only when all have the competition's
@@ -23,6 +24,8 @@ MAX_DIST = 0.25  # same text: ink distance up to 0.08 measured; different texts:
 STEPS = 65535    # compact views: uint16 in steps of 1/STEPS, at most 8e-6 off (the CSV rounds to 5e-5)
 SMOOTH = 1.0     # px: a view's change to its page, blurred by this Gaussian, sets its weight (`confidence`)
 FLOOR = 0.03     # added to that change, so that views that leave their page as it is weigh alike
+SPREAD_SMOOTH = 2.0   # px: how much a page's own views disagree, blurred by this Gaussian, divides them all
+SPREAD_FLOOR = 0.01   # added to that spread: one view, or views that agree, are not infinitely sure
 ROWS = 64        # rows of a text's views sorted at a time: bounded memory for the weighted median
 
 
@@ -83,16 +86,23 @@ def median_of_groups(preds: list[np.ndarray], groups: list[int], views: list[np.
 
 def confidence(page: np.ndarray, views: np.ndarray) -> np.ndarray:
     """(V, H, W) float32 weights of a page's views: 1 / (how much the view changed the noisy page,
-    blurred over SMOOTH px, + FLOOR).
+    blurred over SMOOTH px, + FLOOR) / (the standard deviation of the page's views, blurred over
+    SPREAD_SMOOTH px, + SPREAD_FLOOR).
 
     Where a model had to change a page much (a stain, a fold, a watermark over the ink), its guess
-    there is worse than that of a page of the same text that is cleaner there. Held-out texts, 3 shifts:
-    0.00666 -> 0.00647 for the batch-4 `full` model, whose views chose SMOOTH and FLOOR; 0.9-2.1 % lower
-    for four other models (README: *Same text, several backgrounds*).
+    there is worse than that of a page of the same text that is cleaner there; and where a page's own
+    views (flips, shifts, models) disagree, none of them is sure. Held-out texts, 3 shifts, batch-4
+    `full` model, whose views chose the constants: 0.00666 -> 0.00647 with the change (0.9-2.1 % lower
+    for four other models), 0.00641 with the spread too (0.8-0.9 % lower for five others; README:
+    *Weighted median*).
     """
-    page = np.asarray(page, np.float32)
-    return np.stack([1 / (cv2.GaussianBlur(np.abs(page - view), (0, 0), SMOOTH) + FLOOR)
-                     for view in _floats(views)])
+    page, views = np.asarray(page, np.float32), _floats(views)
+    # in float64, views that agree have no spread at all, not float32's 1e-7 here and there: weights
+    # that differ by such crumbs tip a median of two equally weighted pages from their mean to one page
+    spread = views.std(0, dtype=np.float64).astype(np.float32)
+    spread = cv2.GaussianBlur(spread, (0, 0), SPREAD_SMOOTH) + SPREAD_FLOOR
+    return np.stack([1 / ((cv2.GaussianBlur(np.abs(page - view), (0, 0), SMOOTH) + FLOOR) * spread)
+                     for view in views])
 
 
 def weighted_median(values: np.ndarray, weights: np.ndarray) -> np.ndarray:

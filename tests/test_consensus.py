@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from src.consensus import (STEPS, compact, confidence, describe, ink_distance, match_pages, median_of_groups,
-                           weighted_median)
+from src.consensus import (SPREAD_FLOOR, STEPS, compact, confidence, describe, ink_distance, match_pages,
+                           median_of_groups, weighted_median)
 
 
 def text_page(seed: int, shape=(60, 80)) -> np.ndarray:
@@ -53,9 +53,10 @@ def test_median_over_views_pools_every_view_of_a_text():
     preds = list(flat(0.5, 0.6, 0.9))
     views = [flat(0.1, 0.9), flat(0.2, 0.3), flat(0.8, 1.0)]
     out = median_of_groups(preds, [0, 0, 1], views, list(flat(0.9, 0.2, 0.9)))
-    # the weighted median of the views 0.1, 0.9 (noisy page 0.9: weights 1/0.83, 1/0.03) and 0.2, 0.3 (noisy
-    # page 0.2: 1/0.03, 1/0.13), not of the predictions 0.5 and 0.6; a page alone keeps its prediction
-    np.testing.assert_allclose(np.stack(out[:2]), 0.3)
+    # the weighted median of the views 0.1, 0.9 (noisy page 0.9: weights 1/0.83, 1/0.03, both divided by
+    # their spread 0.4 + 0.01) and 0.2, 0.3 (noisy page 0.2: 1/0.03, 1/0.13, by 0.05 + 0.01), not of the
+    # predictions 0.5 and 0.6; a page alone keeps its prediction
+    np.testing.assert_allclose(np.stack(out[:2]), 0.2)
     assert out[2] is preds[2] and out[0].dtype == np.float32
 
 
@@ -65,10 +66,23 @@ def test_views_that_changed_their_page_more_weigh_less():
     noisy = list(flat(1.0, 1.0, 0.4, 0.4))
     views = [flat(1.0), flat(0.98), flat(0.7), flat(0.75)]
     weights = [confidence(x, v) for x, v in zip(noisy, views)]
-    np.testing.assert_allclose([w.flat[0] for w in weights], [1 / 0.03, 1 / 0.05, 1 / 0.33, 1 / 0.38],
-                               rtol=1e-5)
+    changed = np.array([1 / 0.03, 1 / 0.05, 1 / 0.33, 1 / 0.38])   # one view a page: no spread
+    np.testing.assert_allclose([w.flat[0] for w in weights], changed / SPREAD_FLOOR, rtol=1e-5)
     out = median_of_groups([v[0] for v in views], [0] * 4, views, noisy)
     assert np.median(np.concatenate(views)) == np.float32(0.865) and np.all(out[0] == 1.0)
+
+
+def test_views_of_a_page_that_disagree_weigh_less():
+    """Two pages that their views change alike: one page's views disagree (0.5 and 0.9), the other's
+    agree (0.85 twice). Weighed by the change alone the median is 0.9; the agreeing page wins it."""
+    noisy = list(flat(0.9, 0.9))
+    views = [flat(0.5, 0.9), flat(0.85, 0.85)]
+    weights = [confidence(x, v) for x, v in zip(noisy, views)]
+    np.testing.assert_allclose(weights[0][:, 0, 0], [1 / 0.43 / 0.21, 1 / 0.03 / 0.21], rtol=1e-5)
+    out = median_of_groups([v.mean(0) for v in views], [0, 0], views, noisy)
+    assert np.all(out[0] == np.float32(0.85))
+    changed = [1 / (np.abs(x - v) + 0.03) for x, v in zip(noisy, views)]
+    assert np.all(weighted_median(np.concatenate(views), np.concatenate(changed)) == np.float32(0.9))
 
 
 @pytest.mark.parametrize("n", [1, 2, 5, 64])
