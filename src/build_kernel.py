@@ -105,10 +105,12 @@ def build(args: argparse.Namespace, extra: list[str] = (), command: str = "") ->
         plan.update(preset=args.preset, train_args=list(extra))
     else:
         names = [c.name for c in args.checkpoint]
-        twice = sorted({n for n in names if names.count(n) > 1})
-        if twice:   # one folder holds the dataset's files: the second would replace the first
-            raise KernelError(f"two checkpoints named {', '.join(twice)}: the weights dataset holds them in "
-                              f"one folder; copy one to another name (or train with --name)")
+        lower = [n.lower() for n in names]
+        twice = sorted({n for n in names if lower.count(n.lower()) > 1})
+        if twice:   # one folder holds the dataset's files: the second would replace the first (on macOS
+            # and Windows also when the names differ only in case)
+            raise KernelError(f"checkpoints named alike ({', '.join(twice)}): the weights dataset holds them "
+                              f"in one folder; copy one to another name (or train with --name)")
         for c in args.checkpoint:   # a checkpoint that does not build fails here, not on Kaggle
             load_model(c, "denoiser")
         dataset = weights_dataset(owner, slug)
@@ -232,20 +234,26 @@ def kernel_data(root: Path) -> CompetitionData:
     return prepare_data(work)
 
 
-def find_checkpoint(inputs: Path, name: str, dataset: str, alone: bool = True) -> Path:
-    """The shipped checkpoint under <root>/input, wherever Kaggle mounted the weights dataset; when it
-    was shipped `alone`, the one .pt file there whatever its name."""
-    found = sorted(Path(d) / f for d, _, files in os.walk(inputs, followlinks=True)
-                   for f in files if f.endswith(".pt"))
-    named = [p for p in found if p.name == name]
+def find_checkpoint(inputs: Path, name: str, dataset: str) -> Path:
+    """The shipped checkpoint under <root>/input, wherever Kaggle mounted the weights dataset. Only by
+    its name (any suffix): another checkpoint there may be an older version's, the wrong weights."""
+    files = sorted(Path(d) / f for d, _, names in os.walk(inputs, followlinks=True) for f in names)
     slug = dataset.split("/")[1]
-    picks = [p for p in named if slug in p.parts] or named or (found if alone and len(found) == 1 else [])
-    if not picks:
-        seen = ", ".join(map(str, found)) or "no .pt files"
-        raise CheckpointError(f"no {name} under {inputs} (found: {seen}); attach dataset {dataset} "
-                              f"(dataset_sources in {KERNEL_METADATA}; `kaggle datasets status {dataset}` "
-                              f"must say ready)")
-    return picks[0]
+    named = [p for p in files if p.name == name]
+    picks = [p for p in named if slug in p.parts] or named
+    if picks:
+        return picks[0]
+    ours = [p.name for p in files if slug in p.parts and p.name != DATASET_METADATA]
+    if ours:   # attached, but not the version this kernel was built with
+        weights = DEFAULT_OUT / WEIGHTS_DIR
+        raise CheckpointError(f"no {name} in dataset {dataset}, which holds {', '.join(ours)}: an older "
+                              f"version of it; run `kaggle datasets version -p {weights} -m "
+                              f"\"new weights\"` where the kernel was built (the weights/ of its --out), "
+                              f"wait for `kaggle datasets status {dataset}` to say ready, then run it again")
+    seen = ", ".join(str(p) for p in files if p.suffix in (".pt", ".pth")) or "no .pt files"
+    raise CheckpointError(f"no {name} under {inputs} (found: {seen}); attach dataset {dataset} "
+                          f"(dataset_sources in {KERNEL_METADATA}; `kaggle datasets status {dataset}` "
+                          f"must say ready)")
 
 
 def run_kernel(plan: dict, log=print) -> int:
@@ -274,9 +282,7 @@ def submit_in_kernel(plan: dict, root: Path, log) -> int:
                                train_argv(plan["preset"], plan["train_args"], data.root, working / "models"))
             checkpoints = [train_denoiser.run(cfg, log=log)["best_path"]]
         else:
-            names = plan["checkpoints"]
-            checkpoints = [find_checkpoint(root / "input", name, plan["dataset"], alone=len(names) == 1)
-                           for name in names]
+            checkpoints = [find_checkpoint(root / "input", n, plan["dataset"]) for n in plan["checkpoints"]]
             log("\n".join(f"checkpoint {c}" for c in checkpoints))
         # make_submission's defaults, as on a laptop: flip TTA whatever the model validated with (a run
         # trained with --no-tta to validate faster still gains its views in the consensus)

@@ -336,7 +336,7 @@ def list_images(folder: Path) -> list[Path]:
         raise DataError(f"{folder}: no .png pages in this folder")
     seen: dict[str, Path] = {}
     for p in files:
-        other = seen.setdefault(p.stem.casefold(), p)
+        other = seen.setdefault(p.stem.lower(), p)   # not casefold(): no disk takes German sharp s for ss
         if other is not p:
             raise DataError(f"{folder}: {other.name} and {p.name} are one page id; rename or remove one")
     return files

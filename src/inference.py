@@ -95,7 +95,7 @@ def _tiled(models: list[nn.Module], page: np.ndarray, tile: int, overlap: int, b
     norm = np.zeros((H, W), np.float64)
     # CUDA only, in autocast's fp16 even for models trained in bf16: the correction a model adds to its
     # page keeps 11 significant bits, not 8 (bf16 rounds a 0.3 change by up to 1e-3, a sixth of the
-    # consensus RMSE); overflow shows as NaN, which make_submission refuses, naming the page
+    # consensus RMSE); an overflow's inf becomes NaN below, which make_submission refuses, naming the page
     use_amp = amp and device.type == "cuda"
     for b in range(0, len(boxes), batch_size):
         chunk = boxes[b:b + batch_size]
@@ -106,6 +106,7 @@ def _tiled(models: list[nn.Module], page: np.ndarray, tile: int, overlap: int, b
                 xi = x.flip(dims) if dims else x
                 with torch.autocast(device.type, enabled=use_amp):
                     yi = model(xi).float()
+                yi = torch.where(yi.isfinite(), yi, torch.nan)   # else the clamps make inf white or black
                 yi = yi.flip(dims) if dims else yi
                 pred += yi
                 if views:

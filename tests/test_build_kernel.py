@@ -161,10 +161,12 @@ def test_several_checkpoints_ship_together_and_the_kernel_averages_them(tmp_path
                                  "--out", str(tmp_path / "a.csv")]) == 0
     assert (tmp_path / "a.csv").read_bytes() != (tmp_path / "here.csv").read_bytes()   # both count
 
-    twin = tiny_checkpoint(tmp_path / "b" / "x_best.pt")
-    assert main(["--id", KID, "--checkpoint", str(a), "--checkpoint", str(twin), "--out", str(out)]) == 1
-    assert "error: two checkpoints named x_best.pt: the weights dataset holds them in one folder" in (
-        capsys.readouterr().err)
+    for twin in ("x_best.pt", "X_best.pt"):   # one file on macOS's and Windows' disks
+        twin = tiny_checkpoint(tmp_path / "b" / twin)
+        assert main(["--id", KID, "--checkpoint", str(a), "--checkpoint", str(twin), "--out", str(out)]) == 1
+        alike = ", ".join(sorted({"x_best.pt", twin.name}))
+        assert (f"error: checkpoints named alike ({alike}): the weights dataset holds them in one folder"
+                in capsys.readouterr().err)
 
 
 @pytest.mark.parametrize("failure", ["no weights dataset", "a crash"])
@@ -211,8 +213,17 @@ def test_find_checkpoint_prefers_the_shipped_file_in_its_dataset(tmp_path):
         (inputs / rel).write_bytes(b"")
     got = find_checkpoint(inputs, "denoiser_best.pt", WEIGHTS_ID)
     assert got == inputs / "datasets/user/my-denoiser-weights/denoiser_best.pt"
-    with pytest.raises(Exception, match="attach dataset user/my-denoiser-weights"):
+    # the dataset is attached but holds other weights: an older version, never used in its stead
+    with pytest.raises(Exception, match=r"no fold0\.pt in dataset user/my-denoiser-weights, which holds "
+                                        r"denoiser_best\.pt: an older version of it; run `kaggle datasets "
+                                        r"version -p kernel/weights"):
         find_checkpoint(inputs, "fold0.pt", WEIGHTS_ID)
+    shutil.rmtree(inputs / "datasets")
+    with pytest.raises(Exception, match="attach dataset user/my-denoiser-weights"):   # not x/old.pt either
+        find_checkpoint(inputs, "old2.pt", WEIGHTS_ID)
+    (inputs / "my-denoiser-weights").mkdir()
+    (inputs / "my-denoiser-weights" / "fold0.pth").write_bytes(b"")   # any suffix torch.save was given
+    assert find_checkpoint(inputs, "fold0.pth", WEIGHTS_ID) == inputs / "my-denoiser-weights" / "fold0.pth"
 
 
 # ---------------------------------------------------------------- metadata

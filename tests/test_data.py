@@ -365,6 +365,9 @@ def test_hidden_files_are_not_pages_and_one_id_twice_is_refused(tmp_path):
     write_png(tmp_path / "1.png", np.zeros((2, 2), np.uint8))
     (tmp_path / "._1.png").write_bytes(b"\0\5\26\7 AppleDouble")   # macOS's resource fork of 1.png
     assert [p.name for p in list_images(tmp_path)] == ["1.png"]
+    for name in ("strasse", "straße"):   # two ids, two files everywhere (casefold() makes them one)
+        write_png(tmp_path / f"{name}.png", np.zeros((2, 2), np.uint8))
+    assert len(list_images(tmp_path)) == 3
     write_png(tmp_path / "1.PNG", np.zeros((2, 2), np.uint8))
     with pytest.raises(DataError, match=r": 1\.PNG and 1\.png are one page id; rename or remove one"):
         list_images(tmp_path)

@@ -295,10 +295,11 @@ def test_pages_of_one_text_take_their_median_unless_no_consensus(tmp_path, ident
     assert np.abs(one - (inputs[0] + inputs[1]) / 2).max() <= 1 / 255   # the median of two is their mean
 
 
+@pytest.mark.parametrize("bias", ["nan", "inf", "-inf"])
 @pytest.mark.parametrize("consensus", ["--consensus", "--no-consensus"])
-def test_a_model_that_predicts_nan_is_an_error_naming_the_page(tmp_path, tiny_pages, consensus, capsys):
+def test_a_model_that_predicts_nan_is_an_error_naming_the_page(tmp_path, tiny_pages, consensus, bias, capsys):
     model = build_model("unet", width=4, depth=1)
-    torch.nn.init.constant_(model.head[0].bias, float("nan"))   # as a broken checkpoint, or fp16 overflow
+    torch.nn.init.constant_(model.head[0].bias, float(bias))   # as a broken checkpoint, or fp16 overflow
     ckpt = tmp_path / "nan.pt"
     save_checkpoint(ckpt, make_checkpoint(model, kind="denoiser", model_name="unet",
                                           model_config=dict(width=4, depth=1), config={}))
