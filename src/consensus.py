@@ -93,8 +93,8 @@ def confidence(page: np.ndarray, views: np.ndarray) -> np.ndarray:
     there is worse than that of a page of the same text that is cleaner there; and where a page's own
     views (flips, shifts, models) disagree, none of them is sure. Held-out texts, 3 shifts, batch-4
     `full` model, whose views chose the constants: 0.00666 -> 0.00647 with the change (0.9-2.1 % lower
-    for four other models), 0.00641 with the spread too (0.8-0.9 % lower for five others; README:
-    *Weighted median*).
+    for four other models), 0.00641 with the spread too (0.7-0.9 % lower for five others and for
+    ensembles; README: *Weighted median*, *Views that disagree*).
     """
     page, views = np.asarray(page, np.float32), _floats(views)
     # in float64, views that agree have no spread at all, not float32's 1e-7 here and there: weights
