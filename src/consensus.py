@@ -96,7 +96,7 @@ def confidence(page: np.ndarray, views: np.ndarray) -> np.ndarray:
     for four other models), 0.00641 with the spread too (0.7-0.9 % lower for five others and for
     ensembles; README: *Weighted median*, *Views that disagree*).
     """
-    page, views = np.asarray(page, np.float32), _floats(views)
+    page, views = np.asarray(page, np.float32), _floats(views).astype(np.float32, copy=False)
     # in float64, views that agree have no spread at all, not float32's 1e-7 here and there: weights
     # that differ by such crumbs tip a median of two equally weighted pages from their mean to one page
     spread = views.std(0, dtype=np.float64).astype(np.float32)

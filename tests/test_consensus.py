@@ -79,6 +79,7 @@ def test_views_of_a_page_that_disagree_weigh_less():
     views = [flat(0.5, 0.9), flat(0.85, 0.85)]
     weights = [confidence(x, v) for x, v in zip(noisy, views)]
     np.testing.assert_allclose(weights[0][:, 0, 0], [1 / 0.43 / 0.21, 1 / 0.03 / 0.21], rtol=1e-5)
+    assert confidence(noisy[0], views[0].astype(np.float64)).dtype == np.float32   # as the docstring says
     out = median_of_groups([v.mean(0) for v in views], [0, 0], views, noisy)
     assert np.all(out[0] == np.float32(0.85))
     changed = [1 / (np.abs(x - v) + 0.03) for x, v in zip(noisy, views)]
