@@ -26,6 +26,7 @@ from src.checkpoints import CheckpointError, load_model
 from src.config import DENOISER_PRESETS, DenoiserConfig, parse_config
 from src.data import (CLEAN, COMPETITION, SAMPLE, TEST, TRAIN, CompetitionData, DataError,
                       has_competition_data, kaggle_data_dirs, prepare_data)
+from src.files import case_clashes
 from src.kernel_bundle import (CODE_FILE, DATASET_METADATA, KERNEL_METADATA, WEIGHTS_DIR, KernelError,
                                check_title, dataset_metadata, kernel_metadata, parse_kernel_id, render_bundle,
                                title_from_slug, weights_dataset)
@@ -105,10 +106,8 @@ def build(args: argparse.Namespace, extra: list[str] = (), command: str = "") ->
         plan.update(preset=args.preset, train_args=list(extra))
     else:
         names = [c.name for c in args.checkpoint]
-        lower = [n.lower() for n in names]
-        twice = sorted({n for n in names if lower.count(n.lower()) > 1})
-        if twice:   # one folder holds the dataset's files: the second would replace the first (on macOS
-            # and Windows also when the names differ only in case)
+        twice = sorted({n for group in case_clashes(names) for n in group})
+        if twice:   # one folder holds the dataset's files: the second would replace the first
             raise KernelError(f"checkpoints named alike ({', '.join(twice)}): the weights dataset holds them "
                               f"in one folder; copy one to another name (or train with --name)")
         for c in args.checkpoint:   # a checkpoint that does not build fails here, not on Kaggle

@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from src.files import atomic_write, is_stale
+from src.files import atomic_write, case_clashes, is_stale
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +66,10 @@ def kaggle_data_dirs(kaggle_root: Path = Path("/kaggle")) -> list[Path]:
 
 def page_sort_key(path: Path):
     """Numeric page ids sort as numbers (2 before 10), other names after them (a superscript two is a
-    digit to str.isdigit, not to int)."""
+    digit to str.isdigit, not to int); ties (01.png and 1.png, x.png and x.PNG) by file name, not by
+    the order the disk lists them in."""
     stem = path.stem
-    return (0, int(stem), "") if stem.isascii() and stem.isdigit() else (1, 0, stem)
+    return (0, int(stem), "", path.name) if stem.isascii() and stem.isdigit() else (1, 0, stem, path.name)
 
 
 # ---------------------------------------------------------------- archives
@@ -334,11 +335,8 @@ def list_images(folder: Path) -> list[Path]:
                    key=page_sort_key)
     if not files:
         raise DataError(f"{folder}: no .png pages in this folder")
-    seen: dict[str, Path] = {}
-    for p in files:
-        other = seen.setdefault(p.stem.lower(), p)   # not casefold(): no disk takes German sharp s for ss
-        if other is not p:
-            raise DataError(f"{folder}: {other.name} and {p.name} are one page id; rename or remove one")
+    for first, second, *_ in case_clashes(p.name for p in files):   # every name ends in .png
+        raise DataError(f"{folder}: {first} and {second} are one page id; rename or remove one")
     return files
 
 

@@ -97,6 +97,15 @@ def _lock(tmp: Path):
     return handle
 
 
+def case_clashes(names) -> list[list[str]]:
+    """Groups (in the order given) of names that differ only in case: one file on macOS's and Windows'
+    disks. lower(), not casefold(): no disk takes German sharp s for ss."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(name.lower(), []).append(name)
+    return [group for group in groups.values() if len(group) > 1]
+
+
 def is_stale(path: Path) -> bool:
     """Whether path (a temporary file or folder) was last written over STALE_AFTER ago: a killed
     write's or extraction's, not one still running. OSError when it is gone."""

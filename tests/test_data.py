@@ -359,6 +359,9 @@ def test_page_names_that_are_not_ascii_numbers_sort_after_the_numbers(tmp_path):
     for name in ("10", "2", "²", "a"):   # "²".isdigit() holds, int("²") fails
         write_png(tmp_path / f"{name}.png", np.zeros((2, 2), np.uint8))
     assert [p.stem for p in list_images(tmp_path)] == ["2", "10", "a", "²"]
+    for name in ("20", "020"):   # one number: ties go by file name, not by the order the disk lists them
+        write_png(tmp_path / f"{name}.png", np.zeros((2, 2), np.uint8))
+    assert [p.stem for p in list_images(tmp_path)] == ["2", "10", "020", "20", "a", "²"]
 
 
 def test_hidden_files_are_not_pages_and_one_id_twice_is_refused(tmp_path):
