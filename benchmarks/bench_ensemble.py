@@ -6,7 +6,7 @@ The held-out pages follow the checkpoints' configs (--val-fraction, --split-seed
 --fold), which must hold out the same pages. Inference is the submission's with `--shifts 3` (its
 default; this script's is 0, as README's figures before session 15 were measured): `predict_page`
 given several models averages them, as `make_submission --checkpoint A --checkpoint B` does, and the
-figure "with consensus" gives pages of one text their median prediction, as make_submission does.
+figure "with consensus" gives pages of one text their weighted interquartile mean, as make_submission does.
 Data: as bench_denoiser.py (../shared's zip prepared into .cache/, or --data-dir).
 """
 from __future__ import annotations
@@ -35,7 +35,7 @@ def score(models, pages, tta: bool, shifts: int) -> tuple[float, float, float, s
     t0 = time.perf_counter()
     preds, views = zip(*(predict_page(models, x, tta=tta, shifts=shifts, amp=True, views=True)
                          for x, _ in pages))
-    secs = time.perf_counter() - t0   # inference, as make_submission; matching and medians: seconds
+    secs = time.perf_counter() - t0   # inference, as make_submission; matching and means: seconds
     together, groups = clean_together(preds, views, [x for x, _ in pages])
     err, err_together = (pooled_rmse(zip(p, (y for _, y in pages))) for p in (preds, together))
     return err, err_together, secs, describe(groups)

@@ -62,7 +62,7 @@ def predict_page(models: nn.Module | Sequence[nn.Module], page: np.ndarray, *, t
     Args:
         models: one model or a sequence; each maps (N, 1, h, w) -> (N, 1, h, w) and is in eval mode.
         page: (H, W) float array in [0, 1].
-        views: also return each model's prediction under each flip and shift, for consensus's median.
+        views: also return each model's prediction under each flip and shift, for the consensus.
     Returns: (H, W) float32 in [0, 1]; with views, that and the (shifts x models x flips, H, W) views,
     each tiled and blended alike.
     """

@@ -4,7 +4,7 @@ Pages come from --images (any folder of PNGs) or the test pages found in --data-
 --checkpoint flags average a fold ensemble; flip test-time augmentation is on unless --no-tta, and so
 are 3 copies of each page moved by a few pixels unless --shifts 0.
 Test pages that show the same text (the competition's are 18 texts of 4 pages each) take the weighted
-median of their predictions (of each flip and shift of each page by each checkpoint) unless
+interquartile mean of their predictions (of each flip and shift of each page by each checkpoint) unless
 --no-consensus; pages of --images too when all have the competition's sizes, or with --consensus.
 --png-dir also keeps each cleaned page as a PNG, to look at (or to clean scans of your own).
 """
@@ -59,11 +59,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                         f"average (one more pass each: {len(SHIFTS)} took 3.4x the time of 0 for about 3 %% "
                         f"lower RMSE with consensus, README; default: %(default)s)")
     p.add_argument("--consensus", action=argparse.BooleanOptionalAction,
-                   help="pages of the same text take the weighted median of their predictions (lower "
-                        "RMSE: README; holds every prediction in memory, about 0.5 MB a page and view (4 "
-                        "views with --tta, per checkpoint and shift); default: on for the test pages, and "
-                        "for --images when every page has a size of the competition's; off for other "
-                        "images, where copies of one form filled in by hand would lose the handwriting)")
+                   help="pages of the same text take the weighted interquartile mean of their "
+                        "predictions (lower RMSE: README; holds every prediction in memory, about 0.5 MB a "
+                        "page and view (4 views with --tta, per checkpoint and shift); default: on for the "
+                        "test pages, and for --images when every page has a size of the competition's; "
+                        "off for other images, where copies of one form filled in by hand would lose the "
+                        "handwriting)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads; 0: OMP_NUM_THREADS if set, else every core (default: %(default)s)")
@@ -133,7 +134,7 @@ def run(args: argparse.Namespace, log=print) -> Path:
                                tta=args.tta, shifts=args.shifts, device=device, amp=True,
                                views=args.consensus)
             bad = (~np.isfinite(out[0] if args.consensus else out)).sum()   # the average holds every view
-            if bad:   # now: compact would make them 0 (ink) for the median, and hide the fault
+            if bad:   # now: compact would make them 0 (ink) for the consensus, and hide the fault
                 raise SubmissionError(f"{page}: the model predicted {bad:,} NaN or inf pixels (a broken "
                                       f"checkpoint, or fp16 overflowing on a GPU: try --device cpu)")
             yield (out[0], compact(out[1]), x) if args.consensus else out   # kept until every page is in
