@@ -6,6 +6,7 @@ Every file the package writes (checkpoints, plots, submissions, pages, metrics) 
 from __future__ import annotations
 
 import glob
+import errno
 import os
 import re
 import signal
@@ -48,9 +49,11 @@ def _temp_file(folder: Path, name: str) -> Path:
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
         os.close(fd)
     except OSError as e:
-        blocker = _blocking_file(folder)
-        why = (e.strerror or str(e)) if blocker is None else \
-            f"{'it' if blocker == folder else blocker} is a file, not a folder"
+        blocker, why = _blocking_file(folder), e.strerror or str(e)
+        if blocker is not None:
+            why = f"{'it' if blocker == folder else blocker} is a file, not a folder"
+        elif e.errno == errno.ENOENT and folder.is_dir():   # /proc, /sys: else "No such file or directory"
+            why = "the folder is there but takes no new files"
         raise _os_error(e.errno, f"cannot write to {folder}: {why}") from None
     return Path(tmp)
 

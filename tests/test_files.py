@@ -32,6 +32,13 @@ def test_ensure_writable_dir_creates_checks_and_leaves_nothing(tmp_path):
     assert err.value.errno is not None
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="no procfs")
+def test_a_folder_that_takes_no_files_is_named_as_such():
+    """procfs refuses a new file with ENOENT, "No such file or directory", for a folder that is there."""
+    with pytest.raises(OSError, match=r"^cannot write to /proc: the folder is there but takes no new files"):
+        ensure_writable_dir("/proc")
+
+
 @pytest.mark.skipif(getattr(os, "geteuid", lambda: 0)() == 0, reason="root may write to read-only folders")
 def test_ensure_writable_dir_read_only_folder(tmp_path):
     (tmp_path / "ro").mkdir(mode=0o555)
