@@ -111,7 +111,8 @@ def confidence(page: np.ndarray, views: np.ndarray) -> np.ndarray:
 def weighted_iqm(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Pixelwise weighted interquartile mean of (V, H, W) values, as float32: sort a pixel's values,
     cut TRIM of their total weight from each end (splitting a value's weight where a cut falls inside
-    it) and take the weighted mean of what is left. Equal weights give the mean of the middle half.
+    it) and take the weighted mean of what is left. Equal weights give the mean of the middle half;
+    weights must be positive (`confidence`'s are).
 
     Near a stroke's edge a text's views spread over a range, and the median picks one of them; the
     mean of the middle half keeps the median's deafness to stained outliers and averages the rest.

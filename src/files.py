@@ -5,8 +5,8 @@ Every file the package writes (checkpoints, plots, submissions, pages, metrics) 
 """
 from __future__ import annotations
 
-import glob
 import errno
+import glob
 import os
 import re
 import signal
