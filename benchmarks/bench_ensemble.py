@@ -4,11 +4,9 @@
 
 The held-out pages follow the checkpoints' configs (--val-fraction, --split-seed, --split-by, --folds,
 --fold), which must hold out the same pages. Inference is the submission's with `--shifts 3` (its
-default; this script's is 0, as README's figures before session 15 were measured). Each checkpoint's
-pages are predicted once: the average's prediction is the mean of theirs and its views are all of
-theirs, which is what `predict_page` given several models returns (as `make_submission --checkpoint A
---checkpoint B` averages them; tests/test_inference.py checks the two agree), and the figure "with
-consensus" gives pages of one text their weighted interquartile mean, as make_submission does.
+default; this script's is 0, as README's figures before session 15 were measured): `predict_page`
+given several models averages them, as `make_submission --checkpoint A --checkpoint B` does, and the
+figure "with consensus" gives pages of one text their weighted interquartile mean, as make_submission does.
 Data: as bench_denoiser.py (../shared's zip prepared into .cache/, or --data-dir).
 """
 from __future__ import annotations
@@ -18,42 +16,26 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from bench_denoiser import data_dir_of   # benchmarks/ is on sys.path: this script's folder
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.checkpoints import load_checkpoint, model_from_checkpoint  # noqa: E402
 from src.config import DenoiserConfig, config_from_dict  # noqa: E402
-from src.consensus import clean_together, compact, describe  # noqa: E402
+from src.consensus import clean_together, describe  # noqa: E402
 from src.data import load_pairs, prepare_data, text_groups  # noqa: E402
 from src.inference import SHIFTS, predict_page  # noqa: E402
 from src.metrics import pooled_rmse  # noqa: E402
 from src.train_denoiser import split_train_val  # noqa: E402
 
 
-def predict(model, pages, tta: bool, shifts: int) -> tuple[list, list, float]:
-    """(per page its prediction, per page its views, seconds of inference) of one model; the views kept
-    as make_submission keeps them (`compact`), which also halves what several models' runs hold."""
+def score(models, pages, tta: bool, shifts: int) -> tuple[float, float, float, str]:
+    """(pooled RMSE, the same after consensus, seconds, what consensus matched) of the models' averaged
+    prediction over pages."""
     t0 = time.perf_counter()
-    preds, views = zip(*(predict_page(model, x, tta=tta, shifts=shifts, amp=True, views=True)
+    preds, views = zip(*(predict_page(models, x, tta=tta, shifts=shifts, amp=True, views=True)
                          for x, _ in pages))
-    secs = time.perf_counter() - t0
-    return list(preds), [compact(v) for v in views], secs
-
-
-def averaged(runs: list[tuple[list, list, float]]) -> tuple[list, list, float]:
-    """The models' average from their own runs: per page the mean prediction and every view (in another
-    order than predict_page's, which no statistic of the consensus depends on)."""
-    preds, views, secs = zip(*runs)
-    return ([np.mean(p, axis=0, dtype=np.float32) for p in zip(*preds)],
-            [np.concatenate(v) for v in zip(*views)], sum(secs))
-
-
-def score(run: tuple[list, list, float], pages) -> tuple[float, float, float, str]:
-    """(pooled RMSE, the same after consensus, seconds of inference, what consensus matched) of a run."""
-    preds, views, secs = run
+    secs = time.perf_counter() - t0   # inference, as make_submission; matching and means: seconds
     together, groups = clean_together(preds, views, [x for x, _ in pages])
     err, err_together = (pooled_rmse(zip(p, (y for _, y in pages))) for p in (preds, together))
     return err, err_together, secs, describe(groups)
@@ -78,15 +60,13 @@ def main() -> None:
         p.error("the checkpoints were trained on every page (--val-fraction 0): nothing is held out")
     pages = [every[i] for i in helds[0]]
     models = [model_from_checkpoint(c, path) for c, path in zip(ckpts, args.checkpoints)]
-    runs = []
     for path, model in zip(args.checkpoints, models):
-        runs.append(predict(model, pages, args.tta, args.shifts))
-        err, together, secs, matched = score(runs[-1], pages)
+        err, together, secs, matched = score(model, pages, args.tta, args.shifts)
         print(f"{path.name}: held-out RMSE {err:.5f}, with consensus {together:.5f} ({len(pages)} pages, "
               f"{secs:.1f} s)")
     print(f"consensus: {matched}")   # as matched from the last model's predictions
     if len(models) > 1:
-        err, together, secs, _ = score(averaged(runs), pages)
+        err, together, secs, _ = score(models, pages, args.tta, args.shifts)
         print(f"average of {len(models)}: held-out RMSE {err:.5f}, with consensus {together:.5f} "
               f"({len(pages)} pages, {secs:.1f} s)")
 

@@ -78,19 +78,6 @@ def test_views_are_each_model_under_each_flip_and_average_to_the_prediction(rng)
     assert one.shape == (1, 40, 60)
 
 
-def test_several_models_give_each_models_own_views_and_the_mean_of_their_predictions(rng):
-    """What bench_ensemble relies on to average models it predicted one at a time."""
-    page = rng.random((40, 60), dtype=np.float32)
-    models = [Rows(), Flipped(), Offset(0.3)]
-    pred, views = predict_page(models, page, tile=32, overlap=8, tta=True, shifts=2, views=True)
-    alone = [predict_page(m, page, tile=32, overlap=8, tta=True, shifts=2, views=True) for m in models]
-    np.testing.assert_allclose(pred, np.mean([p for p, _ in alone], axis=0), atol=1e-6)
-    # shift by shift, each model's 4 flips: the same views, in another order
-    by_shift = views.reshape(3, len(models), 4, 40, 60).transpose(1, 0, 2, 3, 4)
-    np.testing.assert_allclose(by_shift.reshape(len(models), 12, 40, 60), np.stack([v for _, v in alone]),
-                               atol=1e-6)
-
-
 class Rows(nn.Module):
     """Sees where a pixel lies in what it is given: 1 on odd rows, 0 on even ones."""
 
