@@ -9,7 +9,9 @@ Experiments for the GPU, where a batch-2 step is bound by the CPU launching ~320
 (H100: 9.1 ms per step, of which the GPU is busy 1.1 ms; README): `--no-amp` (autocast casts every
 weight every step), `--compile-mode reduce-overhead` (torch.compile's CUDA graphs), `--cuda-graph`
 (the model and loss, forward and backward, replayed as CUDA graphs: `fit`'s `--cuda-graph`) and `--profile`
-(the ten operations costing the most CPU time). `--sampling` also times the patch DataLoader alone
+(the ten operations costing the most CPU time). `--fp16` takes the path of GPUs without native bf16
+(Kaggle's T4 and P100: fp16 autocast and the grad scaler) on one that has it, and prints the loss
+scale and the last loss. `--sampling` also times the patch DataLoader alone
 (`--workers N`: also from N worker processes, and what receiving a batch costs the main process).
 """
 from __future__ import annotations
@@ -30,27 +32,27 @@ import torch  # noqa: E402
 
 from src.config import DENOISER_PRESETS, DenoiserConfig  # noqa: E402
 from src.models import build_model  # noqa: E402
-from src.train import (LOSSES, GradClip, amp_dtype, grad_scaler, graph_loss, graphed_step,  # noqa: E402
-                       PatchLoader, make_optimizer, setup_runtime, train_step)
+from src.train import (LOSSES, GradClip, PatchLoader, amp_dtype, grad_scaler, make_optimizer,  # noqa: E402
+                       setup_runtime, step_function)
 
 
 def measure(cfg: DenoiserConfig, device: str, steps: int, batch_size: int, compile_mode: str = "default",
-            cuda_graph: bool = False, profile: bool = False) -> float:
+            cuda_graph: bool = False, profile: bool = False, fp16: bool = False) -> float:
     rt = setup_runtime(device, cfg.threads)
     torch.manual_seed(0)
     model = build_model(cfg.model, **cfg.model_config()).to(rt.device, memory_format=torch.channels_last)
-    dtype = amp_dtype(rt.device, cfg.amp)
+    dtype = torch.float16 if fp16 else amp_dtype(rt.device, cfg.amp)
     scaler = grad_scaler(dtype)
     clip = GradClip(cfg.grad_clip, cfg.clip_factor)
     x = torch.rand(batch_size, 1, cfg.patch_size, cfg.patch_size, device=rt.device)
     y = (torch.rand_like(x) > 0.2).float()
-    net, loss_fn = (graph_loss(model, LOSSES[cfg.loss], [x, y], dtype), graphed_step) if cuda_graph \
-        else (model, LOSSES[cfg.loss])
-    net = torch.compile(net, mode=compile_mode) if cfg.compile else net
+    net = torch.compile(model, mode=compile_mode) if cfg.compile else model
     opt = make_optimizer(model, cfg)
+    train_step = step_function(model, net, LOSSES[cfg.loss], opt, scaler, clip, dtype,
+                               [x, y] if cuda_graph else None)
 
     def step():
-        train_step(net, model, [x, y], loss_fn, opt, scaler, clip, dtype)
+        return train_step([x, y])
 
     for _ in range(5):
         step()
@@ -58,9 +60,12 @@ def measure(cfg: DenoiserConfig, device: str, steps: int, batch_size: int, compi
     sync()
     t0 = time.perf_counter()
     for _ in range(steps):
-        step()
+        loss = step()
     sync()
     rate = steps * batch_size / (time.perf_counter() - t0)
+    if fp16:   # a scale that collapsed, or a NaN loss, would show the scaler path broken
+        print(f"fp16 grad scaler: loss scale {scaler.get_scale():g} after {steps + 5} steps, "
+              f"last loss {loss.item():.5f}")
     if profile:
         from torch.profiler import ProfilerActivity
         acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if rt.device.type == "cuda" else [])
@@ -101,6 +106,8 @@ def main() -> None:
     p.add_argument("--no-amp", action="store_true", help="full fp32 (TF32 matmuls on CUDA)")
     p.add_argument("--cuda-graph", action="store_true",
                    help="replay model and loss, forward and backward, as CUDA graphs (fit's --cuda-graph)")
+    p.add_argument("--fp16", action="store_true",
+                   help="CUDA: fp16 autocast with the grad scaler (T4/P100's path) even where bf16 is native")
     p.add_argument("--profile", action="store_true", help="print the operations costing the most CPU time")
     p.add_argument("--sampling", action="store_true",
                    help="also time patch sampling (fit's DataLoader), in the main process")
@@ -115,6 +122,8 @@ def main() -> None:
     cfg = DenoiserConfig(preset=args.preset, **{**DENOISER_PRESETS[args.preset], **overrides})
     if args.cuda_graph and (args.device != "cuda" or args.compile):
         sys.exit("--cuda-graph needs --device cuda, and runs without --compile (as in fit)")
+    if args.fp16 and (args.device != "cuda" or args.no_amp):
+        sys.exit("--fp16 needs --device cuda, and autocast (not --no-amp)")
     if args.sampling:
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         for workers in sorted({0, args.workers}):
@@ -129,10 +138,10 @@ def main() -> None:
             print("cuda: no CUDA device here, skipped")
             continue
         bs = args.gpu_batch_size or cfg.batch_size if dev == "cuda" else cfg.batch_size
-        rate = measure(cfg, dev, args.steps, bs, args.compile_mode, args.cuda_graph, args.profile)
+        rate = measure(cfg, dev, args.steps, bs, args.compile_mode, args.cuda_graph, args.profile, args.fp16)
         name = (torch.cuda.get_device_name() if dev == "cuda"
                 else f"{platform.processor() or 'cpu'}, {torch.get_num_threads()} of {os.cpu_count()} cores")
-        amp = amp_dtype(torch.device(dev), cfg.amp)
+        amp = torch.float16 if args.fp16 else amp_dtype(torch.device(dev), cfg.amp)
         print(f"{args.preset} {dev} ({name}): {rate:.1f} patches/s of {cfg.patch_size}px, batch {bs}, "
               f"amp {str(amp).replace('torch.', '') if amp else 'off'}"
               f"{f', compiled ({args.compile_mode})' if cfg.compile else ''}"

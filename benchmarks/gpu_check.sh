@@ -4,16 +4,21 @@
 # Then the device tool:   run  command="bash benchmarks/gpu_check.sh"  carry=[".gpu"]  timeout_s=600
 #
 #   1. torch, albumentations and the GPU;
-#   2. first call only: training throughput of the preset's step (bench_throughput): batch 2 with a
-#      CPU profile and the patch sampling rate, batch 2 in fp32, batch 16, batch 2 with CUDA graphs
-#      (torch.compile reduce-overhead; fit's --cuda-graph, profiled: what stays eager), the last also in fp32;
+#   2. first call only: training throughput of the preset's step (bench_throughput): batch 2 with CUDA
+#      graphs first (fit's --cuda-graph, profiled: what stays eager; if it fails, GRAPH=auto stops the
+#      call there, so the device time goes to a fixed run), batch 2 eager with a CPU profile and the
+#      patch sampling rate, the graphs in fp32 and in fp16 with the grad scaler (T4/P100's path),
+#      fp16 eager, and batch 4 with the graphs. (Batch 2 in fp32, batch 16 and torch.compile's
+#      reduce-overhead were measured on an H100 on 2026-11-27: README's GPU figures);
 #   3. the preset (default `full`) on the GPU through bench_denoiser (held-out RMSE, training time),
 #      with --cuda-graph if step 2 measured it at least 1.3x faster than batch 2 eager (GRAPH=auto|yes|no),
 #      then in fp32 (--no-amp) if that measured 10 % faster than bf16 with the graphs (AMP=auto|yes|no),
 #      compiled if COMPILE=yes (2026-11-27, H100: compiling gained 4 %), stopped by SIGINT when
 #      BUDGET seconds minus RESERVE have passed. Its checkpoints stay in .cache/ (git-ignored, kept
 #      on a warm machine): a second call within ~30 s resumes it (--resume), skipping 2;
-#   4. with the RESERVE left: make_submission on the 72 test pages with the trained model, timed.
+#   4. with the graphs, if step 3 finished and RESERVE + 120 s are left (B4=auto|no): the preset at
+#      batch 4 (--name denoiser_b4), README's lead for a GPU recipe, stopped like step 3;
+#   5. with the RESERVE left: make_submission on the 72 test pages with step 3's model, timed.
 # (torchrun's NCCL path needs two GPUs: with one, torchrun --nproc_per_node=1 starts no process group.)
 #
 # Compare with README: `full` trained 54.4 min on 2 CPU cores (AVX512-BF16), held-out RMSE 0.01138.
@@ -25,6 +30,7 @@ cd "$(dirname "$0")/.."
 start=$SECONDS
 BUDGET=${BUDGET:-560}; RESERVE=${RESERVE:-75}; PY=${PY:-python3}; DEVICE=${DEVICE:-cuda}; PRESET=${PRESET:-full}
 EXTRA=${EXTRA:-}; STEPS=${STEPS:-300}; COMPILE=${COMPILE:-no}; GRAPH=${GRAPH:-auto}; AMP=${AMP:-auto}
+B4=${B4:-auto}
 LOG=${OUT:-.cache}/gpu_check.log
 mkdir -p "$(dirname "$LOG")" .cache
 export PYTHONUNBUFFERED=1 NO_ALBUMENTATIONS_UPDATE=1
@@ -44,22 +50,30 @@ rate() { sed -n 's/.*: \([0-9.]*\) patches\/s.*/\1/p' ".cache/throughput_$1.txt"
     "$PY" -c "import torch, albumentations as A; print('torch', torch.__version__, '| albumentations', A.__version__,
 '| cuda', torch.cuda.get_device_name() if torch.cuda.is_available() else 'none')"
     if [ ! -e ".cache/bench_$PRESET/denoiser_last.pt" ]; then
-        for run in "b2:--gpu-batch-size 2 --sampling --workers 4 --profile" "b2f32:--gpu-batch-size 2 --no-amp" \
-                   "b16:--gpu-batch-size 16" "b2ro:--gpu-batch-size 2 --compile --compile-mode reduce-overhead" \
-                   "b2g:--gpu-batch-size 2 --cuda-graph --profile" "b2gf32:--gpu-batch-size 2 --cuda-graph --no-amp"; do
+        for run in "b2g:--gpu-batch-size 2 --cuda-graph --profile" \
+                   "b2:--gpu-batch-size 2 --sampling --workers 4 --profile" \
+                   "b2gf32:--gpu-batch-size 2 --cuda-graph --no-amp" "b2g16:--gpu-batch-size 2 --cuda-graph --fp16" \
+                   "b2f16:--gpu-batch-size 2 --fp16" "b4g:--gpu-batch-size 4 --cuda-graph"; do
+            [ "$DEVICE" = cuda ] || case $run in *--cuda-graph*|*--fp16*) continue;; esac   # a CPU dry run
             timeout 120 "$PY" benchmarks/bench_throughput.py --preset "$PRESET" --device "$DEVICE" --steps "$STEPS" \
                 ${run#*:} 2>&1 | tee ".cache/throughput_${run%%:*}.txt"
+            if [ "${run%%:*}" = b2g ] && [ "$GRAPH" = auto ] && [ -z "$(rate b2g)" ]; then
+                echo "gpu_check: --cuda-graph FAILED in bench_throughput (above): stopping, GRAPH=no trains without it"
+                exit 3
+            fi
         done
     fi
 } 2>&1 | tee -a "$LOG"
+[ "${PIPESTATUS[0]}" -eq 3 ] && exit 3
 
 if [ "$GRAPH" = auto ]; then
     eager=$(rate b2); graphed=$(rate b2g)
     GRAPH=$(awk -v e="${eager:-0}" -v g="${graphed:-0}" 'BEGIN { print (e > 0 && g > 1.3 * e) ? "yes" : "no" }')
     echo "gpu_check: batch 2 eager ${eager:-?}, CUDA graph ${graphed:-?} patches/s: cuda-graph=$GRAPH" | tee -a "$LOG"
 fi
-# GRAPH_FLAGS: what the graphs decided, dropped by the retry below; an explicit AMP=no stays in EXTRA.
-GRAPH_FLAGS=""
+# GRAPH_FLAGS: what the graphs decided (train_denoiser's default is on), replaced by the retry below;
+# an explicit AMP=no stays in EXTRA.
+GRAPH_FLAGS="--no-cuda-graph"
 if [ "$GRAPH" = yes ]; then
     GRAPH_FLAGS="--cuda-graph"
     if [ "$AMP" = auto ]; then
@@ -89,12 +103,15 @@ train() {
 train "$train_s" $EXTRA $GRAPH_FLAGS
 rc=$?
 if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$GRAPH" = yes ] && [ "$(left)" -gt $((RESERVE + 60)) ]; then
-    # --cuda-graph is new and untried on a GPU: report the failure above and measure without it.
+    # a GPU or driver that cannot capture (run on H100/H200 only): report the failure, measure without.
     echo "gpu_check: FAILED with --cuda-graph (rc $rc); training again without it" | tee -a "$LOG"
-    train $(( $(left) - RESERVE )) $EXTRA
+    train $(( $(left) - RESERVE )) $EXTRA --no-cuda-graph
     rc=$?
 fi
 [ "$rc" -eq 124 ] && echo "gpu_check: stopped at the budget; call again within ~30 s (warm machine) to resume" | tee -a "$LOG"
+if [ "$rc" -eq 0 ] && [ "$GRAPH" = yes ] && [ "$B4" = auto ] && [ "$(left)" -gt $((RESERVE + 120)) ]; then
+    train $(( $(left) - RESERVE )) $EXTRA $GRAPH_FLAGS --batch-size 4 --name denoiser_b4
+fi
 
 best=.cache/bench_$PRESET/denoiser_best.pt
 if [ -f "$best" ] && [ "$(left)" -gt 15 ]; then

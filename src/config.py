@@ -55,7 +55,7 @@ class DenoiserConfig:
     device: str = "auto"           # auto | cpu | cuda | cuda:N
     amp: bool = True               # mixed precision: CUDA, and CPUs with native bf16 (AVX512-BF16/AMX)
     compile: bool = False          # torch.compile the model (CUDA)
-    cuda_graph: bool = False       # model + loss, forward/backward, as CUDA graphs (README: not yet on a GPU)
+    cuda_graph: bool = True        # CUDA, one process, no --compile: each step one CUDA graph (6.5x, README)
     workers: int = -1              # DataLoader workers; -1: 0 on CPU, a few on CUDA (train.loader_workers)
     threads: int = 0               # CPU threads for torch; 0 = all cores
     models_dir: str = "models"     # where checkpoints and plots go

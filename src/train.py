@@ -30,6 +30,7 @@ from src.config import DEVICE, resume_conflicts
 from src.data import DataError
 from src.files import (Terminated, ensure_writable_dir, interrupt_code, interrupts_held, quiet_worker,
                        sigterm_as_interrupt)
+from src.graphs import StepGraph, graph_loss, graphed_step
 from src.wording import counted
 
 T = TypeVar("T")
@@ -214,17 +215,25 @@ class GradClip:
         self.max_norm, self.factor, self.beta = max_norm if max_norm > 0 else math.inf, factor, beta
         self.mean: torch.Tensor | None = None
 
+    def start(self, params) -> None:
+        """Allocate the running mean (NaN: none yet) on the parameters' device, if it is used and
+        missing: it is updated in place from then on, as a CUDA graph of the step needs."""
+        if self.factor > 0 and self.mean is None:
+            self.mean = torch.full((), math.nan, device=next(iter(params)).device)
+
     def __call__(self, params) -> None:
+        params = list(params)
         grads = [p.grad for p in params if p.grad is not None]
         if not grads or (self.factor <= 0 and math.isinf(self.max_norm)):
             return
+        self.start(params)
         norm = nn.utils.get_total_norm(grads)
         limit = torch.full_like(norm, self.max_norm)
-        if self.factor > 0 and self.mean is not None:
+        if self.factor > 0:
             limit = torch.fmin(limit, self.factor * self.mean)   # fmin: a NaN mean (none yet) sets no limit
         torch._foreach_mul_(grads, (limit / (norm + 1e-6)).clamp(max=1.0))
         if self.factor > 0:
-            self.mean = self._updated_mean(norm, torch.minimum(norm, limit))
+            self.mean.copy_(self._updated_mean(norm, torch.minimum(norm, limit)))
 
     def _updated_mean(self, norm: torch.Tensor, clipped: torch.Tensor) -> torch.Tensor:
         """The mean after a step: NaN (none yet) until the first finite norm, which starts it.
@@ -233,7 +242,7 @@ class GradClip:
         included: an inf stored as the mean turned into NaN at the next step and every later gradient
         was multiplied by it. Decided on the device (torch.where), not by a host sync per step.
         """
-        mean = torch.full_like(norm, math.nan) if self.mean is None else self.mean
+        mean = self.mean
         followed = torch.where(torch.isnan(mean), clipped, mean.lerp(clipped, 1 - self.beta))
         return torch.where(torch.isfinite(norm), followed, mean)
 
@@ -315,37 +324,24 @@ def train_step(net: nn.Module, model: nn.Module, batch, loss_fn, opt, scaler, cl
     return loss
 
 
-class LossModule(nn.Module):
-    """`loss_fn(model, (x, y))` as a module of (x, y), so one CUDA graph holds the model and its loss."""
-
-    def __init__(self, model: nn.Module, loss_fn: Callable):
-        super().__init__()
-        self.model, self.loss_fn = model, loss_fn
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.loss_fn(self.model, (x, y))
+def uses_cuda_graph(cfg, rt: Runtime) -> bool:
+    """Whether `fit` replays its step as CUDA graphs: asked for (the denoiser's default, --cuda-graph),
+    on CUDA, in one process (DDP's gradient hooks are not captured) and not compiled."""
+    return (bool(getattr(cfg, "cuda_graph", False)) and rt.device.type == "cuda" and not rt.distributed
+            and not cfg.compile)
 
 
-def graphed_step(net: nn.Module, batch) -> torch.Tensor:
-    """The `loss_fn` of `train_step` when `net` is what `graph_loss` returned."""
-    return net(*batch)
-
-
-def graph_loss(model: nn.Module, loss_fn: Callable, sample: list[torch.Tensor],
-               dtype: torch.dtype | None) -> nn.Module:
-    """The training loss of `model` on a batch like `sample`, captured once as CUDA graphs (forward,
-    and backward into the parameters' gradients) and replayed after; call it through `graphed_step`.
-
-    Why: a batch-2 step is about 320 small kernels, and on an H100 the GPU sat idle 88 % of the step
-    while the CPU launched them (README). The graphs launch the model's and the loss's kernels at once;
-    only the clipping and the fused AdamW (about 20 kernels) stay ordinary code. `model` itself is left
-    as it was, so validation and inference run its ordinary forward. Every batch must have the sample's
-    shape (`fit` drops the last, short batch). Not yet run on a GPU (README).
-    """
-    module = LossModule(model, loss_fn).train()
-    # autocast's weight-cast cache would hold tensors freed after capture: off, as torch.cuda's docs ask
-    with torch.autocast(sample[0].device.type, dtype=dtype, enabled=dtype is not None, cache_enabled=False):
-        return torch.cuda.make_graphed_callables(module, tuple(sample))
+def step_function(model: nn.Module, net: nn.Module, loss_fn: Callable, opt, scaler, clip: GradClip,
+                  dtype: torch.dtype | None, graph_sample: list[torch.Tensor] | None = None) -> Callable:
+    """`fit`'s training step as batch -> loss: `train_step`, or, given a batch to capture
+    (--cuda-graph), replayed as CUDA graphs: the whole step (`StepGraph`) without a grad scaler; with
+    fp16's scaler, whose capture is untried, the model and its loss alone (`graph_loss`)."""
+    if graph_sample is None:
+        return lambda batch: train_step(net, model, batch, loss_fn, opt, scaler, clip, dtype)
+    if not scaler.is_enabled():
+        return StepGraph(model, loss_fn, opt, clip, dtype, graph_sample)
+    graphed = graph_loss(model, loss_fn, graph_sample, dtype)
+    return lambda batch: train_step(graphed, model, batch, graphed_step, opt, scaler, clip, dtype)
 
 
 def check_resume(saved: dict, cfg, last_path: Path) -> None:
@@ -379,12 +375,7 @@ def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, r
             (and optionally cuda_graph).
     Returns: {"history": [...], "best_score": float, "best_path": Path, "last_path": Path}.
     """
-    graphed = getattr(cfg, "cuda_graph", False)
-    if graphed:   # now, before an earlier run's checkpoints are archived
-        if cfg.compile or rt.distributed:
-            raise ValueError("--cuda-graph runs alone: not with --compile, nor under torchrun")
-        if rt.device.type != "cuda":
-            raise ValueError("--cuda-graph needs a CUDA device (--device cuda)")
+    graphed = uses_cuda_graph(cfg, rt)
     models_dir = Path(cfg.models_dir)
     best_path, last_path = checkpoint_paths(models_dir, cfg.name)
     if rt.is_main:
@@ -437,15 +428,22 @@ def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, r
                 f"({', '.join(p.name for p in moved)}); --resume continues a run instead, --name starts one "
                 f"beside it")
 
-    net = model
-    if graphed:
-        sample = [torch.stack(t).to(rt.device) for t in zip(*(dataset[i] for i in range(cfg.batch_size)))]
-        net, loss_fn = graph_loss(model, loss_fn, sample, dtype), graphed_step
+    net = model.train()
     if cfg.compile:
         net = torch.compile(net)
     if rt.distributed:
         net = nn.parallel.DistributedDataParallel(
             net, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
+    if rt.is_main and rt.device.type == "cuda" and getattr(cfg, "cuda_graph", False) and not graphed:
+        log("the training step runs without CUDA graphs: they need one process and no --compile")
+    # captured before the loader starts: its pinning thread must not touch CUDA during a capture
+    sample = ([torch.stack(t).to(rt.device) for t in zip(*(dataset[i] for i in range(cfg.batch_size)))]
+              if graphed else None)
+    try:
+        step = step_function(model, net, loss_fn, opt, scaler, clip, dtype, sample)
+    except RuntimeError as e:   # a GPU or driver that cannot capture: say how to train without
+        raise RuntimeError(f"capturing the training step as a CUDA graph failed ({e}); --no-cuda-graph "
+                           f"trains without it") from e
     loader = PatchLoader(dataset, cfg.batch_size, loader_workers(cfg.workers, rt), rt.device)
 
     def checkpoint(epoch: int, score: float) -> dict:
@@ -462,7 +460,7 @@ def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, r
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                    disable=None if rt.is_main else True)
         for batch in bar:
-            loss = train_step(net, model, batch, loss_fn, opt, scaler, clip, dtype)
+            loss = step(batch)
             sched.step()
             loss_sum += loss.detach()
             n += 1

@@ -46,6 +46,8 @@ def test_throughput_experiments_sampling_profile_and_no_amp():
     assert "Self CPU time total" in out.stdout and re.search(r"batch 2, amp off$", out.stdout, re.M)
     graph = bench("bench_throughput.py", *tiny, "--cuda-graph")
     assert graph.returncode == 1 and "--cuda-graph needs --device cuda" in graph.stderr
+    fp16 = bench("bench_throughput.py", *tiny, "--fp16")
+    assert fp16.returncode == 1 and "--fp16 needs --device cuda" in fp16.stderr
 
 
 @pytest.mark.slow

@@ -284,7 +284,8 @@ def test_graph_loss_captures_model_and_loss_and_trains_like_the_eager_step(monke
     from types import SimpleNamespace
 
     from src.models import build_model
-    from src.train import LOSSES, graph_loss, graphed_step, make_optimizer, train_step
+    from src.graphs import graph_loss, graphed_step
+    from src.train import LOSSES, make_optimizer, train_step
 
     calls = []
 
@@ -312,6 +313,93 @@ def test_graph_loss_captures_model_and_loss_and_trains_like_the_eager_step(monke
     assert len(calls) == 1 and calls[0].model is model
     assert losses[-1] < losses[0]
     assert all(torch.equal(a, b) for a, b in zip(*weights))
+
+
+def test_cuda_graph_only_where_it_can_run():
+    """On by default, so a GPU user gets it without a flag; skipped on a CPU, beside --compile, under
+    torchrun, and for configs without the field (the autoencoders')."""
+    from types import SimpleNamespace
+
+    from src.config import DenoiserConfig
+    from src.train import uses_cuda_graph
+
+    def cfg(**kw):
+        return SimpleNamespace(**{"cuda_graph": True, "compile": False, **kw})
+
+    def rt(device, distributed=False):
+        return SimpleNamespace(device=torch.device(device), distributed=distributed)
+
+    assert DenoiserConfig().cuda_graph and uses_cuda_graph(cfg(), rt("cuda"))
+    assert not uses_cuda_graph(cfg(cuda_graph=False), rt("cuda"))
+    assert not uses_cuda_graph(cfg(compile=True), rt("cuda:1"))
+    assert not uses_cuda_graph(cfg(), rt("cuda", distributed=True))
+    assert not uses_cuda_graph(cfg(), rt("cpu"))
+    assert not uses_cuda_graph(SimpleNamespace(compile=False), rt("cuda"))
+
+
+@pytest.mark.parametrize("steps_before", [0, 2])
+def test_step_graph_replays_the_eager_steps(monkeypatch, steps_before):
+    """--cuda-graph's whole-step graph on a CPU, with stand-ins for CUDA's streams and capture: capture
+    runs nothing, a replay runs the captured step on fresh gradients, as a CUDA graph's replay does.
+    Its warm-up steps must leave no trace (weights, AdamW's state, the clipping's mean; a fresh run
+    and one resumed after `steps_before` steps), each batch must reach the step, and the learning rate
+    must follow the schedule: the steps then equal eager `train_step`s, up to the rounding of the
+    learning rate to the fp32 tensor the graph reads (a warm-up left in the weights moves them ~1e-2)."""
+    import contextlib
+
+    from src.graphs import StepGraph
+    from src.models import build_model
+    from src.train import LOSSES, train_step, warmup_cosine
+
+    class FakeStream:
+        def wait_stream(self, other):
+            pass
+
+    class FakeGraph:
+        def __init__(self, body):
+            self.body, self.loss = body, torch.zeros(())
+
+        def replay(self):
+            graph_step.opt.zero_grad(set_to_none=True)
+            with graph_step._capturing():   # the learning-rate tensors the real graph reads
+                self.loss.copy_(self.body().detach())
+
+    def fake_capture(body):
+        graphs.append(FakeGraph(body))
+        return graphs[-1], graphs[-1].loss
+
+    graphs = []
+    monkeypatch.setattr(torch.cuda, "Stream", FakeStream)
+    monkeypatch.setattr(torch.cuda, "current_stream", FakeStream)
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+    monkeypatch.setattr(StepGraph, "_capture", staticmethod(fake_capture))
+    gen = torch.Generator().manual_seed(1)
+    batches = [[x, (x > 0.5).float()] for x in torch.rand(6, 2, 1, 32, 32, generator=gen)]
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    results = []
+    for graphed in (False, True):
+        torch.manual_seed(0)
+        model = build_model("unet", width=4, depth=1, refine=4)
+        # fused: the optimizer fit takes on CUDA, and the one that reads a tensor learning rate on a CPU
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=1e-2, betas=(0.9, 0.99), fused=True)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(len(batches), 2))
+        clip, loss_fn = GradClip(1.0, 2.0), LOSSES["clipped_mse"]
+        losses = []
+        for i, batch in enumerate(batches):
+            if graphed and i == steps_before:
+                graph_step = StepGraph(model, loss_fn, opt, clip, None, batches[-1])
+            step = graph_step if graphed and i >= steps_before else (
+                lambda b: train_step(model, model, b, loss_fn, opt, scaler, clip, None))
+            losses.append(step(batch).item())
+            sched.step()
+        assert all(isinstance(g["lr"], float) and not g["capturable"] for g in opt.param_groups)
+        results.append((losses, [p.detach().clone() for p in model.parameters()], clip.mean.item(),
+                        [opt.state[p]["exp_avg_sq"].clone() for p in model.parameters()]))
+    (eager_losses, eager_w, eager_mean, eager_v), (losses, w, mean, v) = results
+    assert len(graphs) == 1 and len(set(losses)) == len(losses)
+    assert losses == pytest.approx(eager_losses, rel=1e-5) and mean == pytest.approx(eager_mean, rel=1e-5)
+    assert all(torch.allclose(a, b, rtol=0, atol=1e-6) for a, b in zip(eager_w, w))
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-12) for a, b in zip(eager_v, v))
 
 
 def _main_first_rank(rank: int, port: int, folder: str, fail: bool, results) -> None:

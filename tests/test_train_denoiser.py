@@ -104,18 +104,6 @@ def test_resume_does_not_read_the_init_from_file(tmp_path, synthetic_dir):
     assert f"--init-from {gone} not read: --resume continues from" in "\n".join(logs)
 
 
-def test_cuda_graph_is_refused_on_a_cpu_and_beside_compile(tmp_path, synthetic_dir, capsys):
-    args = ["--preset", "smoke", "--data-dir", str(synthetic_dir), "--models-dir", str(tmp_path),
-            "--cuda-graph"]
-    earlier = tmp_path / "denoiser_best.pt"
-    earlier.write_bytes(b"an earlier run's model")   # must stay where make_submission looks for it
-    assert main([*args, "--device", "cpu"]) == 1
-    assert "--cuda-graph needs a CUDA device" in capsys.readouterr().err
-    assert main([*args, "--device", "cpu", "--compile"]) == 1
-    assert "--cuda-graph runs alone" in capsys.readouterr().err
-    assert [p.name for p in tmp_path.iterdir()] == ["denoiser_best.pt"]
-
-
 @pytest.mark.parametrize("bad", [["--model", "vae"], ["--model", "nope"], ["--loss", "l2"]])
 def test_unknown_model_or_loss_lists_choices_before_any_data(tmp_path, capsys, bad):
     with pytest.raises(SystemExit) as exit_:   # the data folder does not exist: parsing fails first
