@@ -8,7 +8,8 @@ gradient clipping), on random patches after a few warm-up steps, and prints one 
 Experiments for the GPU, where a batch-2 step is bound by the CPU launching ~320 small kernels
 (H100: 9.1 ms per step, of which the GPU is busy 1.1 ms; README): `--no-amp` (autocast casts every
 weight every step), `--compile-mode reduce-overhead` (torch.compile's CUDA graphs), `--cuda-graph`
-(the model and loss, forward and backward, replayed as CUDA graphs: `fit`'s `--cuda-graph`) and `--profile`
+(`fit`'s default on CUDA: the whole step as one CUDA graph, or with `--fp16` the model and loss alone)
+and `--profile`
 (the ten operations costing the most CPU time). `--fp16` takes the path of GPUs without native bf16
 (Kaggle's T4 and P100: fp16 autocast and the grad scaler) on one that has it, and prints the loss
 scale and the last loss. `--sampling` also times the patch DataLoader alone
@@ -105,7 +106,7 @@ def main() -> None:
                    choices=["default", "reduce-overhead", "max-autotune"])
     p.add_argument("--no-amp", action="store_true", help="full fp32 (TF32 matmuls on CUDA)")
     p.add_argument("--cuda-graph", action="store_true",
-                   help="replay model and loss, forward and backward, as CUDA graphs (fit's --cuda-graph)")
+                   help="the step as a CUDA graph (fit's default on CUDA; --fp16: model and loss only)")
     p.add_argument("--fp16", action="store_true",
                    help="CUDA: fp16 autocast with the grad scaler (T4/P100's path) even where bf16 is native")
     p.add_argument("--profile", action="store_true", help="print the operations costing the most CPU time")

@@ -88,6 +88,8 @@ def setup_runtime(device: str = "auto", threads: int = 0) -> Runtime:
         elif "OMP_NUM_THREADS" not in os.environ:
             torch.set_num_threads(max(1, cores_per_process(world)))
     else:
+        # --device cuda:N in one process too: streams and CUDA graphs work on the current device
+        torch.cuda.set_device(dev)
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -306,6 +308,14 @@ def make_optimizer(model: nn.Module, cfg) -> torch.optim.AdamW:
                              betas=(0.9, cfg.beta2), fused=cuda or None)
 
 
+def load_optimizer_state(opt: torch.optim.Optimizer, state: dict) -> None:
+    """Load a checkpoint's optimizer state, keeping this run's implementation flags (fused, foreach,
+    capturable): torch takes them from the checkpoint, so a CPU run resumed on CUDA lost fused AdamW and
+    kept its step counts on the CPU, where a CUDA graph of the step cannot reach them."""
+    flags = {k: opt.defaults[k] for k in ("fused", "foreach", "capturable") if k in opt.defaults}
+    opt.load_state_dict({**state, "param_groups": [{**g, **flags} for g in state["param_groups"]]})
+
+
 def train_step(net: nn.Module, model: nn.Module, batch, loss_fn, opt, scaler, clip: GradClip,
                dtype: torch.dtype | None) -> torch.Tensor:
     """One optimiser step of `fit` (autocast forward, scaled backward, clipping); returns the loss.
@@ -395,7 +405,7 @@ def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, r
         saved = ckpt.get("config", {})
         check_resume(saved, cfg, last_path)
         unwrap(model).load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
+        load_optimizer_state(opt, ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
         # the lr of this run's schedule from the first step, not the one the checkpoint's last step left
         # (0 at the end of a finished run resumed with more --epochs)
@@ -436,14 +446,15 @@ def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, r
             net, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
     if rt.is_main and rt.device.type == "cuda" and getattr(cfg, "cuda_graph", False) and not graphed:
         log("the training step runs without CUDA graphs: they need one process and no --compile")
-    # captured before the loader starts: its pinning thread must not touch CUDA during a capture
+    # captured before the loader starts (its pinning thread must not touch CUDA during a capture), and
+    # only if there is an epoch to train
     sample = ([torch.stack(t).to(rt.device) for t in zip(*(dataset[i] for i in range(cfg.batch_size)))]
-              if graphed else None)
+              if graphed and start < cfg.epochs else None)
     try:
         step = step_function(model, net, loss_fn, opt, scaler, clip, dtype, sample)
-    except RuntimeError as e:   # a GPU or driver that cannot capture: say how to train without
-        raise RuntimeError(f"capturing the training step as a CUDA graph failed ({e}); --no-cuda-graph "
-                           f"trains without it") from e
+    except (RuntimeError, AssertionError) as e:   # a GPU or driver that cannot capture: say how to do without
+        raise RuntimeError(f"preparing the CUDA graph of the training step (warm-up steps, capture) failed: "
+                           f"{e}; --no-cuda-graph trains without it") from e
     loader = PatchLoader(dataset, cfg.batch_size, loader_workers(cfg.workers, rt), rt.device)
 
     def checkpoint(epoch: int, score: float) -> dict:

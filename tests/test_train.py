@@ -315,6 +315,30 @@ def test_graph_loss_captures_model_and_loss_and_trains_like_the_eager_step(monke
     assert all(torch.equal(a, b) for a, b in zip(*weights))
 
 
+def test_resumed_optimizer_keeps_this_runs_flags_not_the_checkpoints():
+    """torch's load_state_dict takes fused/foreach/capturable from the checkpoint: a CPU run resumed on
+    CUDA lost fused AdamW, and its step counts stayed on the CPU, out of a CUDA graph's reach."""
+    from src.train import load_optimizer_state
+
+    w = torch.nn.Parameter(torch.ones(3))
+    w.grad = torch.ones(3)
+    eager = torch.optim.AdamW([w], lr=1e-3)
+    eager.step()
+    saved = eager.state_dict()
+    plain = torch.optim.AdamW([w], lr=1e-3, fused=True)
+    plain.load_state_dict(saved)
+    assert plain.param_groups[0]["fused"] is None            # what the helper guards against
+    fused = torch.optim.AdamW([w], lr=1e-3, fused=True)
+    load_optimizer_state(fused, saved)
+    group = fused.param_groups[0]
+    assert group["fused"] is True and group["foreach"] is None and group["capturable"] is False
+    assert fused.state[w]["step"].dtype == torch.float32 and fused.state[w]["step"].item() == 1
+    assert torch.equal(fused.state[w]["exp_avg"], eager.state[w]["exp_avg"])
+    back = torch.optim.AdamW([w], lr=1e-3)
+    load_optimizer_state(back, fused.state_dict())
+    assert back.param_groups[0]["fused"] is None and saved["param_groups"][0]["fused"] is None
+
+
 def test_cuda_graph_only_where_it_can_run():
     """On by default, so a GPU user gets it without a flag; skipped on a CPU, beside --compile, under
     torchrun, and for configs without the field (the autoencoders')."""
