@@ -88,8 +88,10 @@ def setup_runtime(device: str = "auto", threads: int = 0) -> Runtime:
         elif "OMP_NUM_THREADS" not in os.environ:
             torch.set_num_threads(max(1, cores_per_process(world)))
     else:
-        # --device cuda:N in one process too: streams and CUDA graphs work on the current device
-        torch.cuda.set_device(dev)
+        # cuda:N in one process too: streams and CUDA graphs use the current device (plain `cuda` is
+        # the current device already, and set_device refuses a device without an index)
+        if dev.index is not None:
+            torch.cuda.set_device(dev)
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True

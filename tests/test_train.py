@@ -315,6 +315,32 @@ def test_graph_loss_captures_model_and_loss_and_trains_like_the_eager_step(monke
     assert all(torch.equal(a, b) for a, b in zip(*weights))
 
 
+def test_cuda_n_becomes_the_current_device_and_plain_cuda_is_left_alone(monkeypatch):
+    """CUDA graphs and streams work on the current device, so --device cuda:1 must make it current;
+    torch.cuda.set_device raises for a device without an index, so plain `cuda` must not call it.
+    Without a GPU: torch.cuda's availability and set_device are stand-ins."""
+    from src.train import setup_runtime
+
+    calls = []
+
+    def fake_set_device(device):
+        if torch.device(device).index is None:   # what the real one does
+            raise ValueError(f"Expected a torch.device with a specified index, but got:{device}")
+        calls.append(device)
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", fake_set_device)
+    backends = torch.backends
+    flags = (backends.cudnn.benchmark, backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32)
+    try:
+        assert setup_runtime("cuda").device == torch.device("cuda") and calls == []
+        assert setup_runtime("cuda:1").device == torch.device("cuda", 1)
+        assert calls == [torch.device("cuda", 1)]
+    finally:
+        backends.cudnn.benchmark, backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32 = flags
+
+
 def test_resumed_optimizer_keeps_this_runs_flags_not_the_checkpoints():
     """torch's load_state_dict takes fused/foreach/capturable from the checkpoint: a CPU run resumed on
     CUDA lost fused AdamW, and its step counts stayed on the CPU, out of a CUDA graph's reach."""
