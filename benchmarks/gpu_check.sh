@@ -6,10 +6,10 @@
 #   1. torch, albumentations and the GPU;
 #   2. first call only: training throughput of the preset's step (bench_throughput): batch 2 with the
 #      CUDA graph first (fit's default, profiled: what the CPU still does per step; if it fails,
-#      GRAPH=auto stops the call there, so the device time goes to a fixed run), batch 2 eager with a CPU profile and the
-#      patch sampling rate, the graphs in fp32 and in fp16 with the grad scaler (T4/P100's path),
-#      fp16 eager, and batch 4 with the graphs. (Batch 2 in fp32, batch 16 and torch.compile's
-#      reduce-overhead were measured on an H100 on 2026-11-27: README's GPU figures);
+#      GRAPH=auto stops the call there, so the device time goes to a fixed run), batch 2 eager with
+#      a CPU profile and the patch sampling rate, the graphs in fp32 and in fp16 with the grad scaler
+#      (T4/P100's path), fp16 eager, and batch 4 with the graphs. (Batch 2 in fp32, batch 16 and
+#      torch.compile's reduce-overhead were measured on an H100 on 2026-11-27: README's GPU figures);
 #   3. the preset (default `full`) on the GPU through bench_denoiser (held-out RMSE, training time),
 #      with --cuda-graph if step 2 measured it at least 1.3x faster than batch 2 eager (GRAPH=auto|yes|no),
 #      then in fp32 (--no-amp) if that measured 10 % faster than bf16 with the graphs (AMP=auto|yes|no),
