@@ -3,7 +3,7 @@
     python benchmarks/bench_autoencoders.py --variant base --data ../shared/mnist [--threads 1] [...]
 
 Runs `src.pretrain_autoencoder` with the given preset (default: "default") into a temporary folder
-(or --out DIR), then checks the issue's targets and prints one markdown table row:
+(or --out DIR), then checks the pretraining's targets and prints one markdown table row:
   plateau   the test MSE curve is flat over the last quarter of the epochs: it improves by at most
             PLATEAU_REL (5%) of its final value between the start and the end of that quarter (the
             same change of the test objective, BCE + penalty, is printed beside it; the cosine
@@ -17,17 +17,18 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-from src.config import parse_config  # noqa: E402
-from src.data import DataError  # noqa: E402
-from src.pretrain_autoencoder import AUTOENCODER_PRESETS, AutoencoderConfig, run  # noqa: E402
+from src.common.config import parse_config  # noqa: E402
+from src.common.errors import DataError  # noqa: E402
+from src.mnist.config import AUTOENCODER_PRESETS, AutoencoderConfig  # noqa: E402
+from src.mnist.recipe import run  # noqa: E402
 
 TIME_LIMIT_S = 600
 MSE_TARGET = {"base": 0.01, "sparse": 0.01}

@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 import sys
 import time
-from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-from src.config import DENOISER_PRESETS, DenoiserConfig, parse_config  # noqa: E402
-from src.train import checkpoint_paths, run_command  # noqa: E402
-from src.train_denoiser import run  # noqa: E402
+from src.common.config import parse_config  # noqa: E402
+from src.training.config import DENOISER_PRESETS, DenoiserConfig  # noqa: E402
+from src.training.denoiser import run  # noqa: E402
+from src.training.loop import checkpoint_paths  # noqa: E402
+from src.training.loop import run_training  # noqa: E402
 
 SHARED_ZIP = ROOT.parent / "shared" / "competition" / "denoising-dirty-documents.zip"
 
@@ -64,8 +66,8 @@ def main() -> None:
     # train_denoiser's handler: one `error:` line for bad flags, data or checkpoints, and on Ctrl-C
     # (gpu_check.sh stops it at its time budget) the command that resumes this benchmark
     argv = [*sys.argv[1:], *([] if "--" in sys.argv[1:] else ["--"])]   # --resume must follow the --
-    rc = run_command(lambda c: result.update(run(c)), cfg, command="benchmarks.bench_denoiser", argv=argv,
-                     last_path=checkpoint_paths(models, cfg.name)[1])
+    rc = run_training(lambda c: result.update(run(c)), cfg, command="benchmarks.bench_denoiser", argv=argv,
+                      last_path=checkpoint_paths(models, cfg.name)[1])
     if rc:
         sys.exit(rc)
     wall = time.perf_counter() - t0

@@ -4,7 +4,7 @@
 
 The held-out pages follow the checkpoints' configs (--val-fraction, --split-seed, --split-by, --folds,
 --fold), which must hold out the same pages. Inference is the submission's with `--shifts 3` (its
-default; this script's is 0, as README's figures before session 15 were measured): `predict_page`
+default; this script's is 0, the setting of most figures in docs/consensus.md): `predict_page`
 given several models averages them, as `make_submission --checkpoint A --checkpoint B` does, and the
 figure "with consensus" gives pages of one text their weighted interquartile mean, as make_submission does.
 Data: as bench_denoiser.py (../shared's zip prepared into .cache/, or --data-dir).
@@ -12,21 +12,23 @@ Data: as bench_denoiser.py (../shared's zip prepared into .cache/, or --data-dir
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import sys
 import time
-from pathlib import Path
 
-from bench_denoiser import data_dir_of   # benchmarks/ is on sys.path: this script's folder
+from bench_denoiser import data_dir_of  # benchmarks/ is on sys.path: this script's folder
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from src.checkpoints import load_checkpoint, model_from_checkpoint  # noqa: E402
-from src.config import DenoiserConfig, config_from_dict  # noqa: E402
-from src.consensus import clean_together, describe  # noqa: E402
-from src.data import load_pairs, prepare_data, text_groups  # noqa: E402
-from src.inference import SHIFTS, predict_page  # noqa: E402
-from src.metrics import pooled_rmse  # noqa: E402
-from src.train_denoiser import split_train_val  # noqa: E402
+from src.common.config import config_from_dict  # noqa: E402
+from src.data.competition import load_pairs, prepare_data  # noqa: E402
+from src.data.splits import text_groups  # noqa: E402
+from src.inference.consensus import clean_together, describe  # noqa: E402
+from src.inference.metrics import pooled_rmse  # noqa: E402
+from src.inference.tiles import SHIFTS, predict_page  # noqa: E402
+from src.models.checkpoints import load_checkpoint, model_from_checkpoint  # noqa: E402
+from src.training.config import DenoiserConfig  # noqa: E402
+from src.training.denoiser import split_train_val  # noqa: E402
 
 
 def score(models, pages, tta: bool, shifts: int) -> tuple[float, float, float, str]:

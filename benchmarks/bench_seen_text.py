@@ -19,20 +19,24 @@ Data: as bench_denoiser.py.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+import sys
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import src.train_denoiser as td  # noqa: E402
 from bench_denoiser import add_training_args, data_dir_of  # noqa: E402
-from src.checkpoints import load_model  # noqa: E402
-from src.config import DENOISER_PRESETS, DenoiserConfig, config_from_dict, parse_config  # noqa: E402
-from src.data import load_page, load_pairs, prepare_data, split_pages, text_groups  # noqa: E402
-from src.inference import predict_page  # noqa: E402
+
+from src.common.config import config_from_dict, parse_config  # noqa: E402
+from src.data.competition import load_pairs, prepare_data  # noqa: E402
+from src.data.pages import load_page  # noqa: E402
+from src.data.splits import split_pages, text_groups  # noqa: E402
+from src.inference.tiles import predict_page  # noqa: E402
+from src.models.checkpoints import load_model  # noqa: E402
+from src.training.config import DENOISER_PRESETS, DenoiserConfig  # noqa: E402
+import src.training.denoiser as td  # noqa: E402
 
 
 def arm_split(texts: list[int], arm: str, seed: int = 0) -> tuple[list[int], list[int]]:

@@ -2,11 +2,11 @@
 
     python benchmarks/bench_throughput.py [--preset quick] [--steps 30] [--device cpu|cuda|all] [--threads N]
 
-Times `src.train.train_step`, the step `src.train.fit` runs (same model, loss, AMP, optimizer and
+Times `src.training.loop.train_step`, the step `fit` runs (same model, loss, AMP, optimizer and
 gradient clipping), on random patches after a few warm-up steps, and prints one line per device.
 
 Experiments for the GPU, where a batch-2 step is bound by the CPU launching ~320 small kernels
-(H100: 9.1 ms per step, of which the GPU is busy 1.1 ms; README): `--no-amp` (autocast casts every
+(docs/gpu.md): `--no-amp` (autocast casts every
 weight every step), `--compile-mode reduce-overhead` (torch.compile's CUDA graphs), `--cuda-graph`
 (`fit`'s default on CUDA: the whole step as one CUDA graph, or with `--fp16` the model and loss alone)
 and `--profile`
@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 import platform
 import sys
 import time
-from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -31,10 +31,11 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from src.config import DENOISER_PRESETS, DenoiserConfig  # noqa: E402
-from src.models import build_model  # noqa: E402
-from src.train import (LOSSES, GradClip, PatchLoader, amp_dtype, grad_scaler, make_optimizer,  # noqa: E402
-                       setup_runtime, step_function)
+from src.common.runtime import amp_dtype, grad_scaler, setup_runtime  # noqa: E402
+from src.models.registry import build_model  # noqa: E402
+from src.training.config import DENOISER_PRESETS, DenoiserConfig  # noqa: E402
+from src.training.loop import GradClip, PatchLoader, make_optimizer, step_function  # noqa: E402
+from src.training.losses import LOSSES  # noqa: E402
 
 
 def measure(cfg: DenoiserConfig, device: str, steps: int, batch_size: int, compile_mode: str = "default",
@@ -83,7 +84,7 @@ def sampling_rate(cfg: DenoiserConfig, workers: int, device: torch.device,
     """Batches per second that `fit`'s loader delivers on `device` from PatchDataset (random 420x540
     pages), and the main process's CPU milliseconds per batch: with workers, what receiving (pinning,
     copying) a batch takes from the training loop, which on a GPU launches the step's kernels."""
-    from src.augment import PatchDataset
+    from src.training.patches import PatchDataset
     rng = np.random.default_rng(0)
     pages = [tuple(rng.random((420, 540), dtype=np.float32) for _ in range(2)) for _ in range(8)]
     dataset = PatchDataset(pages, cfg.patch_size, batches * cfg.batch_size)

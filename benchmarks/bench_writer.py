@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -29,8 +29,9 @@ COMPETITION_ZIP = ROOT.parent / "shared" / "competition" / "denoising-dirty-docu
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from src import submission  # noqa: E402
-from src.data import load_page, prepare_data  # noqa: E402
+from src.data.competition import prepare_data  # noqa: E402
+from src.data.pages import load_page  # noqa: E402
+from src.submission import csvfile as submission  # noqa: E402
 
 
 def naive_write(pages, out: Path) -> int:

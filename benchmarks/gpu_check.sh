@@ -1,27 +1,27 @@
 #!/usr/bin/env bash
-# The GPU figures of the scale-up issue in one device call, prepared so a session that is lent a
-# GPU spends its 15 device minutes measuring, not setting up. Here, once: bash benchmarks/gpu_kit.sh
-# Then the device tool:   run  command="bash benchmarks/gpu_check.sh"  carry=[".gpu"]  timeout_s=600
+# The GPU figures (docs/gpu.md) in one run of about 10 minutes on a machine with one GPU and no network,
+# prepared so that its time goes to measuring, not setting up. Here, once: bash benchmarks/gpu_kit.sh
+# Then copy the project with its .gpu/ folder to the GPU machine and run there: bash benchmarks/gpu_check.sh
 #
 #   1. torch, albumentations and the GPU;
-#   2. first call only: training throughput of the preset's step (bench_throughput): batch 2 with the
-#      CUDA graph first (fit's default, profiled: what the CPU still does per step; if it fails,
-#      GRAPH=auto stops the call there, so the device time goes to a fixed run), batch 2 eager with
+#   2. unless a run is resumed: training throughput of the preset's step (bench_throughput): batch 2
+#      with the CUDA graph first (fit's default, profiled: what the CPU still does per step; if it
+#      fails, GRAPH=auto stops there, saying that GRAPH=no trains without it), batch 2 eager with
 #      a CPU profile and the patch sampling rate, the graphs in fp32 and in fp16 with the grad scaler
-#      (T4/P100's path), fp16 eager, and batch 4 with the graphs. (Batch 2 in fp32, batch 16 and
-#      torch.compile's reduce-overhead were measured on an H100 on 2026-11-27: README's GPU figures);
+#      (T4/P100's path), fp16 eager, and batch 4 with the graphs. (Eager fp32, batch 16 and
+#      torch.compile's reduce-overhead are not timed here: docs/gpu.md has their figures);
 #   3. the preset (default `full`) on the GPU through bench_denoiser (held-out RMSE, training time),
 #      with --cuda-graph if step 2 measured it at least 1.3x faster than batch 2 eager (GRAPH=auto|yes|no),
 #      then in fp32 (--no-amp) if that measured 10 % faster than bf16 with the graphs (AMP=auto|yes|no),
-#      compiled if COMPILE=yes (2026-11-27, H100: compiling gained 4 %), stopped by SIGINT when
-#      BUDGET seconds minus RESERVE have passed. Its checkpoints stay in .cache/ (git-ignored, kept
-#      on a warm machine): a second call within ~30 s resumes it (--resume), skipping 2;
+#      compiled if COMPILE=yes (it gains little: docs/gpu.md), stopped by SIGINT when
+#      BUDGET seconds minus RESERVE have passed. Its checkpoints stay in .cache/ (git-ignored): running
+#      the script again resumes it (--resume), skipping 2;
 #   4. with the graphs, if step 3 finished and RESERVE + 120 s are left (B4=auto|no): the preset at
-#      batch 4 (--name denoiser_b4), README's lead for a GPU recipe, stopped like step 3;
+#      batch 4 (--name denoiser_b4), a lead for a GPU recipe (docs/recipe.md), stopped like step 3;
 #   5. with the RESERVE left: make_submission on the 72 test pages with step 3's model, timed.
 # (torchrun's NCCL path needs two GPUs: with one, torchrun --nproc_per_node=1 starts no process group.)
 #
-# Compare with README: `full` trained 54.4 min on 2 CPU cores (AVX512-BF16), held-out RMSE 0.01138.
+# Compare with `full` on 2 CPU cores: docs/results.md, row 2.
 # Dry run on a CPU (after gpu_kit.sh; rm -r .cache/bench_smoke for a fresh run, it resumes any there):
 #   PY=.venv/bin/python DEVICE=cpu PRESET=smoke bash benchmarks/gpu_check.sh
 # (EXTRA="--flag value" adds train_denoiser flags, e.g. EXTRA="--epochs 200" BUDGET=60 to see it stop).
@@ -36,11 +36,11 @@ mkdir -p "$(dirname "$LOG")" .cache
 export PYTHONUNBUFFERED=1 NO_ALBUMENTATIONS_UPDATE=1
 [ -d /tmp/site ] && export PYTHONPATH=/tmp/site
 if ! "$PY" -c "import albumentations" 2>/dev/null; then
-    [ -d .gpu/whl ] || { echo "gpu_check: no albumentations and no .gpu/whl: run benchmarks/gpu_kit.sh here and carry .gpu" >&2; exit 1; }
+    [ -d .gpu/whl ] || { echo "gpu_check: no albumentations and no .gpu/whl: run benchmarks/gpu_kit.sh first and copy .gpu/ along" >&2; exit 1; }
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/whl/*.whl || exit 1
     export PYTHONPATH=/tmp/site
 fi
-[ -f .gpu/data/train.zip ] || { echo "gpu_check: no .gpu/data/train.zip: run benchmarks/gpu_kit.sh here and carry .gpu" >&2; exit 1; }
+[ -f .gpu/data/train.zip ] || { echo "gpu_check: no .gpu/data/train.zip: run benchmarks/gpu_kit.sh first and copy .gpu/ along" >&2; exit 1; }
 left() { echo $((BUDGET - (SECONDS - start))); }
 rate() { sed -n 's/.*: \([0-9.]*\) patches\/s.*/\1/p' ".cache/throughput_$1.txt" 2>/dev/null | tail -1; }
 
@@ -89,7 +89,7 @@ fi
 
 train_s=$(( $(left) - RESERVE ))
 if [ "$train_s" -lt 30 ]; then
-    echo "gpu_check: only $(left) s of BUDGET=$BUDGET left, no time to train; call again" | tee -a "$LOG"
+    echo "gpu_check: only $(left) s of BUDGET=$BUDGET left, no time to train; run it again" | tee -a "$LOG"
     exit 1
 fi
 # train SECONDS [FLAGS...]: the preset through bench_denoiser, resumed, stopped by SIGINT after SECONDS.
@@ -103,16 +103,16 @@ train() {
 train "$train_s" $EXTRA $GRAPH_FLAGS
 rc=$?
 if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$GRAPH" = yes ] && [ "$(left)" -gt $((RESERVE + 60)) ]; then
-    # a GPU or driver that cannot capture (run on H100/H200 only): report the failure, measure without.
+    # a GPU or driver that cannot capture: report the failure, measure without.
     echo "gpu_check: FAILED with --cuda-graph (rc $rc); training again without it" | tee -a "$LOG"
     train $(( $(left) - RESERVE )) $EXTRA --no-cuda-graph
     rc=$?
 fi
-[ "$rc" -eq 124 ] && echo "gpu_check: stopped at the budget; call again within ~30 s (warm machine) to resume" | tee -a "$LOG"
+[ "$rc" -eq 124 ] && echo "gpu_check: stopped at the budget; run it again to resume" | tee -a "$LOG"
 if [ "$rc" -eq 0 ] && [ "$GRAPH" = yes ] && [ "$B4" = auto ] && [ "$(left)" -gt $((RESERVE + 120)) ]; then
     train $(( $(left) - RESERVE )) $EXTRA $GRAPH_FLAGS --batch-size 4 --name denoiser_b4
     rc4=$?
-    [ "$rc4" -eq 124 ] && echo "gpu_check: batch 4 stopped at the budget; call again within ~30 s to resume it" | tee -a "$LOG"
+    [ "$rc4" -eq 124 ] && echo "gpu_check: batch 4 stopped at the budget; run it again to resume it" | tee -a "$LOG"
     [ "$rc4" -ne 0 ] && [ "$rc4" -ne 124 ] && rc=$rc4
 fi
 

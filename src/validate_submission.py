@@ -9,12 +9,14 @@ not there.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+import sys
 
-from src.data import DEFAULT_DATA_DIR, SAMPLE, SYNTHETIC_DIR, DataError, competition_sample
-from src.submission import reference_problems, validate_submission
-from src.synthetic import MARKER
+from src.common.errors import DataError
+from src.common.runner import run_command
+from src.data.competition import DEFAULT_DATA_DIR, SAMPLE, SYNTHETIC_DIR, competition_sample
+from src.data.synthetic import MARKER
+from src.submission.csvfile import reference_problems, validate_submission
 
 GET_DATA = "Get the competition data with `python -m src.download`"
 
@@ -44,18 +46,18 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    return run_command(lambda: check(args))
+
+
+def check(args: argparse.Namespace) -> int:
+    """Check the file as parsed by parse_args; prints the report and returns the exit code."""
     if not args.file.is_file():
         what = "is a folder, not a submission file" if args.file.is_dir() else "no such file"
-        print(f"error: {args.file}: {what}", file=sys.stderr)
-        return 1
+        raise DataError(f"{args.file}: {what}")
     sample, demo, matched = args.sample, None, True
     # with --truth the clean pages define the ids (validation pages are not the test pages)
     if sample is None and args.truth is None:
-        try:
-            sample = competition_sample(args.data_dir)
-        except DataError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
+        sample = competition_sample(args.data_dir)
         if sample is None and args.data_dir == DEFAULT_DATA_DIR and (SYNTHETIC_DIR / SAMPLE).is_file():
             sample = demo = SYNTHETIC_DIR / SAMPLE   # what `make demo` predicted, for want of the data
     if sample is not None:

@@ -2,15 +2,15 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import socket
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
 
-from src import kaggle_api
+from src.kaggle import api as kaggle_api
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
@@ -27,7 +27,7 @@ def synthetic_dir(tmp_path_factory) -> Path:
     Seed 7 deals its 6 training pages into 3 texts of 2 pages (2.png with 4.png, 3 with 8, 5 with 6;
     all 420 px tall but 3 and 8) and its 2 test pages, 420 px tall, into one text.
     """
-    from src.synthetic import make_synthetic_competition
+    from src.data.synthetic import make_synthetic_competition
 
     return make_synthetic_competition(tmp_path_factory.mktemp("synthetic"), n_train=6, n_test=2, seed=7)
 
@@ -38,7 +38,9 @@ def repeated_texts(pages: Path, dest: Path, noisy_is_clean: bool = False) -> Pat
     noisy page of its text's first page)."""
     import shutil
 
-    from src.data import CLEAN, TRAIN, load_page, text_groups
+    from src.data.competition import CLEAN, TRAIN
+    from src.data.pages import load_page
+    from src.data.splits import text_groups
 
     shutil.copytree(pages, dest)
     names = sorted(p.name for p in (dest / TRAIN).glob("*.png"))
@@ -54,8 +56,8 @@ def identity_checkpoint(path: Path, config: dict | None = None) -> Path:
     """A denoiser checkpoint of a U-Net with a zeroed residual head: the identity, it returns its input."""
     import torch
 
-    from src.checkpoints import make_checkpoint, save_checkpoint
-    from src.models import build_model
+    from src.models.checkpoints import make_checkpoint, save_checkpoint
+    from src.models.registry import build_model
 
     model = build_model("unet", width=4, depth=1)
     for p in model.head.parameters():
@@ -67,7 +69,7 @@ def identity_checkpoint(path: Path, config: dict | None = None) -> Path:
 
 def zip_competition(pages: Path, dest: Path) -> Path:
     """dest/ holding the inner zips of a competition-shaped folder, as Kaggle's zip holds them."""
-    from src.data import CLEAN, SAMPLE, TEST, TRAIN
+    from src.data.competition import CLEAN, SAMPLE, TEST, TRAIN
 
     dest.mkdir(parents=True)
     for name in (TRAIN, CLEAN, TEST):
@@ -98,7 +100,7 @@ def unreadable_zip(path: Path, kind: str, member: str = "train/1.png", data: byt
 @pytest.fixture
 def real_zip() -> Path:
     """../shared's competition zip; the test is skipped, saying why, when it is absent or no zip (a
-    placeholder of 0 bytes has been seen there): the product's own errors for such files are tested
+    placeholder of 0 bytes, say): the product's own errors for such files are tested
     on small fakes."""
     if not REAL_ZIP.is_file():
         pytest.skip(f"{REAL_ZIP} is absent")
@@ -126,7 +128,7 @@ def blob_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="session")
 def mnist_dir(tmp_path_factory) -> Path:
     """The four MNIST IDX files (.gz) of 200 train and 100 test `blob_digits`."""
-    from src.mnist import IDX_FILES, write_idx
+    from src.mnist.digits import IDX_FILES, write_idx
 
     folder = tmp_path_factory.mktemp("mnist")
     (tr_x, tr_y), (te_x, te_y) = blob_digits(200, 1), blob_digits(100, 2)

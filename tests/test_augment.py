@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from src.augment import PatchDataset
+from src.training.patches import PatchDataset
 
 
 def _pages(n=3, shape=(40, 56), seed=0):

@@ -1,4 +1,4 @@
-"""The benchmark commands README prints run and print the lines README quotes (tiny settings)."""
+"""The benchmark commands README and docs/ print run and print the lines docs/ quotes (tiny settings)."""
 import importlib.util
 import os
 import re
@@ -70,8 +70,8 @@ def bench_main(monkeypatch, script: str, *args: str, module=None) -> int:
 
 
 def test_denoiser_benchmark_errors_are_one_line(monkeypatch, tmp_path, synthetic_dir, capsys):
-    from src.checkpoints import make_checkpoint, save_checkpoint
-    from src.models import build_model
+    from src.models.checkpoints import make_checkpoint, save_checkpoint
+    from src.models.registry import build_model
 
     args = ["--preset", "smoke", "--data-dir", str(synthetic_dir), "--", "--models-dir", str(tmp_path / "m")]
     assert bench_main(monkeypatch, "bench_denoiser.py", "--data-dir", str(tmp_path / "nowhere")) == 1
@@ -105,9 +105,9 @@ def test_denoiser_benchmark_ctrl_c_says_how_to_resume(monkeypatch, synthetic_dir
     last = tmp_path / ".cache" / "bench_smoke" / "denoiser_last.pt"
     last.parent.mkdir(parents=True)
     last.write_bytes(b"an epoch's checkpoint")
-    monkeypatch.setattr("src.train.load_checkpoint", lambda *args: {})   # it is no real run's: not read,
-    monkeypatch.setattr("src.train.check_resume", lambda *args: None)    # nor compared with the flags
-    # an earlier run's checkpoint is offered to --resume only (train.run_command); given, not repeated
+    monkeypatch.setattr("src.training.loop.load_checkpoint", lambda *args: {})   # no real run's: not read,
+    monkeypatch.setattr("src.training.loop.check_resume", lambda *args: None)   # nor compared with the flags
+    # an earlier run's checkpoint is offered to --resume only (run_training); given, not repeated
     for extra, resume in ([], ""), (["--", "--resume"], " -- --resume"):
         assert bench_main(monkeypatch, "bench_denoiser.py", "--preset", "smoke", "--data-dir",
                           str(synthetic_dir), *extra, module=module) == 130
@@ -155,8 +155,8 @@ def test_writer_benchmark_reports_its_speedup():
 def test_ensemble_benchmark_scores_each_checkpoint_and_their_average(tmp_path, synthetic_dir):
     import torch
 
-    from src.checkpoints import make_checkpoint, save_checkpoint
-    from src.models import build_model
+    from src.models.checkpoints import make_checkpoint, save_checkpoint
+    from src.models.registry import build_model
     paths = []
     for seed, split_seed in ((0, 0), (1, 0), (0, 1)):
         torch.manual_seed(seed)
@@ -205,7 +205,7 @@ def test_seen_text_nearest_finds_the_twins_a_page_split_trains_on(tmp_path, synt
     assert float(got["page"][1][2]) < 1e-4 < float(got["text"][1][1])
     assert [(w, n) for w, _, _, n in got["text"]] == [("test", "2"), ("held-out", "2")]
     assert all(float(low) > 0.01 for _, low, _, _ in got["page"][:1] + got["text"])
-    from src.synthetic import make_synthetic_competition
+    from src.data.synthetic import make_synthetic_competition
     other = make_synthetic_competition(tmp_path / "sizes", 6, 2, seed=1)   # test pages 420 px, training 258
     out = bench("bench_seen_text.py", "--nearest", str(path), "--data-dir", str(other))
     assert ("test pages: nearest clean training page at RMSE - (2 pages; 2 with no training page of their "

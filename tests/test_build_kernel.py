@@ -1,29 +1,33 @@
-"""src.build_kernel and src.kernel_bundle: the kernel folder, its metadata, and the generated script run
-the way Kaggle runs it (only the code file, a /kaggle-like root, no project on the path)."""
+"""src.build_kernel, src.kaggle.kernel and src.kaggle.bundle: the kernel folder, its metadata, and the
+generated script run the way Kaggle runs it (only the code file, a /kaggle-like root, no project on the
+path)."""
 from __future__ import annotations
 
 import inspect
 import json
 import os
+from pathlib import Path
 import shutil
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
+from conftest import zip_competition
 import pytest
 import torch
-from conftest import zip_competition
 
-from src import build_kernel, data
-from src.build_kernel import find_checkpoint, kernel_data, main
-from src.checkpoints import make_checkpoint, save_checkpoint
-from src.data import CLEAN, COMPETITION, SAMPLE, TEST, TRAIN
-from src.kernel_bundle import CODE_FILE, embed, import_order, needed_modules, render_bundle
-from src.models import build_model
-from src.submission import validate_submission
+from src.build_kernel import main
+from src.data import competition as data
+from src.data.competition import CLEAN, COMPETITION, SAMPLE, TEST, TRAIN
+from src.kaggle import kernel
+from src.kaggle.bundle import CODE_FILE, embed, import_order, needed_modules, render_bundle
+from src.kaggle.kernel import find_checkpoint, kernel_data
+from src.models.checkpoints import make_checkpoint, save_checkpoint
+from src.models.registry import build_model
+from src.submission.csvfile import validate_submission
 
 PROJECT = Path(__file__).resolve().parents[1]
+PACKAGES = {"common", "data", "models", "training", "inference", "submission", "mnist", "kaggle"}
 KID = "user/my-denoiser"
 WEIGHTS_ID = "user/my-denoiser-weights"
 
@@ -32,7 +36,7 @@ WEIGHTS_ID = "user/my-denoiser-weights"
 
 @pytest.fixture(scope="module")
 def pages(tmp_path_factory) -> Path:
-    from src.synthetic import make_synthetic_competition
+    from src.data.synthetic import make_synthetic_competition
 
     return make_synthetic_competition(tmp_path_factory.mktemp("pages"), n_train=4, n_test=2)
 
@@ -67,7 +71,8 @@ def run_script(code: Path, root: Path, tmp_path: Path) -> subprocess.CompletedPr
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     modules = dict(line.split()[2:4] for line in proc.stdout.splitlines()
                    if line.startswith("kernel module "))
-    assert {"src", "src.data", "src.train_denoiser", "src.make_submission", "src.submission"} <= set(modules)
+    assert {"src", "src.data.competition", "src.training.denoiser", "src.submission.predict",
+            "src.submission.csvfile"} <= set(modules)
     for name, file in modules.items():   # every src module came from the script, none from the project
         assert file.startswith(str(script) + os.sep), (name, file)
         assert not file.startswith(str(PROJECT / "src")), (name, file)
@@ -179,11 +184,11 @@ def test_a_failed_kernel_run_leaves_no_extracted_data_behind(tmp_path, pages, mo
     if failure == "a crash":   # not one of the errors run_kernel reports: its traceback ends the kernel
         def crash(*args, **kwargs):
             raise RuntimeError("CUDA error: out of memory")
-        monkeypatch.setattr(build_kernel, "find_checkpoint", crash)
+        monkeypatch.setattr(kernel, "find_checkpoint", crash)
         with pytest.raises(RuntimeError, match="out of memory"):
-            build_kernel.run_kernel(plan, log=lambda m: said.append((m, data_dir.exists())))
+            kernel.run_kernel(plan, log=lambda m: said.append((m, data_dir.exists())))
     else:
-        assert build_kernel.run_kernel(plan, log=lambda m: said.append((m, data_dir.exists()))) == 1
+        assert kernel.run_kernel(plan, log=lambda m: said.append((m, data_dir.exists()))) == 1
         assert said[-1][0].startswith("error: no denoiser_best.pt") and said[-1][1]
     summary = f"competition data in {data_dir}: 4 training pairs"
     assert any(m.startswith(summary) and existed for m, existed in said), said
@@ -410,29 +415,32 @@ def test_readme_submits_the_kernel_output_as_the_builder_says(capsys, tmp_path):
 # ---------------------------------------------------------------- the bundle
 
 def test_bundle_is_generated_from_the_package_source(tmp_path):
-    text = render_bundle("src.build_kernel", "run_kernel", {"mode": "train"})
+    text = render_bundle("src.kaggle.kernel", "run_kernel", {"mode": "train"})
     assert inspect.getsource(data.prepare_data) in text
-    assert inspect.getsource(build_kernel.run_kernel) in text
-    for name, module in needed_modules("src.build_kernel").items():
+    assert inspect.getsource(kernel.run_kernel) in text
+    for name, module in needed_modules("src.kaggle.kernel").items():
         assert module.source in text, f"{name} is not embedded verbatim"
     # regenerated, not kept: an edited copy of the package gives an edited bundle
     pkg = tmp_path / "src"
     shutil.copytree(PROJECT / "src", pkg, ignore=shutil.ignore_patterns("__pycache__"))
-    src = (pkg / "metrics.py").read_text()
-    (pkg / "metrics.py").write_text(src + "\n\ndef brand_new_metric():\n    return 42\n")
-    edited = render_bundle("src.build_kernel", "run_kernel", {}, package_dir=pkg)
+    src = (pkg / "inference" / "metrics.py").read_text()
+    (pkg / "inference" / "metrics.py").write_text(src + "\n\ndef brand_new_metric():\n    return 42\n")
+    edited = render_bundle("src.kaggle.kernel", "run_kernel", {}, package_dir=pkg)
     assert "def brand_new_metric():" in edited and "def brand_new_metric():" not in text
 
 
 def test_needed_modules_follow_eager_and_lazy_imports_only():
-    modules = needed_modules("src.build_kernel")
-    assert {"src", "src.data", "src.synthetic", "src.train_denoiser", "src.make_submission"} <= set(modules)
-    assert "src.synthetic" in modules["src.data"].lazy           # imported inside prepare_or_synthesize
-    assert not {"src.download", "src.kaggle_api", "src.validate_submission"} & set(modules)
-    order, _ = import_order(modules)
-    assert order[0] == "src" and order.index("src.data") < order.index("src.synthetic")
+    modules = needed_modules("src.kaggle.kernel")
+    assert {"src", "src.data.competition", "src.data.synthetic", "src.training.denoiser",
+            "src.submission.predict"} <= set(modules)
+    # no command, and nothing the kernel does not run: the Kaggle API, the validator's command
+    assert not {m for m in modules if m.count(".") == 1 and m.split(".")[1] not in PACKAGES}
+    assert "src.kaggle.api" not in modules
+    order, cycles = import_order(modules)
+    assert not cycles
     at = order.index
-    assert at("src.submission") < at("src.make_submission") < at("src.build_kernel")
+    assert order[0] == "src" and at("src.data.competition") < at("src.data.synthetic")
+    assert at("src.submission.csvfile") < at("src.submission.predict") < at("src.kaggle.kernel")
 
 
 def write_package(root: Path, files: dict[str, str]) -> Path:

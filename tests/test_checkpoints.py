@@ -4,9 +4,10 @@ import pickle
 import pytest
 import torch
 
-from src.checkpoints import (CheckpointError, FORMAT_VERSION, init_encoder_from, load_checkpoint,
-                             load_failure, load_model, make_checkpoint, save_checkpoint)
-from src.models import build_model
+from src.common.errors import CheckpointError
+from src.models.checkpoints import (FORMAT_VERSION, init_encoder_from, load_checkpoint, load_failure,
+                                    load_model, make_checkpoint, save_checkpoint)
+from src.models.registry import build_model
 
 
 def ckpt_for(model, kind="denoiser", **kw):
@@ -100,7 +101,7 @@ def test_unwritable_folder_is_a_clear_oserror(tmp_path):
 
 def test_full_disk_keeps_previous_checkpoint(tmp_path, monkeypatch):
     """On a full disk torch.save into a file raises RuntimeError ("unexpected pos ..."), naming no file
-    (measured on a 64 KB tmpfs); so the checkpoint is serialised first and written as bytes."""
+    (as on a 64 KB tmpfs); so the checkpoint is serialised first and written as bytes."""
     import errno
     import pathlib
     save_checkpoint(tmp_path / "m.pt", {"format_version": 1, "model": {}, "v": 1})
@@ -197,7 +198,7 @@ def test_long_reason_is_cut_at_a_word():
 
 
 def test_archive_moves_existing_files_and_never_overwrites_an_archived_one(tmp_path):
-    from src.checkpoints import archive
+    from src.models.checkpoints import archive
     assert archive([tmp_path / "none.pt"]) == []
     moved = []
     for text in ("first", "second"):             # within the same second: the same stamp

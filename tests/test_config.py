@@ -2,8 +2,8 @@ from dataclasses import asdict, fields
 
 import pytest
 
-from src.config import (DENOISER_PRESETS, DenoiserConfig, config_from_dict, field_help, parse_config,
-                        resume_conflicts)
+from src.common.config import config_from_dict, field_help, parse_config, resume_conflicts
+from src.training.config import DENOISER_PRESETS, DenoiserConfig
 
 
 def test_preset_then_flags():
@@ -58,7 +58,7 @@ def test_values_out_of_range_exit_2_naming_the_flag(capsys, flags, problem):
 @pytest.mark.parametrize("name", ["lr", "weight_decay", "warmup_epochs", "grad_clip", "photometric"])
 @pytest.mark.parametrize("value", ["inf", "nan", "-inf"])
 def test_a_float_that_is_not_finite_is_refused_naming_the_flag(capsys, name, value):
-    """--lr inf trained to NaN and saved it as best; --warmup-epochs inf overflowed after loading."""
+    """Else --lr inf trains to NaN and saves it as best, --warmup-epochs inf overflows after loading."""
     option = "--" + name.replace("_", "-")
     with pytest.raises(SystemExit) as e:
         parse_config(DenoiserConfig, DENOISER_PRESETS, [f"{option}={value}"])   # =: -inf is no flag
@@ -73,7 +73,7 @@ def test_every_value_at_its_bound_is_accepted():
 
 
 def test_autoencoder_depth_needs_one_level(capsys):
-    from src.pretrain_autoencoder import AUTOENCODER_PRESETS, AutoencoderConfig
+    from src.mnist.config import AUTOENCODER_PRESETS, AutoencoderConfig
     with pytest.raises(SystemExit):
         parse_config(AutoencoderConfig, AUTOENCODER_PRESETS, ["--depth", "0"])
     assert "--depth 0: must be at least 1" in capsys.readouterr().err
@@ -84,7 +84,7 @@ def test_autoencoder_depth_needs_one_level(capsys):
 
 
 def test_help_describes_every_flag_with_its_default_and_preset_values(capsys):
-    from src.pretrain_autoencoder import AutoencoderConfig
+    from src.mnist.config import AutoencoderConfig
     for cls in (DenoiserConfig, AutoencoderConfig):  # a new field needs its comment
         assert set(field_help(cls)) == {f.name for f in fields(cls)} - {"preset"}, cls.__name__
     with pytest.raises(SystemExit):
@@ -104,15 +104,15 @@ def test_resume_conflicts_name_training_flags_only():
     assert resume_conflicts({"width": 32}, DenoiserConfig()) == []
     assert resume_conflicts({"width": 32}, DenoiserConfig(split_by="text")) == [
         "--split-by page (now: --split-by text)"]
-    # a --fold without --folds, accepted before it was refused, was never used: resumable without it
+    # a --fold without --folds (an older checkpoint may hold one) is unused: resumable without it
     assert resume_conflicts(asdict(DenoiserConfig(fold=3)), DenoiserConfig()) == []
     assert resume_conflicts(asdict(DenoiserConfig(folds=5, fold=3)), DenoiserConfig(folds=5)) == [
         "--fold 3 (now: --fold 0)"]
 
 
 def test_the_denoisers_choices_are_the_losses_and_denoisers_that_exist():
-    from src.models import build_model
-    from src.train import LOSSES
+    from src.models.registry import build_model
+    from src.training.losses import LOSSES
     assert set(DenoiserConfig.choices["loss"]) == set(LOSSES)
     for name in DenoiserConfig.choices["model"]:
         build_model(name, **DenoiserConfig().model_config())

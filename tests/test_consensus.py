@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from src.consensus import (SPREAD_FLOOR, STEPS, compact, confidence, describe, ink_distance, iqm_of_groups,
-                           match_pages, weighted_iqm)
+from src.inference.consensus import (SPREAD_FLOOR, STEPS, compact, confidence, describe, ink_distance,
+                                     iqm_of_groups, match_pages, weighted_iqm)
 
 
 def text_page(seed: int, shape=(60, 80)) -> np.ndarray:

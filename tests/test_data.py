@@ -1,16 +1,18 @@
 import io
 import os
-import zipfile
 from pathlib import Path
+import zipfile
 
+from conftest import unreadable_zip
 import cv2
 import numpy as np
 import pytest
-from conftest import unreadable_zip
 
-from src.data import (DataError, find_pairs, list_images, load_page, load_pair, prepare_data,
-                      png_size, prepare_or_synthesize, safe_extract, save_page, split_pages,
-                      text_groups)
+from src.common.errors import DataError
+from src.data.competition import find_pairs, load_pair, prepare_data, safe_extract
+from src.data.pages import list_images, load_page, png_size, save_page
+from src.data.splits import split_pages, text_groups
+from src.data.synthetic import prepare_or_synthesize
 
 
 def write_png(path: Path, img: np.ndarray) -> Path:
@@ -68,7 +70,7 @@ def test_prepare_from_outer_zip_is_idempotent(tmp_path):
 
 
 def test_read_only_data_dir_is_extracted_under_competition_unpacked(tmp_path, monkeypatch):
-    import src.data as data_module
+    import src.data.competition as data_module
     d = make_outer_zip(tmp_path)
     real_access = os.access
     monkeypatch.setattr(data_module.os, "access", lambda p, mode: Path(p) != d and real_access(p, mode))

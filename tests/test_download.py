@@ -1,26 +1,27 @@
-"""src.download and src.kaggle_api: credentials, failures with advice, fake downloads, --check."""
+"""src.download, src.kaggle.download and src.kaggle.api: credentials, failures with advice, fake
+downloads, --check."""
 from __future__ import annotations
 
 import io
 import json
 import os
+from pathlib import Path
 import shutil
 import socket
 import subprocess
 import sys
 import time
 import zipfile
-from pathlib import Path
 
+from conftest import KEY, FakeApi, http_error  # tests/ is on sys.path (pytest's rootdir conftest)
 import cv2
 import numpy as np
 import pytest
 import requests
 
-from src import download, kaggle_api
-from src.data import COMPETITION
-
-from conftest import KEY, FakeApi, http_error   # tests/ is on sys.path (pytest's rootdir conftest)
+from src import download
+from src.data.competition import COMPETITION
+from src.kaggle import api as kaggle_api
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,16 +1,16 @@
 """Training faults: Ctrl-C, unwritable outputs, torchrun. (Kill/resume lives in test_train_denoiser.)"""
 import os
+from pathlib import Path
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
+from conftest import zip_competition
 import pytest
 import torch
-from conftest import zip_competition
 
-from src.checkpoints import load_checkpoint
+from src.models.checkpoints import load_checkpoint
 from src.train_denoiser import main
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -23,7 +23,7 @@ def test_unwritable_models_dir_is_one_clear_line(tmp_path, synthetic_dir, capsys
 
     def no_training(*_):
         raise RuntimeError("trained before finding that the checkpoints cannot be written")
-    monkeypatch.setattr("src.train.train_step", no_training)
+    monkeypatch.setattr("src.training.loop.train_step", no_training)
     rc = main(["--preset", "smoke", "--data-dir", str(synthetic_dir), "--models-dir", str(blocker)])
     err = capsys.readouterr().err
     assert rc == 1 and err.startswith(f"error: cannot write to {blocker}") and "Traceback" not in err
@@ -67,7 +67,7 @@ def test_torchrun_two_cpu_processes_then_submission(tmp_path, synthetic_dir):
                           "--data-dir", str(synthetic_dir), "--out", str(csv)],
                          cwd=PROJECT, env=ENV, capture_output=True, text=True, timeout=300)
     assert sub.returncode == 0, sub.stderr[-2000:]
-    from src.submission import validate_submission
+    from src.submission.csvfile import validate_submission
     assert validate_submission(csv, sample=synthetic_dir / "sampleSubmission.csv").ok
 
 

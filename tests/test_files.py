@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from src.files import atomic_write, ensure_writable_dir
+from src.common.files import atomic_write, ensure_writable_dir
 
 
 def test_atomic_write_keeps_old_file_on_failure(tmp_path):

@@ -3,8 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from src.inference import SHIFTS, predict_page, ramp, tile_starts
-from src.models import build_model
+from src.inference.tiles import SHIFTS, predict_page, ramp, tile_starts
+from src.models.registry import build_model
 
 
 class Identity(nn.Module):

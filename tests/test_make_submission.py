@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 import torch
 
-from src.checkpoints import make_checkpoint, save_checkpoint
-from src.data import list_images, load_page, save_page
+from src.data.pages import list_images, load_page, save_page
 from src.make_submission import main, parse_args
-from src.models import build_model
-from src.submission import read_submission, validate_submission
+from src.models.checkpoints import make_checkpoint, save_checkpoint
+from src.models.registry import build_model
+from src.submission.csvfile import read_submission, validate_submission
 from tests.conftest import identity_checkpoint
 from tests.test_consensus import on_background, text_page
 
@@ -99,8 +99,8 @@ def test_errors_are_one_line(tmp_path, synthetic_dir, identity_ckpt, capsys):
 
 
 def test_flip_tta_and_shifts_are_the_default_and_can_be_switched_off(tmp_path, synthetic_dir):
-    from src.checkpoints import load_model
-    from src.inference import SHIFTS, predict_page
+    from src.inference.tiles import SHIFTS, predict_page
+    from src.models.checkpoints import load_model
 
     torch.manual_seed(0)
     path = tmp_path / "random.pt"
@@ -197,11 +197,11 @@ def test_out_with_a_trailing_slash_is_a_folder(tmp_path, capsys):
 
 
 def test_sigterm_mid_write_leaves_no_partial_file(tmp_path, tiny_pages, identity_ckpt, monkeypatch, capsys):
-    """As Kaggle or `kill` stop it: the temporary CSV goes, exit 143 (SIGTERM's default left it)."""
+    """As Kaggle or `kill` stop it: the temporary CSV goes, exit 143 (SIGTERM's default would leave it)."""
     import os
     import signal
 
-    import src.make_submission as cmd
+    import src.submission.predict as cmd
     pages = []
 
     def killed_on_second_page(model, page, **kwargs):
@@ -219,7 +219,7 @@ def test_sigterm_mid_write_leaves_no_partial_file(tmp_path, tiny_pages, identity
 
 
 def test_ctrl_c_writes_nothing_and_says_so(tmp_path, tiny_pages, identity_ckpt, monkeypatch, capsys):
-    import src.make_submission as cmd
+    import src.submission.predict as cmd
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -249,7 +249,7 @@ def test_out_name_and_compression_agree(tmp_path, tiny_pages, identity_ckpt, out
 
 
 def test_unwritable_out_fails_before_any_work(tmp_path, tiny_pages, identity_ckpt, monkeypatch, capsys):
-    import src.make_submission as cmd
+    import src.submission.predict as cmd
 
     def no_work(*args, **kwargs):
         raise AssertionError("loaded a model or pages for an output that cannot be written")
@@ -308,3 +308,12 @@ def test_a_model_that_predicts_nan_is_an_error_naming_the_page(tmp_path, tiny_pa
     err = capsys.readouterr().err
     assert f"error: {tiny_pages / '3.png'}: the model predicted 600 NaN or inf pixels" in err
     assert not out.exists()
+
+
+def test_submission_defaults_are_validations():
+    """make_submission predicts as validation scored: the same tiles, overlap and flips by default."""
+    from src.submission.predict import PredictConfig
+    from src.training.config import DenoiserConfig
+
+    for name in ("tile", "overlap", "tta"):
+        assert getattr(PredictConfig, name) == getattr(DenoiserConfig, name), name

@@ -3,8 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from src.metrics import (PIXEL_CLASSES, error_breakdown, pixel_classes, pooled_rmse, psnr, psnr_from_rmse,
-                         rmse, squared_error_sum)
+from src.inference.metrics import (PIXEL_CLASSES, error_breakdown, pixel_classes, pooled_rmse, psnr,
+                                   psnr_from_rmse, rmse, squared_error_sum)
 
 
 def test_rmse_hand_computed():

@@ -4,8 +4,9 @@ import struct
 import numpy as np
 import pytest
 
-from src.data import DataError
-from src.mnist import IDX_FILES, IMAGE_MAGIC, LABEL_MAGIC, load_digits, read_digit_csv, read_idx, write_idx
+from src.common.errors import DataError
+from src.mnist.digits import (IDX_FILES, IMAGE_MAGIC, LABEL_MAGIC, load_digits, read_digit_csv, read_idx,
+                              write_idx)
 
 
 def make_digits(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

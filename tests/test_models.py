@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from src.models import MODELS, UNet, build_model, count_parameters
+from src.models.registry import MODELS, build_model, count_parameters
+from src.models.unet import UNet
 
 
 @pytest.mark.parametrize("refine", [0, 4])

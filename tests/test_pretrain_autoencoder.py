@@ -1,21 +1,24 @@
 import json
 import os
+from pathlib import Path
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from src.autoencoders import AUTOENCODERS, ConvAutoencoder, autoencoder_loss, kl_divergence
-from src.blocks import Encoder
-from src.checkpoints import CheckpointError, init_encoder_from, load_checkpoint, load_model
-from src.mnist_plots import pca_2d, pca_grid
-from src.models import MODELS, UNet, build_model
-from src.pretrain_autoencoder import (AUTOENCODER_PRESETS, AutoencoderConfig, DigitDataset, code_sparsity,
-                                      VARIANTS, main, model_config, pixel_scores, run,
-                                      showcase)
+from src.common.errors import CheckpointError
+from src.mnist.config import AUTOENCODER_PRESETS, VARIANTS, AutoencoderConfig
+from src.mnist.plots import pca_2d, pca_grid
+from src.mnist.recipe import DigitDataset, model_config, run, showcase
+from src.mnist.scores import code_sparsity, pixel_scores
+from src.models.autoencoders import AUTOENCODERS, ConvAutoencoder, autoencoder_loss, kl_divergence
+from src.models.blocks import Encoder
+from src.models.checkpoints import init_encoder_from, load_checkpoint, load_model
+from src.models.registry import MODELS, build_model
+from src.models.unet import UNet
+from src.pretrain_autoencoder import main
 
 FIGURES = ["loss_curves.png", "accuracy_curves.png", "reconstructions_epoch1.png", "reconstructions_last.png",
            "code_space.png", "manifold.png"]
@@ -56,7 +59,7 @@ def test_encoder_keys_are_the_denoisers(depth):
 @pytest.mark.parametrize("variant", ["base", "sparse", "vae"])
 def test_default_autoencoder_fits_the_default_denoiser(variant):
     """What `pretrain_autoencoder` builds by default loads into what `train_denoiser` builds by default."""
-    from src.config import DenoiserConfig
+    from src.training.config import DenoiserConfig
 
     cfg, dcfg = AutoencoderConfig(variant=variant), DenoiserConfig()
     ae = build_model(VARIANTS[variant], **model_config(cfg, 28))
@@ -234,15 +237,15 @@ def test_named_run_keeps_its_own_results(tmp_path, mnist_dir):
 def test_val_every_still_draws_epoch_1_and_stars_only_scored_epochs(tmp_path, mnist_dir, monkeypatch):
     """With --val-every 2 fit does not evaluate after epoch 1; its reconstructions are drawn all the same,
     from epoch 1's weights."""
-    import src.pretrain_autoencoder as pretrain
-    import src.train
+    import src.mnist.recipe as pretrain
+    import src.training.loop
 
     drawn, saved = [], {}
-    draw, save = pretrain.draw_first_epoch, src.train.save_checkpoint
+    draw, save = pretrain.draw_first_epoch, src.training.loop.save_checkpoint
     monkeypatch.setattr(pretrain, "draw_first_epoch", lambda model, *args: (
         drawn.append({k: v.clone() for k, v in model.state_dict().items()}), draw(model, *args))[1])
     # a checkpoint's CPU tensors are the live weights: copied as saved
-    monkeypatch.setattr(src.train, "save_checkpoint", lambda path, ckpt: (
+    monkeypatch.setattr(src.training.loop, "save_checkpoint", lambda path, ckpt: (
         saved.setdefault(ckpt["epoch"], {k: v.clone() for k, v in ckpt["model"].items()}),
         save(path, ckpt))[1])
     logs = []

@@ -1,14 +1,14 @@
 """The Python example in README runs as written (paths pointed at temporary files)."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
+import re
 
 import numpy as np
 
-from src.checkpoints import make_checkpoint, save_checkpoint
-from src.data import list_images, load_page
-from src.models import build_model
+from src.data.pages import list_images, load_page
+from src.models.checkpoints import make_checkpoint, save_checkpoint
+from src.models.registry import build_model
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -1,7 +1,7 @@
 """The code stays within the project's flake8 rules (setup.cfg [flake8]; flake8 comes with `.[dev]`)."""
+from pathlib import Path
 import subprocess
 import sys
-from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
 

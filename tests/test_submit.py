@@ -4,15 +4,15 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
+from conftest import KEY, http_error  # tests/ is on sys.path (pytest's rootdir conftest)
 import numpy as np
 import pytest
 
 from src import submit
-from src.data import CLEAN, SAMPLE, TEST, TRAIN, list_images, load_page, save_page
-from src.submission import write_submission
-from src.synthetic import MARKER, sample_submission_text
-
-from conftest import KEY, http_error   # tests/ is on sys.path (pytest's rootdir conftest)
+from src.data.competition import CLEAN, SAMPLE, TEST, TRAIN
+from src.data.pages import list_images, load_page, save_page
+from src.data.synthetic import MARKER, sample_submission_text
+from src.submission.csvfile import write_submission
 
 PAGES = [(1, 3, 4), (2, 2, 4)]   # (page id, height, width)
 

@@ -6,9 +6,11 @@ import cv2
 import numpy as np
 import pytest
 
-from src.data import CLEAN, SAMPLE, TEST, TRAIN, DataError, count_csv_rows, prepare_data, text_groups
-from src.synthetic import (FAMILIES, FORMAT, degrade, group_sizes, make_pair, make_synthetic_competition,
-                           page_plan, render_clean_page)
+from src.common.errors import DataError
+from src.data.competition import CLEAN, SAMPLE, TEST, TRAIN, count_csv_rows, prepare_data
+from src.data.splits import text_groups
+from src.data.synthetic import (FAMILIES, FORMAT, degrade, group_sizes, make_pair, make_synthetic_competition,
+                                page_plan, render_clean_page)
 
 N_TRAIN, N_TEST = 4, 2
 
@@ -151,7 +153,7 @@ def test_group_sizes_add_up_within_bounds():
 
 def test_an_older_format_is_made_again(tmp_path):
     make_synthetic_competition(tmp_path, 2, 1)
-    (tmp_path / ".synthetic").write_text("")         # as written before texts repeated
+    (tmp_path / ".synthetic").write_text("")         # an older format's marker
     make_synthetic_competition(tmp_path, 2, 1)
     assert (tmp_path / ".synthetic").read_text() == FORMAT
 

@@ -1,17 +1,18 @@
 import math
 import os
+from pathlib import Path
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
-from src.files import atomic_write
-from src.train import (GradClip, PatchLoader, Runtime, amp_dtype, clipped_mse, loader_workers, resolve_device,
-                       run_command, warmup_cosine)
+from src.common.files import atomic_write
+from src.common.runtime import Runtime, amp_dtype, resolve_device
+from src.training.loop import GradClip, PatchLoader, loader_workers, run_training, warmup_cosine
+from src.training.losses import clipped_mse
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -49,7 +50,7 @@ def test_clipped_mse_keeps_gradient_when_target_is_inside():
 
 
 def test_clipped_l1_forgives_the_same_overshoot_and_is_the_mean_absolute_error_elsewhere():
-    from src.train import LOSSES
+    from src.training.losses import LOSSES
     target = torch.tensor([[1.0, 0.0, 0.5, 0.5]])
     pred = torch.tensor([[1.2, -0.1, 0.8, 0.4]], requires_grad=True)
     loss = LOSSES["clipped_l1"](lambda x: x, (pred, target))
@@ -88,8 +89,8 @@ def test_sigterm_mid_write_removes_the_temp_file_and_prints_the_resume_command(t
         atomic_write(tmp_path / "plot.png", write)
 
     before = signal.getsignal(signal.SIGTERM)
-    code = run_command(run, None, command="src.train_denoiser", last_path=tmp_path / "x_last.pt",
-                       argv=["--preset", "smoke"])
+    code = run_training(run, None, command="src.train_denoiser", last_path=tmp_path / "x_last.pt",
+                        argv=["--preset", "smoke"])
     assert code == 143 and list(tmp_path.iterdir()) == []
     err = capsys.readouterr().err   # no epoch ended: nothing to resume
     assert "stopped by SIGTERM before the first epoch ended: no checkpoint written" in err
@@ -99,8 +100,8 @@ def test_sigterm_mid_write_removes_the_temp_file_and_prints_the_resume_command(t
     def run_an_epoch(cfg):
         atomic_write(tmp_path / "x_last.pt", lambda tmp: tmp.write_bytes(b"an epoch's checkpoint"))
         run(cfg)
-    assert run_command(run_an_epoch, None, command="src.train_denoiser", last_path=tmp_path / "x_last.pt",
-                       argv=["--preset", "smoke"]) == 143
+    assert run_training(run_an_epoch, None, command="src.train_denoiser", last_path=tmp_path / "x_last.pt",
+                        argv=["--preset", "smoke"]) == 143
     err = capsys.readouterr().err
     assert "stopped by SIGTERM. The last completed epoch is kept in" in err
     assert "python -m src.train_denoiser --preset smoke --resume" in err
@@ -110,21 +111,22 @@ def test_an_earlier_runs_checkpoint_is_offered_for_resume_only_with_resume(tmp_p
     """Stopped while the pages load, a fresh run has not yet archived the last run's checkpoint."""
     from dataclasses import asdict, replace
 
-    from src.config import DenoiserConfig
+    from src.training.config import DenoiserConfig
 
     last, cfg = tmp_path / "x_last.pt", DenoiserConfig(width=16)
     last.write_bytes(b"the previous run's checkpoint, trained with other flags")
 
     def interrupted(cfg):
         raise KeyboardInterrupt
-    fresh = run_command(interrupted, cfg, command="src.train_denoiser", last_path=last,
-                        argv=["--width", "16"])
+    fresh = run_training(interrupted, cfg, command="src.train_denoiser", last_path=last,
+                         argv=["--width", "16"])
     err = capsys.readouterr().err
     assert fresh == 130 and "--resume" not in err
     assert "interrupted before the first epoch ended" in err and "src.train_denoiser --width 16\n" in err
-    monkeypatch.setattr("src.train.load_checkpoint", lambda path: {"config": asdict(cfg)})   # same flags
-    resumed = run_command(interrupted, replace(cfg, resume=True), command="src.train_denoiser",
-                          last_path=last, argv=["--width", "16", "--resume"])
+    monkeypatch.setattr("src.training.loop.load_checkpoint", lambda path: {
+                        "config": asdict(cfg)})   # same flags
+    resumed = run_training(interrupted, replace(cfg, resume=True), command="src.train_denoiser",
+                           last_path=last, argv=["--width", "16", "--resume"])
     err = capsys.readouterr().err
     assert resumed == 130 and "src.train_denoiser --width 16 --resume" in err
 
@@ -178,8 +180,8 @@ class SignalsSeen(torch.utils.data.Dataset):
 
 
 def test_workers_leave_interrupts_to_the_main_process():
-    """A SIGTERM to the whole process group (Slurm, kill -- -PGID) killed the workers first, with
-    tracebacks and 'DataLoader worker exited unexpectedly' in place of the resume hint."""
+    """Else a SIGTERM to the whole process group (Slurm, kill -- -PGID) kills the workers first, and
+    their tracebacks and 'DataLoader worker exited unexpectedly' replace the resume hint."""
     (in_workers,) = next(iter(PatchLoader(SignalsSeen(), 2, 1, torch.device("cpu"))))
     assert in_workers.all()
     assert signal.getsignal(signal.SIGTERM) != signal.SIG_IGN   # the main process keeps its own
@@ -187,13 +189,13 @@ def test_workers_leave_interrupts_to_the_main_process():
 
 
 def test_a_sigterm_while_the_workers_fork_still_stops_the_run(tmp_path):
-    """Raised inside os.fork's at-fork callbacks, Terminated was dropped ('Exception ignored in
-    _releaseLock') and training went on; the loader now holds signals back while its workers start."""
+    """Raised inside os.fork's at-fork callbacks, Terminated is dropped ('Exception ignored in
+    _releaseLock') and training goes on, so the loader holds signals back while its workers start."""
     script = tmp_path / "fork_term.py"
     script.write_text('''
 import os, signal, torch
-from src.files import Terminated, sigterm_as_interrupt
-from src.train import PatchLoader
+from src.common.signals import Terminated, sigterm_as_interrupt
+from src.training.loop import PatchLoader
 
 class Items(torch.utils.data.Dataset):
     def __len__(self): return 8
@@ -243,7 +245,7 @@ def test_grad_clip_scales_a_spike_to_a_few_times_the_running_mean():
 
 @pytest.mark.parametrize("max_norm", [0.0, 1.0])
 def test_grad_clip_keeps_a_non_finite_first_norm_out_of_the_mean(max_norm):
-    """fp16's first step often overflows (the scaler skips it): its inf became the mean, then NaN."""
+    """fp16's first step often overflows (the scaler skips it): its inf must not become the mean."""
     clip = GradClip(max_norm=max_norm, factor=4.0, beta=0.5)
     clip([_grad_param(float("inf"), 0.0)])
     assert clip.state_dict() == {"mean": None}   # no finite norm yet: a resumed run starts as fresh
@@ -257,7 +259,8 @@ def test_grad_clip_keeps_a_non_finite_first_norm_out_of_the_mean(max_norm):
 def test_train_step_clips_steps_and_returns_the_loss():
     from types import SimpleNamespace
 
-    from src.train import LOSSES, make_optimizer, train_step
+    from src.training.loop import make_optimizer, train_step
+    from src.training.losses import LOSSES
 
     torch.manual_seed(0)
     model = torch.nn.Conv2d(1, 1, 3, padding=1)
@@ -283,9 +286,10 @@ def test_graph_loss_captures_model_and_loss_and_trains_like_the_eager_step(monke
     no gradient, a module in training mode) and returns the module unchanged."""
     from types import SimpleNamespace
 
-    from src.models import build_model
-    from src.graphs import graph_loss, graphed_step
-    from src.train import LOSSES, make_optimizer, train_step
+    from src.models.registry import build_model
+    from src.training.graphs import graph_loss, graphed_step
+    from src.training.loop import make_optimizer, train_step
+    from src.training.losses import LOSSES
 
     calls = []
 
@@ -319,7 +323,7 @@ def test_cuda_n_becomes_the_current_device_and_plain_cuda_is_left_alone(monkeypa
     """CUDA graphs and streams work on the current device, so --device cuda:1 must make it current;
     torch.cuda.set_device raises for a device without an index, so plain `cuda` must not call it.
     Without a GPU: torch.cuda's availability and set_device are stand-ins."""
-    from src.train import setup_runtime
+    from src.common.runtime import setup_runtime
 
     calls = []
 
@@ -343,8 +347,8 @@ def test_cuda_n_becomes_the_current_device_and_plain_cuda_is_left_alone(monkeypa
 
 def test_resumed_optimizer_keeps_this_runs_flags_not_the_checkpoints():
     """torch's load_state_dict takes fused/foreach/capturable from the checkpoint: a CPU run resumed on
-    CUDA lost fused AdamW, and its step counts stayed on the CPU, out of a CUDA graph's reach."""
-    from src.train import load_optimizer_state
+    CUDA would lose fused AdamW, and keep its step counts on the CPU, out of a CUDA graph's reach."""
+    from src.training.loop import load_optimizer_state
 
     w = torch.nn.Parameter(torch.ones(3))
     w.grad = torch.ones(3)
@@ -370,8 +374,8 @@ def test_cuda_graph_only_where_it_can_run():
     torchrun, and for configs without the field (the autoencoders')."""
     from types import SimpleNamespace
 
-    from src.config import DenoiserConfig
-    from src.train import uses_cuda_graph
+    from src.training.config import DenoiserConfig
+    from src.training.loop import uses_cuda_graph
 
     def cfg(**kw):
         return SimpleNamespace(**{"cuda_graph": True, "compile": False, **kw})
@@ -397,9 +401,10 @@ def test_step_graph_replays_the_eager_steps(monkeypatch, steps_before):
     learning rate to the fp32 tensor the graph reads (a warm-up left in the weights moves them ~1e-2)."""
     import contextlib
 
-    from src.graphs import StepGraph
-    from src.models import build_model
-    from src.train import LOSSES, train_step, warmup_cosine
+    from src.models.registry import build_model
+    from src.training.graphs import StepGraph
+    from src.training.loop import train_step, warmup_cosine
+    from src.training.losses import LOSSES
 
     class FakeStream:
         def wait_stream(self, other):
@@ -455,8 +460,8 @@ def test_step_graph_replays_the_eager_steps(monkeypatch, steps_before):
 def _main_first_rank(rank: int, port: int, folder: str, fail: bool, results) -> None:
     import torch.distributed as dist
 
-    from src.data import DataError
-    from src.train import Runtime, main_first
+    from src.common.errors import DataError
+    from src.common.runtime import Runtime, main_first
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     marker = Path(folder) / "extracted"
 

@@ -1,18 +1,20 @@
 import os
+from pathlib import Path
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
-from src.checkpoints import load_checkpoint, load_model, save_checkpoint, make_checkpoint
-from src.config import DENOISER_PRESETS, DenoiserConfig
-from src.models import build_model
-from src import train, train_denoiser
-from src.train_denoiser import main, run
+from src.models.checkpoints import load_checkpoint, load_model, make_checkpoint, save_checkpoint
+from src.models.registry import build_model
+from src.train_denoiser import main
+from src.training import denoiser as train_denoiser
+from src.training import loop as train
+from src.training.config import DENOISER_PRESETS, DenoiserConfig
+from src.training.denoiser import run
 from tests.conftest import repeated_texts
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -149,7 +151,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, synthetic_dir):
 
 
 def test_seed_changes_training_but_not_the_held_out_pages(tmp_path, synthetic_dir, monkeypatch):
-    import src.train_denoiser as td
+    import src.training.denoiser as td
     held_out, split_pages = [], td.split_pages
 
     def recording_split(*args):

@@ -1,13 +1,13 @@
 import gzip
 import math
 
+from conftest import unreadable_zip, zip_competition
 import cv2
 import numpy as np
 import pytest
-from conftest import unreadable_zip, zip_competition
 
-import src.submission as submission
-from src.submission import validate_submission, write_submission
+import src.submission.csvfile as submission
+from src.submission.csvfile import validate_submission, write_submission
 from src.validate_submission import main
 
 
@@ -291,7 +291,7 @@ def test_help_shows_each_default_once(capsys):
 @pytest.mark.shared
 @pytest.mark.slow
 def test_real_sample_submission_is_valid(tmp_path, real_zip):
-    from src.data import prepare_data
+    from src.data.competition import prepare_data
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / real_zip.name).symlink_to(real_zip)
     sample = prepare_data(tmp_path / "data").sample_submission

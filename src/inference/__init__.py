@@ -1,0 +1,1 @@
+"""Whole pages through the model (tiles, flips, shifts, ensembles), consensus, metrics."""

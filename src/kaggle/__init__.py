@@ -1,0 +1,1 @@
+"""Kaggle: the kaggle package's API (credentials, download, submit) and the kernel bundle."""

@@ -1,0 +1,1 @@
+"""Networks (the U-Net, the MNIST autoencoders), their registry, and checkpoints."""

@@ -1,0 +1,1 @@
+"""The pixelwise CSV: writer, reader, validator, and the prediction run that feeds it."""

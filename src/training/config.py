@@ -1,0 +1,72 @@
+"""The denoiser's typed config (`python -m src.train_denoiser` flags) and its presets."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+@dataclass
+class DenoiserConfig:
+    preset: str = "quick"
+    # model
+    model: str = "unet"            # network name (src.models.registry)
+    width: int = 32                # channels at the first level
+    depth: int = 3                 # number of 2x downsamplings
+    refine: int = 16               # channels of a full-resolution refinement block (0: none)
+    init_from: str = ""            # MNIST autoencoder checkpoint whose encoder starts this model
+    # data
+    data_dir: str = "competition"  # folder with the competition zip(s) or their extracted folders
+    patch_size: int = 128          # side of the square training patches, px
+    batch_size: int = 2            # patches per step; 2 learns most per patch, 4 per step (docs/recipe.md)
+    steps_per_epoch: int = 450     # optimiser steps per epoch
+    photometric: float = 0.0       # chance of brightness/contrast/noise input jitter (hurts: docs/recipe.md)
+    flips: bool = False            # 8 flips/turns of each patch; off: text is never mirrored (docs/recipe.md)
+    val_fraction: float = 0.15     # share of pages held out (as --split-by says); 0 trains on every pair
+    folds: int = 0                 # >1: K-fold split (as --split-by says), validate on fold --fold
+    fold: int = 0                  # which of the --folds folds is held out
+    seed: int = 0                  # initial weights and patch draws
+    split_seed: int = 0            # which pages are held out: fixed while --seed varies, so seeds compare
+    split_by: str = "page"         # page | text: a text's pages (identical clean twins) all on one side
+    # optimisation
+    epochs: int = 14               # epochs of --steps-per-epoch steps
+    lr: float = 1e-3               # peak learning rate of AdamW (higher spikes at batch 2: docs/recipe.md)
+    weight_decay: float = 1e-4     # AdamW's decoupled weight decay
+    beta2: float = 0.99            # Adam's second-moment decay: 0.999 spikes at batch 2 (docs/recipe.md)
+    warmup_epochs: float = 0.5     # linear warm-up, then cosine decay to zero
+    grad_clip: float = 1.0         # cap on the gradient norm
+    clip_factor: float = 4.0       # and to this many times its running mean: no loss spikes (docs/recipe.md)
+    loss: str = "clipped_mse"      # clipped_mse (overshooting white/black is free) | clipped_l1 | mse
+    # validation: the same tiled inference the submission uses
+    tile: int = 1024               # tile side, px; 1024 takes a competition page whole (docs/recipe.md)
+    overlap: int = 32              # px shared by neighbouring tiles, blended
+    tta: bool = True               # average over flips when validating (make_submission does by default)
+    val_every: int = 7             # validate every this many epochs, and after the last
+    # runtime
+    device: str = "auto"           # auto | cpu | cuda | cuda:N
+    amp: bool = True               # mixed precision: CUDA, and CPUs with native bf16 (AVX512-BF16/AMX)
+    compile: bool = False          # torch.compile the model (CUDA)
+    cuda_graph: bool = True        # CUDA, one process, no --compile: each step one CUDA graph (docs/gpu.md)
+    workers: int = -1              # DataLoader workers; -1: 0 on CPU, a few on CUDA (src/training/loop.py)
+    threads: int = 0               # CPU threads for torch; 0 = all cores
+    models_dir: str = "models"     # where checkpoints and plots go
+    name: str = "denoiser"         # checkpoints are <models_dir>/<name>_best.pt and _last.pt
+    resume: bool = False           # continue from <models_dir>/<name>_last.pt with the same flags
+
+    limits: ClassVar[dict] = {}  # per-config changes to LIMITS
+    # the names a field accepts, checked when parsing, not after the pages are loaded (tests/test_config
+    # keeps these equal to src.training.losses.LOSSES and the denoisers of src.models.registry.MODELS)
+    choices: ClassVar[dict] = {"model": ("unet",), "loss": ("clipped_mse", "clipped_l1", "mse"),
+                               "split_by": ("page", "text")}
+
+    def model_config(self) -> dict[str, Any]:
+        """The keyword arguments of `build_model(self.model, ...)`, as stored in checkpoints."""
+        return dict(width=self.width, depth=self.depth, refine=self.refine)
+
+
+# Presets are tuned on 2 CPU cores (docs/results.md); on a GPU the same recipes run with AMP.
+DENOISER_PRESETS: dict[str, dict[str, Any]] = {
+    "smoke": dict(width=8, depth=2, patch_size=48, batch_size=4, steps_per_epoch=3, epochs=2, val_every=1,
+                  tile=128, overlap=16),
+    "quick": dict(),
+    "full": dict(epochs=60, steps_per_epoch=1200, val_every=5),
+}

@@ -1,0 +1,79 @@
+"""Patch sampling and augmentation (albumentations).
+
+Geometric transforms (crop, flips, 90-degree turns) move noisy and clean alike through
+`additional_targets`; photometric jitter touches the noisy input only, so the target stays the
+true clean page. Nothing resamples pixels: interpolation would blur the thin strokes the metric
+scores. Every patch is drawn from a generator seeded by (seed, epoch, rank, index), so an epoch is
+the same whichever worker, process or resumed run draws it.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # its import otherwise checks for updates online
+
+import albumentations as A  # noqa: E402
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch.utils.data import Dataset  # noqa: E402
+
+
+def create_train_transforms(patch_size: int, flips: bool = False) -> A.Compose:
+    """Geometric: a random patch (reflect-padded if the page is smaller), then flips and 90-degree turns.
+
+    RandomCrop pads only pages smaller than the patch; a PadIfNeeded before it would copy every whole
+    page (copyMakeBorder with zero borders), several times slower for the same patches (docs/speed.md).
+    The 8 flips/turns come from one SquareSymmetry: separate HorizontalFlip and VerticalFlip in one
+    seeded Compose draw the same coin (albumentations 2.0.8), so together they only ever turn the
+    patch by 180 degrees and never mirror it.
+    """
+    turns = [A.SquareSymmetry(p=1.0)] if flips else []
+    return A.Compose([
+        A.RandomCrop(patch_size, patch_size, pad_if_needed=True, border_mode=cv2.BORDER_REFLECT_101),
+        *turns,
+    ], additional_targets={"clean": "image"})
+
+
+def create_input_transforms(p: float) -> A.Compose:
+    """Photometric jitter for the noisy input only: scanners differ in exposure and grain."""
+    return A.Compose([
+        A.RandomBrightnessContrast(brightness_limit=0.1, contrast_limit=0.1, p=p),
+        A.GaussNoise(std_range=(0.005, 0.03), p=p / 2),
+    ])
+
+
+class PatchDataset(Dataset):
+    """`length` random (noisy, clean) patches drawn from whole pages, pages weighted by area.
+
+    Items are (1, P, P) float32 tensors in [0, 1]. Call `set_epoch` before each epoch.
+    """
+
+    def __init__(self, pages: list[tuple[np.ndarray, np.ndarray]], patch_size: int, length: int,
+                 photometric: float = 0.0, seed: int = 0, rank: int = 0, flips: bool = False):
+        if not pages:
+            raise ValueError("no training pages")
+        self.pages, self.length, self.seed, self.rank = pages, length, seed, rank
+        area = np.array([n.size for n, _ in pages], dtype=np.float64)
+        self.page_p = area / area.sum()
+        self.geometric = create_train_transforms(patch_size, flips)
+        self.photometric = create_input_transforms(photometric) if photometric > 0 else None
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int):
+        rng = np.random.default_rng([self.seed, self.epoch, self.rank, i])
+        noisy, clean = self.pages[rng.choice(len(self.pages), p=self.page_p)]
+        self.geometric.set_random_seed(int(rng.integers(2**31)))
+        out = self.geometric(image=noisy, clean=clean)
+        x, y = out["image"], out["clean"]
+        if self.photometric is not None:
+            self.photometric.set_random_seed(int(rng.integers(2**31)))
+            x = np.clip(self.photometric(image=x)["image"], 0.0, 1.0)
+        return (torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None],
+                torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))[None])
