@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 import shutil
-import sys
 
 from src.common.errors import DataError
 from src.data.competition import (CLEAN, COMPETITION, SAMPLE, TEST, TRAIN, count_csv_rows, load_pair,
@@ -80,22 +79,22 @@ def _check_header(path: Path, columns: int) -> None:
                         f"(label + 784 pixels in train.csv, 784 pixels in test.csv)")
 
 
-def download(competition: str, data_dir: Path, force: bool = False) -> str:
+def download(competition: str, data_dir: Path, force: bool = False, log=print) -> str:
     """Download the zip unless it is there, then prepare it; returns the summary. Raises KaggleError."""
     archive = data_dir / f"{competition}.zip"
     if archive.exists() and not force:
-        print(f"{archive} is already there; not downloading it again (--force does)")
+        log(f"{archive} is already there; not downloading it again (--force does)")
         return _prepare(competition, data_dir)
     hint = manual_hint(competition, data_dir)
     for warning in kaggle_api.permission_warnings():
-        print(warning, file=sys.stderr)
+        log(warning)
     creds = kaggle_api.find_credentials()
     if creds is None:   # say so before any network traffic
         raise KaggleError(kaggle_api.missing_credentials_message(hint))
-    print(f"downloading {competition} from Kaggle into {data_dir}/ (credentials from {creds.source})")
+    log(f"downloading {competition} from Kaggle into {data_dir}/ (credentials from {creds.source})")
     archive = kaggle_api.download_competition(competition, data_dir, creds, hint)
-    print(f"{archive}: {archive.stat().st_size / 1e6:.1f} MB")
-    _remove_stale(competition, data_dir)
+    log(f"{archive}: {archive.stat().st_size / 1e6:.1f} MB")
+    _remove_stale(competition, data_dir, log)
     return _prepare(competition, data_dir)
 
 
@@ -103,10 +102,10 @@ def _prepare(competition: str, data_dir: Path) -> str:
     return prepare_data(data_dir).summary() if competition == COMPETITION else check_digits(data_dir)
 
 
-def _remove_stale(competition: str, data_dir: Path) -> None:
+def _remove_stale(competition: str, data_dir: Path, log) -> None:
     # prepare_data prefers extracted folders to the zip, so files from an older zip would hide the new one
     stale = [data_dir / n for n in EXTRACTED[competition] if (data_dir / n).exists()]
     for path in stale:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     if stale:
-        print(f"removed what the previous data left: {', '.join(p.name for p in stale)}")
+        log(f"removed what the previous data left: {', '.join(p.name for p in stale)}")

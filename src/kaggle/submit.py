@@ -3,7 +3,6 @@ then upload it through the API."""
 from __future__ import annotations
 
 from pathlib import Path
-import sys
 
 from src.common.errors import DataError
 from src.data.competition import COMPETITION, DEFAULT_DATA_DIR, competition_sample
@@ -52,7 +51,7 @@ def submit(file: Path, message: str, data_dir: Path, sample: Path | None, log=pr
         raise DataError(f"{file}: not uploaded; Kaggle would reject it (problems above)")
     hint = f"or upload {file} by hand on {PAGE}/submit"
     for warning in kaggle_api.permission_warnings():
-        print(warning, file=sys.stderr)
+        log(warning)
     creds = kaggle_api.find_credentials()
     if creds is None:   # say so before any network traffic
         raise KaggleError(kaggle_api.missing_credentials_message(hint))
