@@ -77,8 +77,9 @@ def split_text(texts: list[int], train_idx: list[int], val_idx: list[int], split
     """How many held-out pages show a text the model trains on (Kaggle's test pages show none)."""
     trained = {texts[i] for i in train_idx}
     seen = sum(texts[i] in trained for i in val_idx)
-    hint = ("; Kaggle's test texts are new, which did not change the RMSE in the package's measurements "
-            "(its README; --split-by text holds out whole texts)" if seen and split_by == "page" else "")
+    hint = "" if not seen or split_by != "page" else (
+        "; Kaggle's test texts are new, which does not change the RMSE in the package's measurements "
+        "(docs/consensus.md; --split-by text holds out whole texts)")
     held = counted(len({texts[i] for i in val_idx}), "text")
     return (f"split by {split_by}: {counted(len(val_idx), 'validation page')} of {held}, {seen} of them "
             f"also on training pages{hint}")
