@@ -31,7 +31,8 @@ import pandas as pd  # noqa: E402
 
 from src.data.competition import prepare_data  # noqa: E402
 from src.data.pages import load_page  # noqa: E402
-from src.submission import csvfile as submission  # noqa: E402
+from src.submission import reader  # noqa: E402
+from src.submission.writer import write_submission  # noqa: E402
 
 
 def naive_write(pages, out: Path) -> int:
@@ -92,7 +93,7 @@ def child(args) -> None:
     if args.child == "naive":
         rows = naive_write(pages, args.out)
     else:
-        rows = submission.write_submission(pages, args.out, compress=args.compress, sample=args.sample)
+        rows = write_submission(pages, args.out, compress=args.compress, sample=args.sample)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"seconds": seconds, "rows": rows, "peak_mb": peak, "growth_mb": peak - base}))
@@ -100,7 +101,7 @@ def child(args) -> None:
 
 def compare(a: Path, b: Path) -> float:
     """Largest difference between the values two submissions give the same id (ids must match)."""
-    (ka, va), (kb, vb) = ((np.concatenate(c) for c in zip(*submission._read(p, submission._Tally())))
+    (ka, va), (kb, vb) = ((np.concatenate(c) for c in zip(*reader._read(p, reader._Tally())))
                           for p in (a, b))
     oa, ob = np.argsort(ka, kind="stable"), np.argsort(kb, kind="stable")
     if not np.array_equal(ka[oa], kb[ob]):

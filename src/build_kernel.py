@@ -19,7 +19,7 @@ import sys
 from src.common.runner import run_command
 from src.kaggle.bundle import DATASET_METADATA, KernelError
 from src.kaggle.kernel import DEFAULT_OUT, build, next_steps, shipped
-from src.submission.csvfile import CSV_NAME
+from src.submission.reader import CSV_NAME
 from src.training.config import DENOISER_PRESETS
 
 

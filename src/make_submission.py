@@ -17,8 +17,8 @@ import sys
 from src.common.runner import run_command
 from src.data.competition import DEFAULT_DATA_DIR
 from src.inference.tiles import SHIFTS
-from src.submission.csvfile import SubmissionError
 from src.submission.predict import PredictConfig, check_config, run
+from src.submission.reader import SubmissionError
 
 
 def parse_args(argv=None) -> PredictConfig:

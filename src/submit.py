@@ -17,7 +17,7 @@ from src.common.runner import run_command
 from src.data.competition import DEFAULT_DATA_DIR
 from src.kaggle.api import KaggleError
 from src.kaggle.submit import PAGE, submit
-from src.submission.csvfile import reference_problems
+from src.submission.reader import reference_problems
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -16,7 +16,7 @@ from src.common.errors import DataError
 from src.common.runner import run_command
 from src.data.competition import DEFAULT_DATA_DIR, SAMPLE, SYNTHETIC_DIR, competition_sample
 from src.data.synthetic import MARKER
-from src.submission.csvfile import reference_problems, validate_submission
+from src.submission.reader import reference_problems, validate_submission
 
 GET_DATA = "Get the competition data with `python -m src.download`"
 

@@ -24,7 +24,7 @@ from src.kaggle.bundle import CODE_FILE, embed, import_order, needed_modules, re
 from src.kaggle.kernel import find_checkpoint, kernel_data
 from src.models.checkpoints import make_checkpoint, save_checkpoint
 from src.models.registry import build_model
-from src.submission.csvfile import validate_submission
+from src.submission.reader import validate_submission
 
 PROJECT = Path(__file__).resolve().parents[1]
 PACKAGES = {"common", "data", "models", "training", "inference", "submission", "mnist", "kaggle"}
@@ -72,7 +72,7 @@ def run_script(code: Path, root: Path, tmp_path: Path) -> subprocess.CompletedPr
     modules = dict(line.split()[2:4] for line in proc.stdout.splitlines()
                    if line.startswith("kernel module "))
     assert {"src", "src.data.competition", "src.training.denoiser", "src.submission.predict",
-            "src.submission.csvfile"} <= set(modules)
+            "src.submission.writer"} <= set(modules)
     for name, file in modules.items():   # every src module came from the script, none from the project
         assert file.startswith(str(script) + os.sep), (name, file)
         assert not file.startswith(str(PROJECT / "src")), (name, file)
@@ -440,7 +440,7 @@ def test_needed_modules_follow_eager_and_lazy_imports_only():
     assert not cycles
     at = order.index
     assert order[0] == "src" and at("src.data.competition") < at("src.data.synthetic")
-    assert at("src.submission.csvfile") < at("src.submission.predict") < at("src.kaggle.kernel")
+    assert at("src.submission.writer") < at("src.submission.predict") < at("src.kaggle.kernel")
 
 
 def write_package(root: Path, files: dict[str, str]) -> Path:

@@ -67,7 +67,7 @@ def test_torchrun_two_cpu_processes_then_submission(tmp_path, synthetic_dir):
                           "--data-dir", str(synthetic_dir), "--out", str(csv)],
                          cwd=PROJECT, env=ENV, capture_output=True, text=True, timeout=300)
     assert sub.returncode == 0, sub.stderr[-2000:]
-    from src.submission.csvfile import validate_submission
+    from src.submission.reader import validate_submission
     assert validate_submission(csv, sample=synthetic_dir / "sampleSubmission.csv").ok
 
 

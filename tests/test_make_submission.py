@@ -6,7 +6,7 @@ from src.data.pages import list_images, load_page, save_page
 from src.make_submission import main, parse_args
 from src.models.checkpoints import make_checkpoint, save_checkpoint
 from src.models.registry import build_model
-from src.submission.csvfile import read_submission, validate_submission
+from src.submission.reader import read_submission, validate_submission
 from tests.conftest import identity_checkpoint
 from tests.test_consensus import on_background, text_page
 

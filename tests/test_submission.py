@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from src.inference.metrics import rmse
-from src.submission.csvfile import SubmissionError, read_submission, submission_path, write_submission
+from src.submission.reader import SubmissionError, read_submission
+from src.submission.writer import submission_path, write_submission
 
 PAGE = np.array([[0.1, 0.25],
                  [0.33333, 1.5],      # clipped to 1

@@ -12,7 +12,7 @@ from src import submit
 from src.data.competition import CLEAN, SAMPLE, TEST, TRAIN
 from src.data.pages import list_images, load_page, save_page
 from src.data.synthetic import MARKER, sample_submission_text
-from src.submission.csvfile import write_submission
+from src.submission.writer import write_submission
 
 PAGES = [(1, 3, 4), (2, 2, 4)]   # (page id, height, width)
 

@@ -6,8 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-import src.submission.csvfile as submission
-from src.submission.csvfile import validate_submission, write_submission
+import src.submission.reader as submission
+from src.submission.reader import validate_submission
+from src.submission.writer import write_submission
 from src.validate_submission import main
 
 

@@ -22,9 +22,9 @@ from src.kaggle.bundle import (CODE_FILE, DATASET_METADATA, KERNEL_METADATA, WEI
                                check_title, dataset_metadata, kernel_metadata, parse_kernel_id, render_bundle,
                                title_from_slug, weights_dataset)
 from src.models.checkpoints import load_model
-from src.submission.csvfile import CSV_NAME, SubmissionError, validate_submission
 from src.submission.predict import PredictConfig, check_config
 from src.submission.predict import run as run_submission
+from src.submission.reader import CSV_NAME, SubmissionError, validate_submission
 from src.training.config import DENOISER_PRESETS, DenoiserConfig
 from src.training.denoiser import run as train_denoiser
 

@@ -9,7 +9,7 @@ from src.data.competition import COMPETITION, DEFAULT_DATA_DIR, competition_samp
 from src.data.synthetic import MARKER
 from src.kaggle import api as kaggle_api
 from src.kaggle.api import KaggleError
-from src.submission.csvfile import compression_of, sample_problem, validate_submission
+from src.submission.reader import compression_of, sample_problem, validate_submission
 
 PAGE = f"https://www.kaggle.com/c/{COMPETITION}"
 

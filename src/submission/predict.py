@@ -22,8 +22,8 @@ from src.data.synthetic import prepare_or_synthesize
 from src.inference.consensus import clean_together, compact, describe
 from src.inference.tiles import SHIFTS, predict_page
 from src.models.checkpoints import load_model
-from src.submission.csvfile import (CSV_NAME, SubmissionError, is_page_id, reference_problems,
-                                    submission_path, write_submission)
+from src.submission.reader import CSV_NAME, SubmissionError, is_page_id, reference_problems
+from src.submission.writer import submission_path, write_submission
 
 
 @dataclass
