@@ -391,6 +391,7 @@ def test_train_flags_pass_through_and_are_checked_at_build_time(tmp_path, capsys
      "--init-from, then ship the weights with --checkpoint"),
     (["--init-from=/nonexistent.pt"], "--init-from /nonexistent.pt: the kernel cannot read files"),
     (["--resume"], "--resume: a fresh kernel has no earlier run to resume"),
+    (["--degraded", "0.3"], "(--degraded): Kaggle's image has no Augraphy; train here"),
 ])
 def test_train_flags_that_need_this_machine_are_refused_at_build_time(tmp_path, capsys, flags, said):
     """The kernel would fail on Kaggle, after the queue (`error: ...: checkpoint not found`)."""

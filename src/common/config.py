@@ -145,7 +145,7 @@ def parse_config(cls, presets: dict[str, dict[str, Any]], argv=None, description
 # fit the saved weights; a new --lr would be ignored: the scheduler's state holds the old one).
 RUNTIME_FIELDS = {"preset", "data_dir", "data", "results_dir", "models_dir", "name", "resume", "init_from",
                   "device", "amp", "compile", "cuda_graph", "workers", "threads", "tile", "overlap", "tta",
-                  "val_every", "eval_digits", "train_eval_digits", "probe_digits", "epochs"}
+                  "val_every", "eval_digits", "train_eval_digits", "probe_digits", "epochs", "degraded_dir"}
 
 
 def as_flags(name: str, value) -> str:

@@ -52,6 +52,9 @@ def kernel_problems(cfg: DenoiserConfig, gpu: bool) -> list[str]:
     if cfg.resume:
         problems.append("--resume: a fresh kernel has no earlier run to resume; leave it out (or resume "
                         "here, then ship the weights with --checkpoint)")
+    if max(cfg.degraded_shares()) > 0:   # Kaggle's image has no Augraphy to degrade pages with
+        problems.append(f"--preset {cfg.preset} (--degraded): Kaggle's image has no Augraphy; train here, "
+                        f"then ship the weights with --checkpoint")
     return problems
 
 

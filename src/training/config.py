@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+import math
 from typing import Any, ClassVar
 
 
@@ -27,6 +28,12 @@ class DenoiserConfig:
     seed: int = 0                  # initial weights and patch draws
     split_seed: int = 0            # which pages are held out: fixed while --seed varies, so seeds compare
     split_by: str = "page"         # page | text: a text's pages (identical clean twins) all on one side
+    degraded: float = 0.0          # share of patches from Augraphy-degraded pages (src/data/degraded.py)
+    degraded_epochs: int = 0       # epochs with that share, from the first; 0: all
+    degraded_late: float = 0.0     # the share after those: a low one lets the last epochs fit the competition
+    degraded_pages: int = 600      # pages in that set: the training split's clean pages and rendered text
+    degraded_seed: int = 0         # the rendered texts and the degradations of that set
+    degraded_dir: str = ".cache/degraded"   # where that set is kept: built once per settings, then read
     # optimisation
     epochs: int = 14               # epochs of --steps-per-epoch steps
     lr: float = 1e-3               # peak learning rate of AdamW (higher spikes at batch 2: docs/recipe.md)
@@ -52,11 +59,20 @@ class DenoiserConfig:
     name: str = "denoiser"         # checkpoints are <models_dir>/<name>_best.pt and _last.pt
     resume: bool = False           # continue from <models_dir>/<name>_last.pt with the same flags
 
-    limits: ClassVar[dict] = {}  # per-config changes to LIMITS
+    # per-config changes to LIMITS: --degraded 1 would leave the competition's pages out altogether
+    limits: ClassVar[dict] = {"degraded": (0, True, 1, False), "degraded_late": (0, True, 1, False),
+                              "degraded_seed": (0, True, math.inf, True),
+                              "degraded_epochs": (0, True, math.inf, True),
+                              "degraded_pages": (1, True, math.inf, True)}
     # the names a field accepts, checked when parsing, not after the pages are loaded (tests/test_config
     # keeps these equal to src.training.losses.LOSSES and the denoisers of src.models.registry.MODELS)
     choices: ClassVar[dict] = {"model": ("unet",), "loss": ("clipped_mse", "clipped_l1", "mse"),
                                "split_by": ("page", "text")}
+
+    def degraded_shares(self) -> list[float]:
+        """Each epoch's share of patches from degraded pages (--degraded, then --degraded-late)."""
+        until = self.degraded_epochs or self.epochs
+        return [self.degraded if epoch < until else self.degraded_late for epoch in range(self.epochs)]
 
     def model_config(self) -> dict[str, Any]:
         """The keyword arguments of `build_model(self.model, ...)`, as stored in checkpoints."""
@@ -69,4 +85,7 @@ DENOISER_PRESETS: dict[str, dict[str, Any]] = {
                   tile=128, overlap=16),
     "quick": dict(),
     "full": dict(epochs=60, steps_per_epoch=1200, val_every=5),
+    # 1.43x quick's steps, 40% of the patches from degraded pages (noise the competition never shows),
+    # then 10% in the last 5 epochs, which fit the competition's pages (docs/general.md)
+    "general": dict(steps_per_epoch=643, degraded=0.4, degraded_epochs=9, degraded_late=0.1),
 }

@@ -12,10 +12,12 @@ from src.common.config import check_config
 from src.common.runtime import main_first, setup_runtime
 from src.common.wording import counted
 from src.data.competition import load_pairs
+from src.data.degraded import degraded_pairs
 from src.data.splits import split_pages, text_groups
 from src.data.synthetic import prepare_or_synthesize
 from src.inference.consensus import clean_together, describe
 from src.inference.metrics import error_breakdown, pooled_rmse, psnr_from_rmse
+from src.inference.scale import training_text_size
 from src.inference.tiles import predict_page
 from src.models.checkpoints import init_encoder_from, load_checkpoint, model_from_checkpoint
 from src.models.registry import build_model, count_parameters
@@ -85,6 +87,20 @@ def split_text(texts: list[int], train_idx: list[int], val_idx: list[int], split
             f"also on training pages{hint}")
 
 
+def degraded_set(cfg: DenoiserConfig, train_pages: list, log=print) -> list:
+    """The pages `--degraded` mixes in: the training split's clean pages and rendered text pages, degraded
+    by Augraphy, read from (or built once into) --degraded-dir; none when no epoch's share is above 0."""
+    shares = cfg.degraded_shares()
+    if max(shares) <= 0:
+        return []
+    pairs = degraded_pairs(Path(cfg.degraded_dir), cfg.degraded_pages, cfg.degraded_seed,
+                           [y for _, y in train_pages], log=log)
+    late = (f" for {cfg.degraded_epochs} epochs, then {cfg.degraded_late:.0%}"
+            if cfg.degraded_epochs and cfg.degraded_epochs < cfg.epochs else "")
+    log(f"{cfg.degraded:.0%} of the patches{late} from {counted(len(pairs), 'degraded page')}")
+    return pairs
+
+
 def run(cfg: DenoiserConfig, log=print) -> dict:
     check_config(cfg)
     rt = setup_runtime(cfg.device, cfg.threads)
@@ -109,10 +125,14 @@ def run(cfg: DenoiserConfig, log=print) -> dict:
             f"{cfg.patch_size}px")
         if val_idx:
             log(split_text(texts, train_idx, val_idx, cfg.split_by))
+    extra = main_first(rt, lambda: degraded_set(cfg, train_pages, say))
     dataset = PatchDataset(train_pages, cfg.patch_size, cfg.steps_per_epoch * cfg.batch_size,
-                           cfg.photometric, cfg.seed, rt.rank, cfg.flips)
+                           cfg.photometric, cfg.seed, rt.rank, cfg.flips, extra, cfg.degraded_shares())
+    # the text size the model learns: `denoise` brings other pages' text to it
+    size = training_text_size([y for _, y in train_pages])
     result = fit(model, dataset, make_evaluate(val_pages, cfg, rt), cfg, rt, kind="denoiser",
-                 model_name=cfg.model, model_config=model_config, loss_fn=LOSSES[cfg.loss], log=log)
+                 model_name=cfg.model, model_config=model_config, loss_fn=LOSSES[cfg.loss], log=log,
+                 describe={} if size is None else {"text_size": size})
     if rt.is_main:
         names = [data.train_pairs[i][0].stem for i in val_idx]
         result["summary"] = report(result["best_path"], result["history"], val_pages, names, cfg, rt)

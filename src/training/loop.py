@@ -216,12 +216,14 @@ def checkpoint_paths(models_dir: str | Path, name: str) -> tuple[Path, Path]:
 
 def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, rt: Runtime, *,
         kind: str, model_name: str, model_config: dict, loss_fn=mse_step, log=print,
-        after_epoch: Callable[[int], Any] | None = None) -> dict:
+        after_epoch: Callable[[int], Any] | None = None, describe: dict | None = None) -> dict:
     """Train `model` and keep its best and last checkpoints.
 
     Args:
         dataset: a Dataset with `set_epoch(epoch)`; len = steps_per_epoch * batch_size.
         evaluate: model -> {"score": lower is better, ...}; run on rank 0 every `cfg.val_every` epochs.
+        describe: more entries every checkpoint records about its model (the denoiser: the text size
+            of its training pages, which `denoise` scales other pages to).
         after_epoch: called on rank 0 with each epoch's 0-based number once its steps are done, before
             any evaluation (pretrain_autoencoder draws epoch 1's reconstructions so, whatever val_every).
         cfg: a run config with epochs, lr, weight_decay, beta2, warmup_epochs, grad_clip, clip_factor,
@@ -305,7 +307,7 @@ def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, r
         return make_checkpoint(model, kind=kind, model_name=model_name, model_config=model_config,
                                config=asdict(cfg), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                                epoch=epoch, best_score=score, history=history, grad_clip=clip.state_dict(),
-                               scaler=scaler.state_dict(), world=rt.world)
+                               scaler=scaler.state_dict(), world=rt.world, **(describe or {}))
 
     for epoch in range(start, cfg.epochs):
         torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout etc.: same draws after a resume

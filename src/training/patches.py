@@ -8,6 +8,7 @@ the same whichever worker, process or resumed run draws it.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 import os
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # its import otherwise checks for updates online
@@ -43,25 +44,41 @@ def create_input_transforms(p: float) -> A.Compose:
     ])
 
 
+def area_weights(pages: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Each page's chance of giving a patch: its share of the pixels."""
+    area = np.array([n.size for n, _ in pages], dtype=np.float64)
+    return area / area.sum()
+
+
 class PatchDataset(Dataset):
     """`length` random (noisy, clean) patches drawn from whole pages, pages weighted by area.
 
-    Items are (1, P, P) float32 tensors in [0, 1]. Call `set_epoch` before each epoch.
+    Pages are float in [0, 1] or uint8 (0-255: the degraded pages, a quarter of the memory). `extra`
+    pages (the degraded pages of src/data/degraded.py) give `extra_share` of the patches, `pages` the
+    rest; a sequence of shares gives each epoch's (later epochs take its last). Items are (1, P, P)
+    float32 tensors in [0, 1]. Call `set_epoch` before each epoch.
     """
 
     def __init__(self, pages: list[tuple[np.ndarray, np.ndarray]], patch_size: int, length: int,
-                 photometric: float = 0.0, seed: int = 0, rank: int = 0, flips: bool = False):
+                 photometric: float = 0.0, seed: int = 0, rank: int = 0, flips: bool = False,
+                 extra: list[tuple[np.ndarray, np.ndarray]] = (), extra_share: float | Sequence[float] = 0.0):
         if not pages:
             raise ValueError("no training pages")
-        self.pages, self.length, self.seed, self.rank = pages, length, seed, rank
-        area = np.array([n.size for n, _ in pages], dtype=np.float64)
-        self.page_p = area / area.sum()
+        shares = list(extra_share) if isinstance(extra_share, Sequence) else [extra_share]
+        extra = list(extra) if max(shares) > 0 else []
+        self.pages, self.length, self.seed, self.rank = list(pages) + extra, length, seed, rank
+        own = area_weights(pages)
+        # one draw over both sets, so a run without extra pages draws what it always drew
+        self.epoch_p = [np.concatenate([(1 - s) * own, s * area_weights(extra)]) if extra else own
+                        for s in shares]
+        self.page_p = self.epoch_p[0]
         self.geometric = create_train_transforms(patch_size, flips)
         self.photometric = create_input_transforms(photometric) if photometric > 0 else None
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+        self.page_p = self.epoch_p[min(epoch, len(self.epoch_p) - 1)]
 
     def __len__(self) -> int:
         return self.length
@@ -72,6 +89,8 @@ class PatchDataset(Dataset):
         self.geometric.set_random_seed(int(rng.integers(2**31)))
         out = self.geometric(image=noisy, clean=clean)
         x, y = out["image"], out["clean"]
+        if x.dtype == np.uint8:
+            x, y = x.astype(np.float32) / 255, y.astype(np.float32) / 255
         if self.photometric is not None:
             self.photometric.set_random_seed(int(rng.integers(2**31)))
             x = np.clip(self.photometric(image=x)["image"], 0.0, 1.0)

@@ -1,0 +1,207 @@
+"""Scans of any common format as pages, and cleaned pages back as a PDF.
+
+PNG, JPEG, TIFF (every page), BMP and WebP are read with Pillow: EXIF rotation applied, colour made
+grayscale, 16-bit and palette images scaled right, transparency laid on white paper. PDF pages are
+rendered with PDFium at a chosen resolution. Every page comes out as (H, W) float32 in [0, 1].
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from src.common.errors import DataError
+from src.common.files import atomic_write, case_clashes
+from src.data.pages import page_sort_key
+
+SCAN_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".pdf")
+FORMATS = "PNG, JPEG, TIFF, BMP, WebP or PDF"
+DEFAULT_DPI = 200   # PDF pages are rendered so: A4 is 1654 x 2339 px, body text 20-30 px tall
+# Pillow modes wider than 8 bits, by the value of their white (16-bit PNGs and TIFFs open as I;16 or I)
+WIDE_MODES = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": 65535, "F": 1}
+
+
+@dataclass(frozen=True)
+class Scan:
+    """One input file: its path, its page count, and whether it is a PDF (which also gets a PDF out)."""
+    path: Path
+    pages: int
+    pdf: bool
+
+    def page_names(self) -> list[str]:
+        """The cleaned pages' file names: scan.png for a one-page image, letter-<k>.png (k from 1) for
+        every page of a PDF and of a multi-page TIFF."""
+        stem = self.path.stem
+        if self.pages == 1 and not self.pdf:
+            return [f"{stem}.png"]
+        return [f"{stem}-{k}.png" for k in range(1, self.pages + 1)]
+
+    def output_names(self) -> list[str]:
+        return self.page_names() + ([f"{self.path.stem}.pdf"] if self.pdf else [])
+
+
+def find_scans(inputs: Iterable[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """(files to read, [(input, why it is skipped)]): files as named, and each folder's files whose
+    suffix is one of SCAN_SUFFIXES (not its subfolders, not hidden files), in page order."""
+    files, skipped = [], []
+    for path in map(Path, inputs):
+        if path.is_dir():
+            found = sorted((p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
+                            and p.suffix.lower() in SCAN_SUFFIXES), key=page_sort_key)
+            files += found
+            if not found:
+                skipped.append((path, f"no {FORMATS} files in this folder"))
+        elif path.is_file():
+            files.append(path)
+        else:
+            skipped.append((path, "no such file or folder"))
+    unique: dict[Path, Path] = {}
+    for path in files:   # a file named twice (itself and its folder) is cleaned once
+        unique.setdefault(path.resolve(), path)
+    return list(unique.values()), skipped
+
+
+def is_pdf(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return b"%PDF-" in f.read(1024)   # the header may follow up to 1 KB of other bytes
+
+
+def open_scan(path: Path) -> Scan:
+    """The Scan of a file, its pages counted; DataError naming the file when it cannot be read."""
+    path = Path(path)
+    try:
+        if is_pdf(path):
+            with _pdf(path) as pdf:
+                if not len(pdf):
+                    raise DataError(f"{path}: a PDF without pages")
+                return Scan(path, len(pdf), True)
+        with _image(path) as img:
+            return Scan(path, _frames(img), False)
+    except OSError as e:
+        raise DataError(f"{path}: cannot read it ({e.strerror or e})") from None
+
+
+def read_pages(scan: Scan, dpi: int = DEFAULT_DPI) -> Iterator[np.ndarray]:
+    """The scan's pages one at a time (a long PDF is never held whole): (H, W) float32 in [0, 1].
+
+    PDF pages are rendered at `dpi`. Raises DataError naming the file (and page) that cannot be read.
+    """
+    if scan.pdf:
+        with _pdf(scan.path) as pdf:
+            for k in range(len(pdf)):
+                try:
+                    bitmap = pdf[k].render(scale=dpi / 72, grayscale=True)
+                except Exception as e:   # PDFium raises its own PdfiumError
+                    raise DataError(f"{scan.path}: page {k + 1} cannot be rendered ({e})") from None
+                yield bitmap.to_numpy().reshape(bitmap.height, bitmap.width).astype(np.float32) / 255
+        return
+    with _image(scan.path) as img:
+        for k in range(_frames(img)):
+            try:
+                img.seek(k)
+                yield gray(img)
+            except (OSError, SyntaxError, ValueError, EOFError) as e:
+                where = f"page {k + 1}" if scan.pages > 1 else "not a readable image"
+                raise DataError(f"{scan.path}: {where} ({e})") from None
+
+
+def gray(img) -> np.ndarray:
+    """A Pillow image upright (its EXIF orientation applied) as (H, W) float32 gray in [0, 1]: colour by
+    luma (ITU-R 601, as OpenCV), 16-bit by its full range, transparent parts as white paper."""
+    from PIL import Image, ImageOps
+
+    img = ImageOps.exif_transpose(img)
+    if img.mode in WIDE_MODES:
+        return np.clip(np.asarray(img, np.float32) / WIDE_MODES[img.mode], 0, 1)
+    if img.has_transparency_data:   # else transparent paper, often stored black, would come out black
+        img = Image.alpha_composite(Image.new("RGBA", img.size, "white"), img.convert("RGBA"))
+    return np.asarray(img.convert("L"), np.float32) / 255
+
+
+def write_pdf(path: Path, pages: Iterable[np.ndarray], dpi: int = DEFAULT_DPI) -> None:
+    """A PDF of the pages, one image each, losslessly (Flate) compressed, atomically.
+
+    Args: pages: (H, W) arrays, uint8 or float in [0, 1]; each fills a page of W x H px at `dpi`, so a
+    page rendered at `dpi` keeps its paper size.
+    """
+    import pypdfium2 as pdfium
+    from PIL import Image
+
+    pdf = pdfium.PdfDocument.new()
+    try:
+        for page in pages:
+            img = page if page.dtype == np.uint8 else np.rint(np.clip(page, 0, 1) * 255).astype(np.uint8)
+            sheet = pdf.new_page(img.shape[1] * 72 / dpi, img.shape[0] * 72 / dpi)
+            picture = pdfium.PdfImage.new(pdf)
+            picture.set_bitmap(pdfium.PdfBitmap.from_pil(Image.fromarray(img, "L")))
+            picture.set_matrix(pdfium.PdfMatrix().scale(sheet.get_width(), sheet.get_height()))
+            sheet.insert_obj(picture)
+            sheet.gen_content()
+
+        def save(tmp: Path) -> None:
+            with open(tmp, "wb") as f:
+                pdf.save(f)
+        atomic_write(Path(path), save)
+    finally:
+        pdf.close()
+
+
+def check_outputs(scans: list[Scan], out: Path) -> None:
+    """DataError unless every output name in `out` is distinct (whatever the disk's case rules) and
+    none is an input: two sources of one name (scan.jpg, scan.png) or --out holding the inputs."""
+    owner: dict[str, Path] = {}
+    for scan in scans:
+        for name in scan.output_names():
+            first = owner.setdefault(name, scan.path)
+            if first != scan.path:
+                raise DataError(f"{first} and {scan.path} would both be cleaned to {out / name}; "
+                                f"clean them into different --out folders, or rename one")
+    for group in case_clashes(owner):
+        raise DataError(f"{owner[group[0]]} and {owner[group[1]]} would be cleaned to {group[0]} and "
+                        f"{group[1]}, one file on a disk blind to case; rename one")
+    inputs = {scan.path.resolve() for scan in scans}
+    for name, source in owner.items():
+        if (out / name).resolve() in inputs:
+            raise DataError(f"--out {out}: {out / name} is an input, which cleaning {source} would "
+                            f"overwrite; name another folder")
+
+
+def _frames(img) -> int:
+    """Pages of an image file: every frame of a TIFF, the first only of other formats (an animated
+    WebP, or a camera JPEG's preview frame, holds no further pages)."""
+    return getattr(img, "n_frames", 1) if img.format == "TIFF" else 1
+
+
+@contextmanager
+def _image(path: Path):
+    """Pillow's Image.open, its failures DataErrors naming the file."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        img = Image.open(path)
+    except UnidentifiedImageError:
+        raise DataError(f"{path}: not a readable image (not a {FORMATS} file, or damaged)") from None
+    except Image.DecompressionBombError as e:
+        raise DataError(f"{path}: too large to open safely ({e})") from None
+    except (SyntaxError, ValueError, EOFError) as e:
+        raise DataError(f"{path}: not a readable image ({e})") from None
+    with img:
+        yield img
+
+
+@contextmanager
+def _pdf(path: Path):
+    """pypdfium2's PdfDocument, its failures DataErrors naming the file."""
+    import pypdfium2 as pdfium
+
+    try:
+        pdf = pdfium.PdfDocument(path)
+    except pdfium.PdfiumError as e:   # damaged, truncated, or locked by a password
+        raise DataError(f"{path}: not a readable PDF ({e})") from None
+    try:
+        yield pdf
+    finally:
+        pdf.close()

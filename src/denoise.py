@@ -1,0 +1,144 @@
+"""Clean scans of your own: python -m src.denoise scan.jpg letters/ --out cleaned
+
+Reads PNG, JPEG, TIFF (every page), BMP, WebP and PDF (rendered at --dpi), files or folders of them.
+Writes one cleaned 8-bit grayscale PNG per page into --out, named after its source (scan.jpg ->
+scan.png; page k of letter.pdf or of a multi-page TIFF -> letter-k.png), and letter.pdf for a PDF.
+Each page is shrunk until its letters have the size the model learnt (measured on the page; --scale
+overrides), cleaned, and brought back to its own size. A file that cannot be read is named and
+skipped, the others are cleaned, and the exit code is then 3 (2 is a bad flag's).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+import sys
+import time
+
+from tqdm import tqdm
+
+from src.common.config import config_problems
+from src.common.errors import CheckpointError, DataError
+from src.common.files import ensure_writable_dir
+from src.common.runner import run_command
+from src.common.runtime import setup_runtime
+from src.data.pages import load_page, save_page
+from src.data.scans import DEFAULT_DPI, check_outputs, find_scans, open_scan, read_pages, write_pdf
+from src.inference.scale import clean_at_scale, describe_scale, scale_for, target_text_size, text_size
+from src.inference.tiles import SHIFTS
+from src.models.checkpoints import load_model
+from src.training.config import DenoiserConfig
+
+DEFAULT_CHECKPOINT = Path("models/denoiser_best.pt")   # what `make demo` trains
+SKIPPED = 3   # the exit code when some files were skipped; argparse exits 2 for bad flags
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m src.denoise", description=__doc__, allow_abbrev=False,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="scan files, or folders of them")
+    p.add_argument("--out", type=Path, required=True, help="folder for the cleaned pages (made if needed)")
+    p.add_argument("--checkpoint", type=Path, action="append",
+                   help=f"denoiser checkpoint; repeat to average several (default: {DEFAULT_CHECKPOINT})")
+    p.add_argument("--scale", type=float,
+                   help="how many times larger the pages' text is than the model's: each page is shrunk "
+                        "by this factor to be cleaned (1: as it is); default: measured on each page")
+    p.add_argument("--dpi", type=int, default=DEFAULT_DPI,
+                   help="resolution PDF pages are rendered at, and of the cleaned PDF (default: %(default)s)")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
+                   help="average predictions over the 4 flips (4x the time, lower RMSE; default: on)")
+    p.add_argument("--shifts", type=int, default=0, choices=range(len(SHIFTS) + 1), metavar="N",
+                   help=f"also clean each page moved by a few pixels, 0 to {len(SHIFTS)} times, and average "
+                        f"(one more pass each; default: %(default)s)")
+    p.add_argument("--tile", type=int, default=DenoiserConfig.tile,
+                   help="side in pixels of the tiles a page is cleaned in (default: %(default)s)")
+    p.add_argument("--overlap", type=int, default=DenoiserConfig.overlap,
+                   help="pixels neighbouring tiles share, 0 to below --tile (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default: %(default)s)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads; 0: OMP_NUM_THREADS if set, else every core (default: %(default)s)")
+    args = p.parse_args(argv)
+    problems = config_problems(DenoiserConfig(tile=args.tile, overlap=args.overlap,
+                                              batch_size=args.batch_size, device=args.device,
+                                              threads=args.threads))
+    if args.scale is not None and not 0 < args.scale < 1e3:
+        problems.append(f"--scale {args.scale}: must be above 0 (1 cleans pages as they are)")
+    if not 18 <= args.dpi <= 1200:
+        problems.append(f"--dpi {args.dpi}: must be 18 to 1200")
+    if problems:
+        p.error("\n  ".join(problems))
+    return args
+
+
+def load_models(paths: list[Path] | None, device):
+    """(models, target text size): the checkpoints' models, and the text size they learnt."""
+    for path in paths or [DEFAULT_CHECKPOINT]:
+        if not path.exists():
+            raise CheckpointError(f"{path}: checkpoint not found; `make demo` trains one there (or python "
+                                  f"-m src.train_denoiser --preset quick), or name one with --checkpoint")
+    loaded = [load_model(p, kind="denoiser", device=device) for p in paths or [DEFAULT_CHECKPOINT]]
+    target, unrecorded = target_text_size([ckpt for _, ckpt in loaded])
+    if unrecorded:
+        tqdm.write(f"{unrecorded} of {len(loaded)} checkpoints record no text size: the competition's "
+                   f"({target:.1f} px) taken as theirs")
+    return [model for model, _ in loaded], target
+
+
+def clean(args: argparse.Namespace, skipped: list[Path]) -> None:
+    """Clean every page of args.inputs into args.out; files that cannot be read are named, and listed in
+    `skipped`."""
+    t0 = time.perf_counter()
+
+    def skip(path: Path, line: str) -> None:
+        skipped.append(path)
+        tqdm.write(f"skipped {line}", file=sys.stderr)
+
+    device = setup_runtime(args.device, args.threads).device
+    models, target = load_models(args.checkpoint, device)   # first: a missing one is the likeliest error
+    found, missing = find_scans(args.inputs)
+    for path, why in missing:
+        skip(path, f"{path}: {why}")
+    scans = []
+    for path in found:
+        try:
+            scans.append(open_scan(path))
+        except DataError as e:
+            skip(path, str(e))
+    check_outputs(scans, args.out)
+    ensure_writable_dir(args.out)
+    predict = dict(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size, tta=args.tta,
+                   shifts=args.shifts, device=device, amp=True)
+    pages = files = 0
+    with tqdm(total=sum(s.pages for s in scans), unit="page", disable=None) as bar:
+        for scan in scans:
+            names = scan.page_names()
+            try:
+                for name, page in zip(names, read_pages(scan, args.dpi)):
+                    size = text_size(page)   # logged with --scale too: what the default would do
+                    factor = args.scale or scale_for(size, target)
+                    tqdm.write(f"{scan.path} -> {name}: {describe_scale(size, target, factor)}"
+                               + (f" (--scale {args.scale})" if args.scale else ""))
+                    save_page(args.out / name, clean_at_scale(models, page, factor, **predict))
+                    pages += 1
+                    bar.update()
+                if scan.pdf:   # from the pages written: a long PDF is never held whole
+                    write_pdf(args.out / f"{scan.path.stem}.pdf", (load_page(args.out / n) for n in names),
+                              args.dpi)
+                files += 1
+            except DataError as e:
+                skip(scan.path, str(e))
+    print(f"cleaned {pages} pages of {files} files in "
+          f"{time.perf_counter() - t0:.1f} s -> {args.out}"
+          + (f"; skipped {len(skipped)} (named above): {', '.join(map(str, skipped))}" if skipped else ""))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    skipped: list[Path] = []
+    code = run_command(lambda: clean(args, skipped),
+                       interrupted=lambda what: f"{what}; the pages cleaned so far are in {args.out}")
+    return SKIPPED if code == 0 and skipped else code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

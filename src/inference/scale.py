@@ -1,0 +1,135 @@
+"""The text size of a page, and cleaning a page at the text size its model learnt.
+
+A denoiser learns strokes and letters at the size its training pages show them. A page scanned at a
+higher resolution shows it letters two or three times as large, which it does not clean: held-out
+competition pages enlarged 3x came out worse than they went in (RMSE 0.21 against 0.16, docs/denoise.md).
+`clean_at_scale` shrinks such a page until its text has the training size, cleans it, and brings the
+result back to the page's own size.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+from torch import nn
+
+from src.inference.tiles import predict_page
+
+INK = 0.6             # a pixel darker than this share of its paper's brightness is ink
+MIN_COMPONENTS = 10   # fewer ink components than this: too little text to tell its size
+# text_size of the competition's 115 train_cleaned pages, median (page by page 9.8 to 17.4 px): the
+# target of a checkpoint that does not record the text size of its own training pages
+COMPETITION_TEXT_SIZE = 12.4
+# Pages whose text is within this factor of the model's are cleaned as they are: the competition's own
+# pages span 0.79x to 1.40x of their median, and a page measured on its noisy scan reads up to 4 % off;
+# resampling a page the model already reads costs sharpness (docs/denoise.md).
+KEEP_WITHIN = 1.5
+# Bounds on the factor: a page is enlarged at most 2x (4x the pixels, and a tiny estimate is more often
+# dirt than text), and shrunk at most 8x.
+FACTORS = (0.5, 8.0)
+NEAR_INK = 0.9   # a cleaned pixel below this is a stroke or its edge: the page's fine detail is kept there
+
+
+def paper_normalised(page: np.ndarray) -> np.ndarray:
+    """The page divided by its local paper brightness: (H, W) float32 in [0, 1], paper about 1.
+
+    The paper is the brightest pixel nearby (a grey dilation, which removes the ink), smoothed; its
+    window is a twentieth of the page's shorter side, wider than any stroke of body text, so stains,
+    shadows and uneven light do not count as ink.
+    """
+    h, w = page.shape
+    k = max(3, round(min(h, w) / 20) | 1)
+    paper = cv2.blur(cv2.dilate(page, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))), (k, k))
+    return np.clip(page / np.maximum(paper, 1e-3), 0, 1).astype(np.float32)
+
+
+def text_size(page: np.ndarray) -> float | None:
+    """The typical height in pixels of a page's letters; None when the page shows too little ink.
+
+    Ink (paper_normalised below INK) is cut into 8-connected components; their heights are averaged,
+    weighted by area so that specks of dirt count little, over those within half and twice the weighted
+    median: letters with ascenders and without, not rules, borders or specks. The value scales with
+    the page: a page enlarged 2.5x (cubic) measures 2.5x within 4 %.
+
+    Args: page: (H, W) float array in [0, 1], dark text on light paper.
+    """
+    ink = (paper_normalised(np.asarray(page, np.float32)) < INK).astype(np.uint8)
+    stats = cv2.connectedComponentsWithStats(ink, connectivity=8)[2][1:]
+    heights = stats[:, cv2.CC_STAT_HEIGHT].astype(np.float64)
+    area = stats[:, cv2.CC_STAT_AREA].astype(np.float64)
+    keep = (heights >= 2) & (heights < page.shape[0] / 4)   # single-pixel noise; borders, pictures
+    heights, area = heights[keep], area[keep]
+    if len(heights) < MIN_COMPONENTS:
+        return None
+    order = np.argsort(heights)
+    cumulative = np.cumsum(area[order])
+    size = heights[order][np.searchsorted(cumulative, cumulative[-1] / 2)]
+    for _ in range(2):   # twice: the band's mean moves the band a little
+        band = (heights > size / 2) & (heights < size * 2)
+        size = np.average(heights[band], weights=area[band])
+    return float(size)
+
+
+def training_text_size(pages: Sequence[np.ndarray]) -> float | None:
+    """The median text_size of a model's training pages (their clean versions): its target; None if no
+    page shows text."""
+    sizes = [s for s in map(text_size, pages) if s is not None]
+    return float(np.median(sizes)) if sizes else None
+
+
+def scale_for(size: float | None, target: float, keep_within: float = KEEP_WITHIN) -> float:
+    """The factor a page is shrunk by (below 1: enlarged by) to bring text of `size` px to `target` px,
+    within FACTORS; 1 when the size is unknown or within `keep_within` of the target."""
+    if size is None or target / keep_within <= size <= target * keep_within:
+        return 1.0
+    return float(np.clip(size / target, *FACTORS))
+
+
+def resize(page: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(H, W) float32 in [0, 1] -> `shape`: area averaging to shrink (no aliasing), cubic to enlarge,
+    whose overshoot at the edges of strokes is clipped."""
+    h, w = shape
+    shrink = h * w < page.shape[0] * page.shape[1]
+    out = cv2.resize(page, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+    return np.clip(out, 0, 1, out=out)
+
+
+def clean_at_scale(models: nn.Module | Sequence[nn.Module], page: np.ndarray, factor: float,
+                   **predict) -> np.ndarray:
+    """predict_page on the page shrunk by `factor` (enlarged when below 1), returned at the page's size,
+    its strokes sharpened by the page's own fine detail.
+
+    Args:
+        page: (H, W) float array in [0, 1].
+        factor: the page's text size over the model's (`scale_for`); 1 cleans the page as it is.
+        predict: predict_page's keyword arguments (tile, tta, device, ...).
+    Returns: (H, W) float32 in [0, 1].
+    """
+    page = np.asarray(page, np.float32)
+    if factor == 1:
+        return predict_page(models, page, **predict)
+    h, w = page.shape
+    small = resize(page, (max(1, round(h / factor)), max(1, round(w / factor))))
+    cleaned = resize(predict_page(models, small, **predict), (h, w))
+    if factor < 1:   # enlarged to be cleaned: the page holds no detail finer than the model saw
+        return cleaned
+    # Shrinking, cleaning and enlarging blurs the strokes. The page's own detail finer than the shrunk
+    # page (the page minus its round trip) sharpens them again, but only near ink: on the paper it would
+    # bring back the grain the model removed.
+    detail = page - resize(small, (h, w))
+    near_ink = cv2.dilate((cleaned < NEAR_INK).astype(np.uint8), np.ones((3, 3), np.uint8))
+    return np.clip(cleaned + near_ink * detail, 0, 1)
+
+
+def target_text_size(checkpoints: Sequence[dict]) -> tuple[float, int]:
+    """(the text size, px, the checkpoints' models learnt: the mean of what they record; how many record
+    none and count as COMPETITION_TEXT_SIZE)."""
+    sizes = [c.get("text_size") or COMPETITION_TEXT_SIZE for c in checkpoints]
+    return float(np.mean(sizes)), sum(not c.get("text_size") for c in checkpoints)
+
+
+def describe_scale(size: float | None, target: float, factor: float) -> str:
+    """How a page is cleaned, for the log: 'text 31.0 px (model 12.4 px): cleaned at 0.40x'."""
+    text = "no text found" if size is None else f"text {size:.1f} px (model {target:.1f} px)"
+    return f"{text}: cleaned at {'its own size' if factor == 1 else f'{1 / factor:.2f}x'}"

@@ -1,0 +1,254 @@
+"""python -m src.denoise and the scans it reads (src/data/scans.py): every format, names, safety."""
+import hashlib
+import re
+
+import cv2
+import numpy as np
+from PIL import Image
+import pypdfium2 as pdfium
+import pytest
+
+from src.common.errors import DataError
+from src.data.pages import load_page
+from src.data.scans import Scan, check_outputs, find_scans, open_scan, read_pages, write_pdf
+from src.data.synthetic import make_pair
+from src.denoise import main
+from src.inference.scale import text_size
+from src.models.checkpoints import load_checkpoint, make_checkpoint, save_checkpoint
+from src.models.registry import build_model
+from tests.conftest import identity_checkpoint
+
+
+def page(seed: int = 0, height: int = 258) -> np.ndarray:
+    """A noisy synthetic page with text: uint8 (height, 540)."""
+    return make_pair(seed, 1, height)[0]
+
+
+def read(path, dpi: int = 200) -> list[np.ndarray]:
+    return list(read_pages(open_scan(path), dpi))
+
+
+def digest(folder) -> dict:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture
+def random_ckpt(tmp_path):
+    """A tiny random U-Net, as `make demo` would leave it but untrained, recording no text size."""
+    path = tmp_path / "random.pt"
+    save_checkpoint(path, make_checkpoint(build_model("unet", width=4, depth=1), kind="denoiser",
+                                          model_name="unet", model_config=dict(width=4, depth=1), config={}))
+    return path
+
+
+# ---------------------------------------------------------------- reading scans
+
+@pytest.mark.parametrize("suffix, options", [(".png", {}), (".bmp", {}), (".webp", {"lossless": True}),
+                                             (".tif", {}), (".jpg", {"quality": 100})])
+def test_each_format_reads_as_a_float_page(tmp_path, suffix, options):
+    img = page()
+    Image.fromarray(img).save(tmp_path / f"scan{suffix}", **options)
+    (got,) = read(tmp_path / f"scan{suffix}")
+    assert got.dtype == np.float32 and got.shape == img.shape
+    tolerance = 2 / 255 if suffix == ".jpg" else 1e-6
+    assert np.abs(got - img / 255).mean() <= tolerance
+
+
+def test_colour_is_made_gray_by_luma(tmp_path):
+    rgb = np.zeros((20, 30, 3), np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 200, 100, 50
+    Image.fromarray(rgb).save(tmp_path / "c.png")
+    (got,) = read(tmp_path / "c.png")
+    expected = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)[0, 0] / 255   # ITU-R 601, as load_page
+    assert got.shape == (20, 30) and np.allclose(got, expected, atol=1 / 255)
+
+
+def test_sixteen_bit_and_palette_images_keep_their_gray_levels(tmp_path):
+    wide = (np.arange(40 * 50).reshape(40, 50) * 30).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / "wide.png"), wide)
+    cv2.imwrite(str(tmp_path / "wide.tif"), wide)
+    for name in ("wide.png", "wide.tif"):
+        (got,) = read(tmp_path / name)
+        np.testing.assert_allclose(got, wide / 65535, atol=1e-6)
+    gray = page()
+    Image.fromarray(gray).convert("P", palette=Image.Palette.ADAPTIVE, colors=64).save(tmp_path / "p.png")
+    (got,) = read(tmp_path / "p.png")
+    assert Image.open(tmp_path / "p.png").mode == "P" and np.abs(got - gray / 255).mean() < 0.02
+
+
+def test_transparent_paper_is_white(tmp_path):
+    rgba = np.zeros((10, 10, 4), np.uint8)   # transparent black, as many programs store empty paper
+    rgba[2:4, 2:4] = (0, 0, 0, 255)          # one opaque black square: the ink
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "t.png")
+    (got,) = read(tmp_path / "t.png")
+    assert got[0, 0] == 1 and got[2, 2] == 0
+
+
+def test_exif_rotation_is_applied(tmp_path):
+    img = np.full((20, 40), 255, np.uint8)
+    img[:, :5] = 0   # a dark left edge
+    exif = Image.Exif()
+    exif[0x0112] = 6   # shown turned 90 degrees clockwise
+    Image.fromarray(img).save(tmp_path / "r.jpg", exif=exif, quality=100)
+    (got,) = read(tmp_path / "r.jpg")
+    assert got.shape == (40, 20)
+    np.testing.assert_allclose(got, np.rot90(img, -1) / 255, atol=0.1)   # the dark edge now on top
+
+
+def test_every_page_of_a_tiff_and_names_after_the_source(tmp_path):
+    frames = [Image.fromarray(page(k, h)) for k, h in enumerate((258, 420, 258))]
+    frames[0].save(tmp_path / "letter.tif", save_all=True, append_images=frames[1:])
+    scan = open_scan(tmp_path / "letter.tif")
+    assert scan == Scan(tmp_path / "letter.tif", 3, False)
+    assert scan.page_names() == ["letter-1.png", "letter-2.png", "letter-3.png"]
+    assert [p.shape for p in read_pages(scan)] == [(258, 540), (420, 540), (258, 540)]
+    assert Scan(tmp_path / "scan.jpg", 1, False).output_names() == ["scan.png"]
+    assert Scan(tmp_path / "a.pdf", 1, True).output_names() == ["a-1.png", "a.pdf"]
+
+
+def test_pdf_pages_render_at_the_resolution_asked_and_a_cleaned_pdf_is_lossless(tmp_path):
+    pages = [page(0), page(1, 420)]
+    Image.fromarray(pages[0]).save(tmp_path / "in.pdf", save_all=True, resolution=72,
+                                   append_images=[Image.fromarray(pages[1])])
+    scan = open_scan(tmp_path / "in.pdf")
+    assert scan.pages == 2 and scan.pdf
+    assert [p.shape for p in read_pages(scan, 144)] == [(516, 1080), (840, 1080)]   # 72 dpi, at 144
+    write_pdf(tmp_path / "out.pdf", pages, dpi=100)
+    pdf = pdfium.PdfDocument(tmp_path / "out.pdf")
+    try:
+        sizes = [tuple(round(v) for v in sheet.get_size()) for sheet in pdf]
+        images = [next(sheet.get_objects()) for sheet in pdf]
+        kept = [np.frombuffer(bytes(i.get_data(decode_simple=True)), np.uint8) for i in images]
+        filters = [i.get_filters() for i in images]
+    finally:
+        pdf.close()
+    assert sizes == [(389, 186), (389, 302)]   # 540 px at 100 dpi: 389 pt
+    assert filters == [["FlateDecode"]] * 2   # lossless, not JPEG's DCTDecode
+    for img, back in zip(pages, kept):
+        np.testing.assert_array_equal(back.reshape(img.shape), img)
+    rendered = read(tmp_path / "out.pdf", 100)
+    assert [abs(a.shape[0] - b.shape[0]) <= 1 for a, b in zip(rendered, pages)] == [True, True]
+
+
+def test_unreadable_files_raise_data_errors_naming_them(tmp_path):
+    (tmp_path / "junk.png").write_bytes(b"\x89PNG\r\n\x1a\n junk")
+    (tmp_path / "text.jpg").write_text("not a picture")
+    (tmp_path / "bad.pdf").write_bytes(b"%PDF-1.4 nothing else")
+    for name in ("junk.png", "text.jpg", "bad.pdf"):
+        with pytest.raises(DataError, match=re.escape(str(tmp_path / name))):
+            open_scan(tmp_path / name)
+    Image.fromarray(page()).save(tmp_path / "cut.jpg")
+    data = (tmp_path / "cut.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[:len(data) // 2])   # a header, half the picture
+    with pytest.raises(DataError, match="cut.jpg: not a readable image"):
+        read(tmp_path / "cut.jpg")
+
+
+def test_find_scans_lists_folders_in_page_order_and_names_what_is_missing(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("10.png", "2.jpg", ".hidden.png", "notes.txt", "a.PDF"):
+        (folder / name).write_bytes(b"")
+    (folder / "sub").mkdir()
+    (tmp_path / "empty").mkdir()
+    files, skipped = find_scans([folder, folder / "2.jpg", tmp_path / "gone.png", tmp_path / "empty"])
+    assert [p.name for p in files] == ["2.jpg", "10.png", "a.PDF"]   # 2.jpg named twice: once
+    assert [p.name for p, _ in skipped] == ["gone.png", "empty"]
+    assert "no such file" in skipped[0][1] and "no PNG, JPEG" in skipped[1][1]
+
+
+def test_check_outputs_refuses_collisions_and_overwriting_an_input(tmp_path):
+    jpg, png = Scan(tmp_path / "scan.jpg", 1, False), Scan(tmp_path / "scan.png", 1, False)
+    with pytest.raises(DataError, match="would both be cleaned to"):
+        check_outputs([jpg, png], tmp_path / "out")
+    with pytest.raises(DataError, match="one file on a disk blind to case"):
+        check_outputs([jpg, Scan(tmp_path / "Scan.tif", 1, False)], tmp_path / "out")
+    png.path.write_bytes(b"")
+    with pytest.raises(DataError, match="is an input"):
+        check_outputs([png], tmp_path)
+    check_outputs([jpg, Scan(tmp_path / "scan.pdf", 2, True)], tmp_path / "out")   # scan.png, scan-1.png, ...
+
+
+# ---------------------------------------------------------------- the command
+
+def test_one_call_cleans_every_format_and_skips_a_corrupt_file(tmp_path, random_ckpt, capsys):
+    src, out = tmp_path / "scans", tmp_path / "cleaned"
+    src.mkdir()
+    gray = page(1, 420)
+    Image.fromarray(np.stack([gray, gray, np.full_like(gray, 180)], -1)).save(src / "colour.jpg")
+    frames = [Image.fromarray(page(k)) for k in range(3)]
+    frames[0].save(src / "pages.tif", save_all=True, append_images=frames[1:])
+    Image.fromarray(page(4)).save(src / "letter.pdf", save_all=True,
+                                  append_images=[Image.fromarray(page(5))])
+    big = np.clip(cv2.resize(gray / 255, None, fx=2.5, fy=2.5, interpolation=cv2.INTER_CUBIC), 0, 1)
+    Image.fromarray(np.rint(big * 255).astype(np.uint8)).save(src / "big.png")
+    (src / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    before = digest(src)
+    assert main([str(src), "--out", str(out), "--checkpoint", str(random_ckpt), "--no-tta"]) == 3
+    log = capsys.readouterr()
+    text = log.out + log.err
+    assert sorted(p.name for p in out.iterdir()) == [
+        "big.png", "colour.png", "letter-1.png", "letter-2.png", "letter.pdf", "pages-1.png", "pages-2.png",
+        "pages-3.png"]
+    assert digest(src) == before   # inputs untouched
+    assert f"skipped {src / 'corrupt.png'}" in log.err and "corrupt.png" in log.out.splitlines()[-1]
+    assert re.search(rf"cleaned 7 pages of 4 files in [\d.]+ s -> {re.escape(str(out))}; skipped 1", log.out)
+    assert "record no text size: the competition's (12.4 px)" in text
+    size = float(re.search(r"big.png -> big.png: text ([\d.]+) px", text).group(1))
+    assert size == pytest.approx(2.5 * text_size(gray / 255), rel=0.1)   # its scale recovered
+    assert load_page(out / "big.png").shape == big.shape and load_page(out / "colour.png").shape == (420, 540)
+    assert open_scan(out / "letter.pdf").pages == 2
+
+
+def test_scale_one_with_the_identity_gives_the_page_back(tmp_path, capsys):
+    ckpt = identity_checkpoint(tmp_path / "id.pt")
+    img = page(2)
+    exif = Image.Exif()
+    exif[0x0112] = 8   # shown turned 90 degrees anticlockwise
+    Image.fromarray(img).save(tmp_path / "scan.png", exif=exif)
+    assert main([str(tmp_path / "scan.png"), "--out", str(tmp_path / "out"), "--checkpoint", str(ckpt),
+                 "--scale", "1"]) == 0
+    got = load_page(tmp_path / "out" / "scan.png")
+    np.testing.assert_allclose(got, np.rot90(img, 1) / 255, atol=1 / 255)
+    assert "(--scale 1.0)" in capsys.readouterr().out
+
+
+def test_the_checkpoints_text_size_is_the_target(tmp_path, capsys):
+    ckpt = identity_checkpoint(tmp_path / "id.pt")
+    save_checkpoint(ckpt, {**load_checkpoint(ckpt), "text_size": 5 * text_size(page(3) / 255)})
+    Image.fromarray(page(3)).save(tmp_path / "small.png")
+    assert main([str(tmp_path / "small.png"), "--out", str(tmp_path / "out"), "--checkpoint", str(ckpt)]) == 0
+    # text a fifth of the model's: enlarged, 2x at most
+    assert "cleaned at 2.00x" in capsys.readouterr().out
+
+
+def test_refusals_leave_everything_as_it_was(tmp_path, random_ckpt, capsys, monkeypatch):
+    Image.fromarray(page()).save(tmp_path / "scan.png")
+    before = digest(tmp_path)
+    assert main([str(tmp_path), "--out", str(tmp_path), "--checkpoint", str(random_ckpt)]) == 1
+    assert "is an input" in capsys.readouterr().err and digest(tmp_path) == before
+    monkeypatch.chdir(tmp_path)   # no models/denoiser_best.pt here
+    assert main(["scan.png", "--out", "out"]) == 1
+    err = capsys.readouterr().err
+    assert "models/denoiser_best.pt: checkpoint not found" in err and "make demo" in err
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(SystemExit) as usage:
+        main(["scan.png", "--out", "out", "--scale", "0"])
+    assert usage.value.code == 2
+    assert "--scale 0.0: must be above 0" in capsys.readouterr().err
+
+
+def test_the_benchmark_prints_its_scale_rows(tmp_path, synthetic_dir):
+    import subprocess
+    import sys
+
+    from tests.conftest import PROJECT
+
+    ckpt = identity_checkpoint(tmp_path / "id.pt")
+    out = subprocess.run([sys.executable, str(PROJECT / "benchmarks" / "bench_denoise.py"), "--checkpoint",
+                          str(ckpt), "--data-dir", str(synthetic_dir), "--factors", "2", "--skip-a4"],
+                         cwd=PROJECT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    row = re.search(r"^2x: noisy ([\d.]+), default ([\d.]+), .* estimated scale off by ([\d.]+)% on average",
+                    out.stdout, re.M)
+    assert row and float(row.group(3)) < 10, out.stdout

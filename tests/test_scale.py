@@ -1,0 +1,155 @@
+"""The text size of a page, and cleaning at the model's scale (src/inference/scale.py)."""
+import cv2
+import numpy as np
+import pytest
+from torch import nn
+
+from src.common.config import parse_config
+from src.data.synthetic import make_pair, render_clean_page
+from src.inference.scale import (COMPETITION_TEXT_SIZE, FACTORS, KEEP_WITHIN, clean_at_scale, describe_scale,
+                                 paper_normalised, resize, scale_for, target_text_size, text_size,
+                                 training_text_size)
+from src.models.checkpoints import load_checkpoint
+from src.training.config import DENOISER_PRESETS, DenoiserConfig
+from src.training.denoiser import run
+
+
+def pair(seed: int, height: int = 420) -> tuple[np.ndarray, np.ndarray]:
+    """(noisy, clean) float32 (height, 540) in [0, 1]: a synthetic page with text."""
+    noisy, clean = make_pair(seed, 1, height)
+    return noisy.astype(np.float32) / 255, clean.astype(np.float32) / 255
+
+
+def enlarge(page: np.ndarray, factor: float) -> np.ndarray:
+    return np.clip(cv2.resize(page, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC), 0, 1)
+
+
+class Recorder(nn.Module):
+    """The identity, keeping the shape of every batch it is given."""
+
+    def __init__(self):
+        super().__init__()
+        self.shapes = []
+
+    def forward(self, x):
+        self.shapes.append(tuple(x.shape[-2:]))
+        return x
+
+
+def test_paper_normalised_lifts_a_stained_page_to_white_paper():
+    _, clean = pair(0)
+    ramp = np.linspace(0.5, 1, clean.shape[1], dtype=np.float32)   # light falling off to the left
+    out = paper_normalised(clean * ramp)
+    assert out.dtype == np.float32 and out.shape == clean.shape and 0 <= out.min() and out.max() <= 1
+    assert np.median(out) > 0.97 and (out < 0.6).mean() == pytest.approx((clean < 0.6).mean(), abs=0.02)
+
+
+@pytest.mark.parametrize("factor", [2, 2.5, 3])
+def test_text_size_of_an_enlarged_page_is_that_many_times_larger(factor):
+    for seed in (1, 2):
+        noisy, _ = pair(seed)
+        assert text_size(enlarge(noisy, factor)) / text_size(noisy) == pytest.approx(factor, rel=0.1)
+
+
+def test_text_size_reads_noisy_and_clean_pages_alike_near_the_letters_height():
+    for seed in (3, 4, 5):
+        noisy, clean = pair(seed)
+        assert text_size(noisy) == pytest.approx(text_size(clean), rel=0.1)
+        assert 6 < text_size(clean) < 20   # capitals of 11.5-15.5 px, lower case smaller
+
+
+def test_text_size_is_none_without_text():
+    blank = np.ones((300, 400), np.float32)
+    assert text_size(blank) is None
+    specks = blank.copy()
+    specks[[10, 50, 90], [20, 60, 100]] = 0   # three dots: not text
+    assert text_size(specks) is None
+    assert text_size(np.random.default_rng(0).uniform(0.9, 1, (300, 400)).astype(np.float32)) is None
+
+
+def test_training_text_size_is_the_median_over_pages_with_text():
+    pages = [pair(s)[1] for s in (6, 7, 8)] + [np.ones((100, 100), np.float32)]
+    assert training_text_size(pages) == pytest.approx(np.median([text_size(p) for p in pages[:3]]))
+    assert training_text_size([np.ones((100, 100), np.float32)]) is None
+
+
+def test_scale_for_keeps_pages_within_the_band_and_brings_others_to_the_target():
+    assert scale_for(None, 12) == 1
+    assert scale_for(12 * KEEP_WITHIN * 0.99, 12) == 1 and scale_for(12 / KEEP_WITHIN * 1.01, 12) == 1
+    assert scale_for(30, 12) == pytest.approx(2.5)
+    assert scale_for(12 * KEEP_WITHIN * 1.01, 12) == pytest.approx(KEEP_WITHIN * 1.01)
+    assert scale_for(7, 12) == pytest.approx(7 / 12)
+    assert scale_for(1, 12) == FACTORS[0] and scale_for(1000, 12) == FACTORS[1]
+    assert scale_for(30, 12, keep_within=3) == 1
+
+
+def test_resize_shrinks_by_area_and_clips_the_cubic_overshoot():
+    page = np.zeros((40, 40), np.float32)
+    page[:, 20:] = 1
+    small = resize(page, (10, 10))
+    assert small.shape == (10, 10) and set(np.unique(small)) == {0, 1}   # area: whole blocks average
+    big = resize(page, (100, 100))
+    assert big.shape == (100, 100) and big.min() == 0 and big.max() == 1
+
+
+def test_clean_at_scale_cleans_the_shrunk_page_and_returns_the_page_size():
+    noisy, _ = pair(9, 258)
+    model = Recorder()
+    same = clean_at_scale(model, noisy, 1, tta=False)
+    np.testing.assert_array_equal(same, noisy)
+    model.shapes.clear()
+    out = clean_at_scale(model, noisy, 2, tta=False)
+    assert model.shapes == [(129, 270)] and out.shape == noisy.shape and out.dtype == np.float32
+    assert 0 <= out.min() and out.max() <= 1 and np.abs(out - noisy).mean() < 0.05   # a round trip
+    model.shapes.clear()
+    clean_at_scale(model, noisy, 0.5, tta=False, tile=2048)
+    assert model.shapes == [(516, 1080)]
+
+
+def test_a_shrunk_page_gets_its_own_fine_detail_back_near_ink_only():
+    """With a model that returns its input, the strokes of a page cleaned at half its size come back as
+    sharp as they were; the paper keeps the round trip's smoothing (where grain would be)."""
+    _, clean = pair(11, 258)
+    grain = np.random.default_rng(0).normal(0, 0.05, clean.shape).astype(np.float32)
+    page = np.clip(enlarge(clean, 2) + enlarge(grain, 2) * (enlarge(clean, 2) > 0.95), 0, 1)
+    out = clean_at_scale(Recorder(), page, 2, tta=False)
+    h, w = page.shape
+    round_trip = resize(resize(page, (h // 2, w // 2)), (h, w))
+    ink = cv2.dilate((round_trip < 0.9).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    np.testing.assert_allclose(out[ink], page[ink], atol=1e-5)   # detail restored near strokes
+    np.testing.assert_allclose(out[~ink], round_trip[~ink], atol=1e-6)   # paper as the model left it
+    assert np.abs(out - page)[ink].mean() < np.abs(round_trip - page)[ink].mean() / 10
+
+
+def test_an_enlarged_page_is_cleaned_at_its_own_scale():
+    """A page enlarged 2.5x, its target the text size of the page itself: the model sees the page at
+    its 1x size, within 10 %."""
+    noisy, _ = pair(10, 258)
+    big = enlarge(noisy, 2.5)
+    factor = scale_for(text_size(big), text_size(noisy))
+    assert factor == pytest.approx(2.5, rel=0.1)
+    model = Recorder()
+    assert clean_at_scale(model, big, factor, tta=False).shape == big.shape
+    assert model.shapes[0] == pytest.approx(noisy.shape, rel=0.1)
+
+
+def test_target_text_size_falls_back_to_the_competitions():
+    assert target_text_size([{}]) == (COMPETITION_TEXT_SIZE, 1)
+    assert target_text_size([{"text_size": 10.0}, {"text_size": 14.0}]) == (12.0, 0)
+    assert target_text_size([{"text_size": 10.0}, {}]) == ((10 + COMPETITION_TEXT_SIZE) / 2, 1)
+
+
+def test_describe_scale():
+    assert describe_scale(31.0, 12.4, 2.5) == "text 31.0 px (model 12.4 px): cleaned at 0.40x"
+    assert describe_scale(None, 12.4, 1) == "no text found: cleaned at its own size"
+
+
+def test_training_records_the_text_size_in_its_checkpoints(tmp_path, synthetic_dir):
+    argv = ["--preset", "smoke", "--data-dir", str(synthetic_dir), "--models-dir", str(tmp_path),
+            "--threads", "1"]
+    cfg = parse_config(DenoiserConfig, DENOISER_PRESETS, argv)
+    result = run(cfg, log=lambda *_: None)
+    for path in (result["best_path"], result["last_path"]):   # a resumed run reads it from `last`
+        assert 5 < load_checkpoint(path, "denoiser")["text_size"] < 30
+    clean = render_clean_page(np.random.default_rng(0), 258).astype(np.float32) / 255
+    assert training_text_size([clean]) == pytest.approx(text_size(clean))
