@@ -17,18 +17,17 @@ import time
 from tqdm import tqdm
 
 from src.common.config import config_problems
-from src.common.errors import CheckpointError, DataError
+from src.common.errors import DataError
 from src.common.files import ensure_writable_dir
 from src.common.runner import run_command
 from src.common.runtime import setup_runtime
 from src.data.pages import load_page, save_page
 from src.data.scans import DEFAULT_DPI, check_outputs, find_scans, open_scan, read_pages, write_pdf
-from src.inference.scale import clean_at_scale, describe_scale, scale_for, target_text_size, text_size
+from src.inference.scale import (DEFAULT_CHECKPOINTS, clean_at_scale, describe_scale, load_denoisers,
+                                 scale_for, text_size)
 from src.inference.tiles import SHIFTS
-from src.models.checkpoints import load_model
 from src.training.config import DenoiserConfig
 
-DEFAULT_CHECKPOINT = Path("models/denoiser_best.pt")   # what `make demo` trains
 SKIPPED = 3   # the exit code when some files were skipped; argparse exits 2 for bad flags
 
 
@@ -38,7 +37,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="scan files, or folders of them")
     p.add_argument("--out", type=Path, required=True, help="folder for the cleaned pages (made if needed)")
     p.add_argument("--checkpoint", type=Path, action="append",
-                   help=f"denoiser checkpoint; repeat to average several (default: {DEFAULT_CHECKPOINT})")
+                   help=f"denoiser checkpoint; repeat to average several (default: the first of "
+                        f"{' and '.join(map(str, DEFAULT_CHECKPOINTS))} that exists)")
     p.add_argument("--scale", type=float,
                    help="how many times larger the pages' text is than the model's: each page is shrunk "
                         "by this factor to be cleaned (1: as it is); default: measured on each page")
@@ -70,20 +70,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def load_models(paths: list[Path] | None, device):
-    """(models, target text size): the checkpoints' models, and the text size they learnt."""
-    for path in paths or [DEFAULT_CHECKPOINT]:
-        if not path.exists():
-            raise CheckpointError(f"{path}: checkpoint not found; `make demo` trains one there (or python "
-                                  f"-m src.train_denoiser --preset quick), or name one with --checkpoint")
-    loaded = [load_model(p, kind="denoiser", device=device) for p in paths or [DEFAULT_CHECKPOINT]]
-    target, unrecorded = target_text_size([ckpt for _, ckpt in loaded])
-    if unrecorded:
-        tqdm.write(f"{unrecorded} of {len(loaded)} checkpoints record no text size: the competition's "
-                   f"({target:.1f} px) taken as theirs")
-    return [model for model, _ in loaded], target
-
-
 def clean(args: argparse.Namespace, skipped: list[Path]) -> None:
     """Clean every page of args.inputs into args.out; files that cannot be read are named, and listed in
     `skipped`."""
@@ -94,7 +80,8 @@ def clean(args: argparse.Namespace, skipped: list[Path]) -> None:
         tqdm.write(f"skipped {line}", file=sys.stderr)
 
     device = setup_runtime(args.device, args.threads).device
-    models, target = load_models(args.checkpoint, device)   # first: a missing one is the likeliest error
+    # first: a missing checkpoint is the likeliest error
+    models, target = load_denoisers(args.checkpoint, device, log=tqdm.write)
     found, missing = find_scans(args.inputs)
     for path, why in missing:
         skip(path, f"{path}: {why}")

@@ -1,6 +1,7 @@
 """python -m src.denoise and the scans it reads (src/data/scans.py): every format, names, safety."""
 import hashlib
 import re
+import shutil
 
 import cv2
 import numpy as np
@@ -230,7 +231,7 @@ def test_refusals_leave_everything_as_it_was(tmp_path, random_ckpt, capsys, monk
     monkeypatch.chdir(tmp_path)   # no models/denoiser_best.pt here
     assert main(["scan.png", "--out", "out"]) == 1
     err = capsys.readouterr().err
-    assert "models/denoiser_best.pt: checkpoint not found" in err and "make demo" in err
+    assert "no checkpoint at models/general_best.pt or models/denoiser_best.pt" in err and "make demo" in err
     assert not (tmp_path / "out").exists()
     with pytest.raises(SystemExit) as usage:
         main(["scan.png", "--out", "out", "--scale", "0"])
@@ -252,3 +253,17 @@ def test_the_benchmark_prints_its_scale_rows(tmp_path, synthetic_dir):
     row = re.search(r"^2x: noisy ([\d.]+), default ([\d.]+), .* estimated scale off by ([\d.]+)% on average",
                     out.stdout, re.M)
     assert row and float(row.group(3)) < 10, out.stdout
+
+
+def test_the_general_model_is_the_default_where_it_exists(tmp_path, random_ckpt, capsys, monkeypatch):
+    """Scans come with noise the competition never shows: the general recipe's model cleans them when
+    it has been trained, else the competition's; the log names the one taken."""
+    Image.fromarray(page()).save(tmp_path / "scan.png")
+    (tmp_path / "models").mkdir()
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(random_ckpt, tmp_path / "models" / "denoiser_best.pt")
+    assert main(["scan.png", "--out", "a"]) == 0
+    assert "model: models/denoiser_best.pt" in capsys.readouterr().out
+    shutil.copy(random_ckpt, tmp_path / "models" / "general_best.pt")
+    assert main(["scan.png", "--out", "b"]) == 0
+    assert "model: models/general_best.pt" in capsys.readouterr().out

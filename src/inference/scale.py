@@ -9,12 +9,15 @@ result back to the page's own size.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import cv2
 import numpy as np
 from torch import nn
 
+from src.common.errors import CheckpointError
 from src.inference.tiles import predict_page
+from src.models.checkpoints import load_model
 
 INK = 0.6             # a pixel darker than this share of its paper's brightness is ink
 MIN_COMPONENTS = 10   # fewer ink components than this: too little text to tell its size
@@ -28,6 +31,9 @@ KEEP_WITHIN = 1.5
 # Bounds on the factor: a page is enlarged at most 2x (4x the pixels, and a tiny estimate is more often
 # dirt than text), and shrunk at most 8x.
 FACTORS = (0.5, 8.0)
+# A scan's default model: the general recipe's, which learnt noise the competition never shows, where it
+# has been trained; else the competition's (what `make demo` trains)
+DEFAULT_CHECKPOINTS = (Path("models/general_best.pt"), Path("models/denoiser_best.pt"))
 NEAR_INK = 0.9   # a cleaned pixel below this is a stroke or its edge: the page's fine detail is kept there
 
 
@@ -133,3 +139,26 @@ def describe_scale(size: float | None, target: float, factor: float) -> str:
     """How a page is cleaned, for the log: 'text 31.0 px (model 12.4 px): cleaned at 0.40x'."""
     text = "no text found" if size is None else f"text {size:.1f} px (model {target:.1f} px)"
     return f"{text}: cleaned at {'its own size' if factor == 1 else f'{1 / factor:.2f}x'}"
+
+
+def load_denoisers(paths: Sequence[Path] | None, device, log=print) -> tuple[list[nn.Module], float]:
+    """(models, target text size): the checkpoints' models and the text size they learnt; without
+    paths, the first of DEFAULT_CHECKPOINTS that exists. Logs which models it took."""
+    if not paths:
+        found = [p for p in DEFAULT_CHECKPOINTS if p.exists()]
+        if not found:
+            where = " or ".join(map(str, DEFAULT_CHECKPOINTS))
+            raise CheckpointError(f"no checkpoint at {where}: `make demo` trains one (or python -m "
+                                  f"src.train_denoiser --preset general), or name one with --checkpoint")
+        paths = found[:1]
+    for path in paths:
+        if not Path(path).exists():
+            raise CheckpointError(f"{path}: checkpoint not found; name one with --checkpoint")
+    loaded = [load_model(p, kind="denoiser", device=device) for p in paths]
+    log("model: " + ", ".join(f"{p} (preset {c.get('config', {}).get('preset', '?')})"
+                              for p, (_, c) in zip(paths, loaded)))
+    target, unrecorded = target_text_size([ckpt for _, ckpt in loaded])
+    if unrecorded:
+        log(f"{unrecorded} of {len(loaded)} checkpoints record no text size: the competition's "
+            f"({target:.1f} px) taken as theirs")
+    return [model for model, _ in loaded], target
