@@ -22,7 +22,7 @@ KEY = "0123456789abcdef0123456789abcdef"   # a fake Kaggle API key: must never r
 
 @pytest.fixture(scope="session")
 def synthetic_dir(tmp_path_factory) -> Path:
-    """A small competition-shaped dataset (made once per test session); treat it as read-only.
+    """A small competition-shaped dataset (made once per test run); treat it as read-only.
 
     Seed 7 deals its 6 training pages into 3 texts of 2 pages (2.png with 4.png, 3 with 8, 5 with 6;
     all 420 px tall but 3 and 8) and its 2 test pages, 420 px tall, into one text.
