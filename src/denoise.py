@@ -55,6 +55,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="pixels neighbouring tiles share, 0 to below --tile (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
+                   help="mixed precision, as make_submission's --amp (default: on)")
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads; 0: OMP_NUM_THREADS if set, else every core (default: %(default)s)")
     args = p.parse_args(argv)
@@ -94,7 +96,7 @@ def clean(args: argparse.Namespace, skipped: list[Path]) -> None:
     check_outputs(scans, args.out)
     ensure_writable_dir(args.out)
     predict = dict(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size, tta=args.tta,
-                   shifts=args.shifts, device=device, amp=True)
+                   shifts=args.shifts, device=device, amp=args.amp)
     pages = files = 0
     with tqdm(total=sum(s.pages for s in scans), unit="page", disable=None) as bar:
         for scan in scans:

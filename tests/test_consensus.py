@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
+import torch
 
-from src.inference.consensus import (SPREAD_FLOOR, STEPS, compact, confidence, describe, ink_distance,
-                                     iqm_of_groups, match_pages, weighted_iqm)
+from src.inference.consensus import (ROWS, SPREAD_FLOOR, STEPS, TRIM, _spread, compact, confidence, describe,
+                                     ink_distance, iqm_of_groups, match_pages, weighted_iqm)
 
 
 def text_page(seed: int, shape=(60, 80)) -> np.ndarray:
@@ -144,3 +145,50 @@ def test_compact_views_give_the_consensus_to_within_1e_4(rng):
 ])
 def test_describe_counts_pages_and_texts(groups, text):
     assert describe(groups).startswith(text)
+
+
+def reference_weighted_iqm(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """weighted_iqm spelled out: each pixel's views sorted by an argsort, and the weight of each
+    inside the middle half taken as the overlap of its interval of cumulative weight with it."""
+    order = np.argsort(values, 0, kind="stable")
+    v = np.take_along_axis(values, order, 0).astype(np.float64)
+    w = np.take_along_axis(weights, order, 0).astype(np.float64)
+    cum = np.cumsum(w, 0)
+    lo, hi = cum[-1] * TRIM, cum[-1] * (1 - TRIM)
+    kept = np.clip(np.minimum(cum, hi) - np.maximum(cum - w, lo), 0, None)
+    return ((kept * v).sum(0) / kept.sum(0)).astype(np.float32)
+
+
+@pytest.mark.parametrize("n, threads", [(1, 1), (3, 2), (64, 2), (64, 1), (200, 3)])
+def test_weighted_iqm_equals_its_plain_definition(rng, monkeypatch, n, threads):
+    """Compact views (packed into one uint32 sort) and float views, with ties, on 1-3 threads, a last
+    block of rows shorter than ROWS: the same means as the plain definition, to float32 rounding."""
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    floats = np.round(rng.random((n, ROWS * 2 + 5, 7)), 2).astype(np.float32)   # ties: 101 levels
+    weights = rng.random(floats.shape, dtype=np.float32) + 0.01
+    for values in (floats, compact(floats)):
+        np.testing.assert_allclose(weighted_iqm(values, weights), reference_weighted_iqm(values, weights),
+                                   rtol=1e-6)
+
+
+def test_confidence_fills_out_and_computes_the_spread_as_numpy_does(rng):
+    page = rng.random((40, 30), dtype=np.float32)
+    for views in (rng.random((16, 40, 30), dtype=np.float32), compact(rng.random((16, 40, 30)))):
+        floats = views / np.float32(STEPS) if views.dtype == np.uint16 else views
+        assert np.array_equal(_spread(views), floats.std(0, dtype=np.float64).astype(np.float32))
+        out = np.empty(views.shape, np.float32)
+        assert confidence(page, views, out=out) is out
+        assert np.array_equal(out, confidence(page, views))
+    same = np.repeat(rng.random((1, 40, 30), dtype=np.float32), 5, axis=0)
+    assert (_spread(same) == 0).all()   # views that agree have no spread at all
+
+
+def test_iqm_of_groups_of_several_pages_on_several_threads_equals_one_thread(rng, monkeypatch):
+    truth = text_page(5)
+    pages = [on_background(truth, s) for s in range(4)]
+    views = [compact(np.clip(p + rng.normal(0, 0.02, (8, *p.shape)), 0, 1)) for p in pages]
+    one, two = [], []
+    for threads, got in ((1, one), (2, two)):
+        monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+        got += iqm_of_groups(pages, [0] * 4, views, pages)
+    assert all(np.array_equal(a, b) for a, b in zip(one, two))

@@ -1,8 +1,11 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from src.inference import tiles
 from src.inference.tiles import SHIFTS, predict_page, ramp, tile_starts
 from src.models.registry import build_model
 
@@ -138,3 +141,115 @@ def test_page_side_shorter_than_the_overlap_still_works(rng):
     """A side shorter than the tile is clipped to one tile, whatever overlap the full tile has."""
     page = rng.random((8, 150), dtype=np.float32)
     assert np.array_equal(predict_page(Identity(), page, tile=64, overlap=32), page)
+
+
+def reference_predict_page():
+    """predict_page as it was: fp32, each flip of each tile a forward pass (kept by the benchmark)."""
+    import importlib.util
+    import sys
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    sys.path.insert(0, str(bench))   # the benchmark imports its sibling bench_denoiser
+    try:
+        spec = importlib.util.spec_from_file_location("bench_inference", bench / "bench_inference.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(bench))
+    return module.reference_predict_page
+
+
+@pytest.fixture(scope="module")
+def tiny_unets():
+    torch.manual_seed(0)
+    return [build_model("unet", width=8, depth=2, refine=4).eval(),
+            build_model("unet", width=4, depth=1).eval()]
+
+
+@pytest.mark.parametrize("tile,overlap,batch_size", [(1024, 32, 4), (48, 12, 3), (40, 8, 1), (64, 16, 16)])
+def test_fp32_equals_the_reference_path(tiny_unets, tile, overlap, batch_size, rng):
+    """Without amp, the page (one tile or several, shifts and several models included) is what the
+    reference computes, one view a forward pass in fp32, to the bit."""
+    page = rng.random((70, 90), dtype=np.float32)
+    old = reference_predict_page()
+    kw = dict(tile=tile, overlap=overlap, batch_size=batch_size, tta=True, shifts=len(SHIFTS), views=True)
+    pred, views = predict_page(tiny_unets, page, **kw)
+    want_pred, want_views = old(tiny_unets, page, **kw)
+    assert views.shape == want_views.shape == (4 * 2 * (1 + len(SHIFTS)), 70, 90)
+    assert np.array_equal(pred, want_pred) and np.array_equal(views, want_views)
+    assert np.array_equal(predict_page(tiny_unets[0], page, tile=tile, overlap=overlap),
+                          old(tiny_unets[0], page, tile=tile, overlap=overlap))
+
+
+def test_amp_on_a_cpu_without_native_bf16_is_fp32(tiny_unets, monkeypatch, rng):
+    page = rng.random((50, 70), dtype=np.float32)
+    monkeypatch.setattr(tiles, "cpu_bf16", lambda: False)
+    assert np.array_equal(predict_page(tiny_unets, page, tta=True, amp=True),
+                          predict_page(tiny_unets, page, tta=True))
+
+
+def test_bf16_only_on_a_cpu_with_amx(monkeypatch):
+    """AVX512-BF16 alone made bf16 convolutions slower than fp32 ones; AMX's made them 3x as fast."""
+    for avx512_bf16, amx in [(False, False), (True, False), (True, True)]:
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+        tiles.cpu_bf16.cache_clear()
+        assert tiles.cpu_bf16() is (amx and torch.backends.mkldnn.is_available())
+    tiles.cpu_bf16.cache_clear()
+
+
+bf16_kernels = pytest.mark.skipif(not (torch.backends.mkldnn.is_available()
+                                       and torch.ops.mkldnn._is_mkldnn_bf16_supported()),
+                                  reason="oneDNN has no bf16 kernels on this CPU")
+
+
+@bf16_kernels
+def test_amp_on_a_bf16_cpu_runs_the_body_in_bf16_and_the_last_layer_in_fp32(tiny_unets, monkeypatch, rng):
+    monkeypatch.setattr(tiles, "cpu_bf16", lambda: True)
+    page = rng.random((50, 70), dtype=np.float32)
+    fp32 = predict_page(tiny_unets, page, tta=True, shifts=1)
+    mixed = predict_page(tiny_unets, page, tta=True, shifts=1, amp=True)
+    assert mixed.dtype == np.float32 and 0 < np.abs(mixed - fp32).max() < 0.02
+    for model in tiny_unets:   # the callers' models are left as they were
+        assert not any(isinstance(m, tiles._Float32) for m in model.modules())
+    x = torch.from_numpy(page)[None, None]
+    for model, last in zip(tiny_unets, ("refine", "head")):
+        copy = tiles._fp32_last_layer(model)
+        seen = {}
+        getattr(copy, last).layer.register_forward_hook(
+            lambda m, i, o: seen.update(dtype=(i[0].dtype, o.dtype)))
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            out = copy(x)
+        assert seen["dtype"] == (torch.float32, torch.float32) and out.dtype == torch.float32
+    # a model that is no U-Net has no known last layer: fp32 whole, so an identity stays exact
+    assert np.array_equal(predict_page(Identity(), page, tta=True, shifts=3, amp=True), page)
+
+
+@pytest.mark.slow
+def test_the_benchmark_times_both_paths_and_compares_them(tmp_path, synthetic_dir):
+    import re
+    import subprocess
+    import sys
+
+    from src.models.checkpoints import make_checkpoint, save_checkpoint
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "tiny.pt"
+    config = dict(width=4, depth=1, refine=4)
+    save_checkpoint(ckpt, make_checkpoint(build_model("unet", **config), kind="denoiser", model_name="unet",
+                                          model_config=config, config={}))
+    project = Path(__file__).resolve().parents[1]
+    command = [sys.executable, str(project / "benchmarks" / "bench_inference.py"), "--checkpoint", str(ckpt),
+               "--data-dir", str(synthetic_dir), "--limit", "1", "--threads", "1"]
+    out = subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    for path in ("reference", "current"):
+        assert re.search(rf"^{path}: prediction [\d.]+ s, consensus [\d.]+ s, peak RSS [\d,]+ MB$",
+                         out.stdout, re.M), out.stdout
+        assert re.search(rf"^{path}: held-out RMSE \(1 pages\) [\d.]+, with consensus [\d.]+$", out.stdout,
+                         re.M), out.stdout
+    assert re.search(r"^largest pixel difference: [\d.e+-]+ as predicted, [\d.e+-]+ after consensus$",
+                     out.stdout, re.M), out.stdout
+    views = subprocess.run([*command, "--per-view"], cwd=project, capture_output=True, text=True, timeout=300)
+    assert views.returncode == 0, views.stderr
+    assert re.search(r"^  fp32: [\d.]+ a flip a pass, [\d.]+ four flips a pass$", views.stdout, re.M)

@@ -98,7 +98,7 @@ def test_errors_are_one_line(tmp_path, synthetic_dir, identity_ckpt, capsys):
     assert "no .png pages" in capsys.readouterr().err
 
 
-def test_flip_tta_and_shifts_are_the_default_and_can_be_switched_off(tmp_path, synthetic_dir):
+def test_flip_tta_shifts_and_amp_are_the_default_and_can_be_switched_off(tmp_path, synthetic_dir):
     from src.inference.tiles import SHIFTS, predict_page
     from src.models.checkpoints import load_model
 
@@ -109,16 +109,16 @@ def test_flip_tta_and_shifts_are_the_default_and_can_be_switched_off(tmp_path, s
     model, _ = load_model(path)
     page_path = list_images(synthetic_dir / "test")[0]
     page = load_page(page_path)
-    for flags, tta, shifts in ((), True, len(SHIFTS)), (("--no-tta",), False, len(SHIFTS)), \
-            (("--shifts", "1"), True, 1):
-        out = tmp_path / f"{tta}{shifts}.csv"
+    for flags, tta, shifts, amp in ((), True, len(SHIFTS), True), (("--no-tta",), False, len(SHIFTS), True), \
+            (("--shifts", "1"), True, 1, True), (("--no-amp",), True, len(SHIFTS), False):
+        out = tmp_path / f"{tta}{shifts}{amp}.csv"
         assert main(["--checkpoint", str(path), "--images", str(page_path.parent), "--out", str(out),
                      "--no-consensus", *flags]) == 0
         got = read_submission(out).set_index("id")["value"]
-        want = predict_page(model, page, tta=tta, shifts=shifts)
+        want = predict_page(model, page, tta=tta, shifts=shifts, amp=amp)
         for r, c in [(1, 1), (5, 9), (page.shape[0], page.shape[1])]:
             assert got[f"{page_path.stem}_{r}_{c}"] == pytest.approx(want[r - 1, c - 1],
-                                                                     abs=6e-5), (tta, shifts, r, c)
+                                                                     abs=6e-5), (flags, r, c)
     plain, flipped = predict_page(model, page), predict_page(model, page, tta=True)
     assert np.abs(plain - flipped).max() > 1e-3, "TTA made no difference: the test cannot tell them apart"
     assert np.abs(plain - predict_page(model, page, shifts=1)).max() > 1e-3, "nor shifts"

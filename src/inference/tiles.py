@@ -1,11 +1,15 @@
 """Whole-page prediction from overlapping tiles: the one function validation and submission share."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+import copy
+import functools
 
 import numpy as np
 import torch
 from torch import nn
+
+from src.models.unet import UNet
 
 
 def check_tiling(tile: int, overlap: int) -> None:
@@ -45,6 +49,14 @@ def _flips(tta: bool) -> list[tuple[int, ...]]:
     return [(), (-1,), (-2,), (-2, -1)] if tta else [()]
 
 
+@functools.cache
+def cpu_bf16() -> bool:
+    """Whether bf16 convolutions beat fp32 ones on this CPU: those of oneDNN's AMX kernels ran a U-Net
+    view 3.1x as fast; with AVX512-BF16 but no AMX they were 1.4x slower than fp32, and emulated
+    (AVX512 alone) 4x slower (docs/inference_speed.md)."""
+    return torch.backends.mkldnn.is_available() and torch.cpu._is_amx_tile_supported()
+
+
 @torch.inference_mode()
 def predict_page(models: nn.Module | Sequence[nn.Module], page: np.ndarray, *, tile: int = 1024,
                  overlap: int = 32, batch_size: int = 4, tta: bool = False, shifts: int = 0,
@@ -62,6 +74,10 @@ def predict_page(models: nn.Module | Sequence[nn.Module], page: np.ndarray, *, t
     Args:
         models: one model or a sequence; each maps (N, 1, h, w) -> (N, 1, h, w) and is in eval mode.
         page: (H, W) float array in [0, 1].
+        batch_size: tiles per forward pass.
+        amp: mixed precision where it is fast and keeps the page's correction precise: fp16 autocast on
+            CUDA; on a CPU with AMX (`cpu_bf16`), a U-Net's body in bf16 and its last layer in fp32
+            (`_fp32_last_layer`); otherwise fp32.
         views: also return each model's prediction under each flip and shift, for the consensus.
     Returns: (H, W) float32 in [0, 1]; with views, that and the (shifts x models x flips, H, W) views,
     each tiled and blended alike.
@@ -74,45 +90,97 @@ def predict_page(models: nn.Module | Sequence[nn.Module], page: np.ndarray, *, t
     models = [models] if isinstance(models, nn.Module) else list(models)
     page = np.asarray(page, dtype=np.float32)
     device = torch.device(device)
-    moved = [_tiled(models, np.pad(page, ((dy, 0), (dx, 0)), mode="reflect"), tile, overlap, batch_size,
-                    tta, device, amp, views)[:, dy:, dx:] for dy, dx in ((0, 0), *SHIFTS[:shifts])]
+    nets = [_forward(model, device, amp) for model in models]
+    moved = [_tiled(nets, np.pad(page, ((dy, 0), (dx, 0)), mode="reflect"), tile, overlap, batch_size,
+                    tta, device, views)[:, dy:, dx:] for dy, dx in ((0, 0), *SHIFTS[:shifts])]
     if not views:
         return np.mean(moved, axis=0, dtype=np.float32)[0]
     return np.mean([m[0] for m in moved], axis=0, dtype=np.float32), np.concatenate([m[1:] for m in moved])
 
 
-def _tiled(models: list[nn.Module], page: np.ndarray, tile: int, overlap: int, batch_size: int, tta: bool,
-           device: torch.device, amp: bool, views: bool) -> np.ndarray:
+class _Float32(nn.Module):
+    """A layer run in fp32 inside an autocast region: its input cast up, its output left in fp32."""
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return self.layer(x.float())
+
+
+def _fp32_last_layer(model: nn.Module) -> nn.Module | None:
+    """A copy of a U-Net whose last layer (its refinement, else its head) runs in fp32 under bf16
+    autocast; None for any other model, whose output layer is unknown and which stays fp32.
+
+    bf16 keeps 8 significant bits. The refinement sees the page and the coarse output, and a page's
+    0.9 rounded to bf16 is up to 2e-3 off; the U-Net's residual addition is fp32 anyway (the page is).
+    Held-out pages, `quick` model, consensus: all in bf16 0.2 % higher RMSE than fp32, the last layer
+    in fp32 0.08 %, for 15-18 % more time a view (docs/inference_speed.md).
+    """
+    if not isinstance(model, UNet):
+        return None
+    # the caller's model stays as it was; the copy shares its weights (copying them took 10 ms a page)
+    model = copy.deepcopy(model, {id(t): t for t in (*model.parameters(), *model.buffers())})
+    if model.refine is not None:
+        model.refine = _Float32(model.refine)
+    else:
+        model.head = _Float32(model.head)
+    return model
+
+
+def _forward(model: nn.Module, device: torch.device, amp: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The model as a function of a batch, in the precision `amp` picks there (predict_page), giving fp32
+    with NaN for any inf (else the clamps would make an overflow white or black)."""
+    dtype = None
+    if amp and device.type == "cuda":
+        # fp16 even for models trained in bf16: the correction a model adds to its page keeps 11
+        # significant bits, not 8 (bf16 rounds a 0.3 change by up to 1e-3, a sixth of the consensus
+        # RMSE); an overflow's inf becomes NaN, which make_submission refuses, naming the page
+        dtype = torch.float16
+    elif amp and device.type == "cpu" and cpu_bf16():
+        mixed = _fp32_last_layer(model)
+        model, dtype = (model, None) if mixed is None else (mixed, torch.bfloat16)
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            y = model(x).float()
+        return torch.where(y.isfinite(), y, torch.nan)
+    return forward
+
+
+def _tiled(nets: list[Callable[[torch.Tensor], torch.Tensor]], page: np.ndarray, tile: int, overlap: int,
+           batch_size: int, tta: bool, device: torch.device, views: bool) -> np.ndarray:
     """(1 + views, H, W) float32: the page's averaged prediction, then each model's under each flip."""
     H, W = page.shape
     th, tw = min(tile, H), min(tile, W)
     # a side shorter than the tile is one tile whatever the overlap: clip it for tile_starts' guard
     boxes = [(y, x) for y in tile_starts(H, th, min(overlap, th - 1))
              for x in tile_starts(W, tw, min(overlap, tw - 1))]
-    weight = np.outer(ramp(th, overlap), ramp(tw, overlap)) if len(boxes) > 1 else np.ones((th, tw))
-    n_views = len(models) * len(_flips(tta))
-    acc = np.zeros((1 + n_views if views else 1, H, W), np.float64)   # the average first, then the views
-    norm = np.zeros((H, W), np.float64)
-    # CUDA only, in autocast's fp16 even for models trained in bf16: the correction a model adds to its
-    # page keeps 11 significant bits, not 8 (bf16 rounds a 0.3 change by up to 1e-3, a sixth of the
-    # consensus RMSE); an overflow's inf becomes NaN below, which make_submission refuses, naming the page
-    use_amp = amp and device.type == "cuda"
+    flips = _flips(tta)
+    n_views = len(nets) * len(flips)
+    if len(boxes) > 1:
+        weight = np.outer(ramp(th, overlap), ramp(tw, overlap))
+        acc = np.zeros((1 + n_views if views else 1, H, W), np.float64)   # the average first, then the views
+        norm = np.zeros((H, W), np.float64)
+    # a forward pass per flip: on a CPU the four flips of a page in one pass took a third longer a view
+    # than a pass each (larger activations fall out of the caches; docs/inference_speed.md)
     for b in range(0, len(boxes), batch_size):
         chunk = boxes[b:b + batch_size]
         x = torch.from_numpy(np.stack([page[y:y + th, x0:x0 + tw] for y, x0 in chunk]))[:, None].to(device)
         pred, each = torch.zeros_like(x, dtype=torch.float32), []
-        for model in models:
-            for dims in _flips(tta):
-                xi = x.flip(dims) if dims else x
-                with torch.autocast(device.type, enabled=use_amp):
-                    yi = model(xi).float()
-                yi = torch.where(yi.isfinite(), yi, torch.nan)   # else the clamps make inf white or black
+        for net in nets:
+            for dims in flips:
+                yi = net(x.flip(dims) if dims else x)
                 yi = yi.flip(dims) if dims else yi
                 pred += yi
                 if views:
                     each.append(yi.clamp(0, 1))
         pred = (pred / n_views).clamp_(0, 1)
         tiles = torch.cat([pred, *each], 1).cpu().numpy()   # (N, 1 or 1 + n_views, th, tw)
+        if len(boxes) == 1:   # the page is one tile: its weight would be 1 everywhere, and their sum 1
+            return tiles[0]
         for (y, x0), t in zip(chunk, tiles):
             acc[:, y:y + th, x0:x0 + tw] += weight * t
             norm[y:y + th, x0:x0 + tw] += weight

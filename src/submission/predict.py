@@ -44,6 +44,7 @@ class PredictConfig:
     shifts: int = len(SHIFTS)             # moved copies of each page (SHIFTS)
     consensus: bool | None = None         # None: on for test pages and competition-sized --images
     device: str = "auto"
+    amp: bool = True                      # fp16 on CUDA, bf16 with an fp32 last layer on AMX CPUs
     threads: int = 0
 
     limits: ClassVar[dict] = {}   # config_problems' per-config bounds: none beyond its LIMITS
@@ -106,12 +107,12 @@ def run(args: PredictConfig, log=print) -> Path:
         for page in tqdm(pages, desc="pages", disable=None):
             x = load_page(page)
             out = predict_page(models, x, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
-                               tta=args.tta, shifts=args.shifts, device=device, amp=True,
+                               tta=args.tta, shifts=args.shifts, device=device, amp=args.amp,
                                views=args.consensus)
             bad = (~np.isfinite(out[0] if args.consensus else out)).sum()   # the average holds every view
             if bad:   # now: compact would make them 0 (ink) for the consensus, and hide the fault
                 raise SubmissionError(f"{page}: the model predicted {bad:,} NaN or inf pixels (a broken "
-                                      f"checkpoint, or fp16 overflowing on a GPU: try --device cpu)")
+                                      f"checkpoint, or fp16 overflowing on a GPU: try --no-amp)")
             yield (out[0], compact(out[1]), x) if args.consensus else out   # kept until every page is in
 
     def predictions():
