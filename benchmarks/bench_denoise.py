@@ -5,11 +5,12 @@
 
 Scale: the pages the checkpoint's run held out (its own split), noisy and clean alike enlarged by each
 factor (cubic, clipped to [0, 1]). Each enlarged page is cleaned as `denoise` cleans it by default (its
-text size measured, the page shrunk to the model's, cleaned, enlarged back), and scored against the
+text size measured, the page shrunk to the model's, cleaned, brought back to its size), scored against the
 enlarged clean page, beside: the noisy page, the page shrunk by the true factor (--scale F), the page
 cleaned at its enlarged size (--scale 1), the page cleaned at 1x and then enlarged (the reference), and
-the clean page itself through the default's shrinking and enlarging (what a perfect cleaner would
-score). The estimated scale is the text size measured on the enlarged page over that on the page itself.
+the clean page itself through the default's shrinking and enlarging (what a perfect cleaner would score
+without the page's own detail). The estimated scale is the text size measured on the enlarged page over
+that on the page itself.
 
 A4: `python -m src.denoise` run on a 2480 x 3508 page (A4 at 300 dpi) in a process of its own: its wall
 time (Python's start and imports included), the seconds its summary line reports, and its peak memory.

@@ -34,7 +34,11 @@ FACTORS = (0.5, 8.0)
 # A scan's default model: the general recipe's, which learnt noise the competition never shows, where it
 # has been trained; else the competition's (what `make demo` trains)
 DEFAULT_CHECKPOINTS = (Path("models/general_best.pt"), Path("models/denoiser_best.pt"))
-NEAR_INK = 0.9   # a cleaned pixel below this is a stroke or its edge: the page's fine detail is kept there
+# The guided upsampling of a page cleaned shrunk (`guided_upsample`): the window's radius, px of the shrunk
+# page, and the regularisation of its fit. A 3x3 window follows the model's changes from stroke to stroke;
+# wider ones blend strokes with the paper (5x5: 2-5 % higher RMSE on enlarged pages, docs/denoise.md).
+GUIDE_RADIUS = 1
+GUIDE_EPS = 1e-4
 
 
 def paper_normalised(page: np.ndarray) -> np.ndarray:
@@ -101,10 +105,35 @@ def resize(page: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.clip(out, 0, 1, out=out)
 
 
+def guided_upsample(page: np.ndarray, small: np.ndarray, cleaned: np.ndarray, radius: int = GUIDE_RADIUS,
+                    eps: float = GUIDE_EPS) -> np.ndarray:
+    """`cleaned` (the shrunk page `small`, cleaned) brought to the size of `page` through the page's own
+    detail: in each (2 radius + 1)^2 window of the shrunk page, the cleaned page is fitted as an affine
+    function of the shrunk one (least squares, regularised by `eps`: He and Sun's fast guided filter);
+    the fits, averaged over the windows that hold a pixel and enlarged (bilinear), are applied to the
+    page at its own size. The model's changes (paper to white, ink darker) carry over; the strokes'
+    edges are the page's, not a blurred enlargement's.
+
+    Args: page: (H, W) float32; small, cleaned: (h, w) float32, the page shrunk and its cleaned version.
+    Returns: (H, W) float32 in [0, 1].
+    """
+    size = (2 * radius + 1, 2 * radius + 1)
+
+    def box(a: np.ndarray) -> np.ndarray:
+        return cv2.blur(a, size, borderType=cv2.BORDER_REFLECT)
+
+    mean_small, mean_cleaned = box(small), box(cleaned)
+    slope = (box(small * cleaned) - mean_small * mean_cleaned) / (box(small * small) - mean_small ** 2 + eps)
+    offset = mean_cleaned - slope * mean_small
+    h, w = page.shape
+    slope, offset = (cv2.resize(box(c), (w, h), interpolation=cv2.INTER_LINEAR) for c in (slope, offset))
+    return np.clip(slope * page + offset, 0, 1)
+
+
 def clean_at_scale(models: nn.Module | Sequence[nn.Module], page: np.ndarray, factor: float,
                    **predict) -> np.ndarray:
     """predict_page on the page shrunk by `factor` (enlarged when below 1), returned at the page's size,
-    its strokes sharpened by the page's own fine detail.
+    its strokes as sharp as the page's own (`guided_upsample`).
 
     Args:
         page: (H, W) float array in [0, 1].
@@ -117,15 +146,12 @@ def clean_at_scale(models: nn.Module | Sequence[nn.Module], page: np.ndarray, fa
         return predict_page(models, page, **predict)
     h, w = page.shape
     small = resize(page, (max(1, round(h / factor)), max(1, round(w / factor))))
-    cleaned = resize(predict_page(models, small, **predict), (h, w))
+    cleaned = predict_page(models, small, **predict)
     if factor < 1:   # enlarged to be cleaned: the page holds no detail finer than the model saw
-        return cleaned
-    # Shrinking, cleaning and enlarging blurs the strokes. The page's own detail finer than the shrunk
-    # page (the page minus its round trip) sharpens them again, but only near ink: on the paper it would
-    # bring back the grain the model removed.
-    detail = page - resize(small, (h, w))
-    near_ink = cv2.dilate((cleaned < NEAR_INK).astype(np.uint8), np.ones((3, 3), np.uint8))
-    return np.clip(cleaned + near_ink * detail, 0, 1)
+        return resize(cleaned, (h, w))
+    # Enlarging the cleaned page alone blurs its strokes; the page at its own size holds them sharp
+    # (docs/denoise.md, "Scale: why, and how")
+    return guided_upsample(page, small, cleaned)
 
 
 def target_text_size(checkpoints: Sequence[dict]) -> tuple[float, int]:
