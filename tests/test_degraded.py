@@ -108,6 +108,20 @@ def test_augraphy_degrades_without_moving_the_page():
         assert np.array_equal(noisy, dg.degrade_for_training(clean, np.random.default_rng(seed)))
 
 
+def test_sensor_faults_blur_grain_drop_pixels_and_compress_now_and_then_seeded():
+    clean = page(5)
+    outs = [dg.sensor_faults(clean, np.random.default_rng(seed)) for seed in range(60)]
+    assert all(o.shape == clean.shape and o.dtype == np.uint8 for o in outs)
+    assert np.array_equal(outs[7], dg.sensor_faults(clean, np.random.default_rng(7)))
+    changed = [np.abs(o.astype(int) - clean).mean() > 0.5 for o in outs]
+    assert 0.5 < np.mean(changed) < 1, "most pages, not all, get a fault"
+    # a flat paper page tells the faults apart: impulses reach 0, grain spreads the paper, blur does not
+    paper = np.full((64, 64), 200, np.uint8)
+    flat = [dg.sensor_faults(paper, np.random.default_rng(seed)) for seed in range(60)]
+    assert any((f == 0).mean() > 0.002 for f in flat), "no salt and pepper"
+    assert any(2 < f.std() < 60 for f in flat), "no grain"
+
+
 def test_mixing_draws_the_share_asked_for_and_nothing_else_without_it():
     rng = np.random.default_rng(0)
     pages = [(rng.random((H, W), dtype=np.float32), rng.random((H, W), dtype=np.float32)) for _ in range(2)]
@@ -137,7 +151,8 @@ def test_a_share_per_epoch_stops_the_degraded_pages_when_it_is_zero():
 
 
 def test_the_general_preset_mixes_degraded_pages_and_the_others_do_not(capsys):
-    assert 0 < max(DenoiserConfig(**DENOISER_PRESETS["general"]).degraded_shares()) < 1
+    for preset in ("general", "general-long"):
+        assert 0 < max(DenoiserConfig(**DENOISER_PRESETS[preset]).degraded_shares()) < 1
     for preset in ("smoke", "quick", "full"):
         assert set(DenoiserConfig(**DENOISER_PRESETS[preset]).degraded_shares()) == {0}
     with pytest.raises(SystemExit):   # no competition page left

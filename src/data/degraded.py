@@ -29,7 +29,7 @@ from src.common.errors import DataError
 from src.common.files import atomic_write
 from src.data.synthetic import pseudo_word
 
-FORMAT = 3   # in every cache key: pages built by other pipelines or another renderer are not reused
+FORMAT = 4   # in every cache key: pages built by other pipelines or another renderer are not reused
 INSTALL = "pip install numba && pip install --no-deps augraphy==8.2.6"   # --no-deps: see need_augraphy
 # Text pages in the fonts matplotlib ships (matplotlib/mpl-data/fonts/ttf): sans, serif and monospace,
 # regular, italic and bold, so the model meets letter shapes the competition's few fonts do not show.
@@ -40,6 +40,7 @@ PAGE_SHAPES = ((258, 540), (420, 540))   # the competition's page sizes, so tile
 # Random streams, by purpose: training draws from TRAINING, benchmarks from HELD_OUT, so no held-out
 # page's text or degradation is ever a training page's, whatever the seed.
 TRAINING, HELD_OUT = 0, 1
+SENSOR = 0.6   # the share of degraded pages that also go through `sensor_faults`
 
 
 # ---------------------------------------------------------------- rendered text pages
@@ -165,10 +166,41 @@ def apply_augmentations(page: np.ndarray, augmentations: list, seed: int) -> np.
     return np.ascontiguousarray(out, dtype=np.uint8)
 
 
+def sensor_faults(page: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A uint8 page as a poor scanner or camera sends it, each fault now and then, in the order light
+    meets them: optics' blur, a squeezed range, photon and read grain, dropped pixels, JPEG. uint8 out.
+
+    Augraphy's grain (SubtleNoise) is uniform and mild, and it has no blur or impulse noise: a model
+    trained on its pages left salt and pepper and blur no better, or worse, than they came in
+    (docs/general.md). The ranges reach past what a usable scan shows, so that milder faults are easy.
+    """
+    x = page / 255.0
+    if rng.random() < 0.35:
+        x = cv2.GaussianBlur(x, (0, 0), rng.uniform(0.5, 2.0))
+    if rng.random() < 0.25:
+        low, high = rng.uniform(0, 0.5), rng.uniform(0.55, 1)
+        x = low + (high - low) * x
+    if rng.random() < 0.3:
+        peak = rng.uniform(8, 80)
+        x = rng.poisson(np.clip(x, 0, 1) * peak) / peak
+    if rng.random() < 0.35:
+        x = x + rng.normal(0, rng.uniform(0.02, 0.2), x.shape)
+    if rng.random() < 0.25:
+        hit = rng.random(x.shape) < rng.uniform(0.005, 0.1)
+        x = np.where(hit, (rng.random(x.shape) < rng.uniform(0.2, 0.8)).astype(np.float64), x)
+    out = as_uint8(np.clip(x, 0, 1))
+    if rng.random() < 0.25:
+        ok, data = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(5, 70))])
+        out = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
+    return out
+
+
 def degrade_for_training(clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A clean page (uint8 (H, W)) degraded by `training_augmentations`: uint8 (H, W)."""
+    """A clean page (uint8 (H, W)) degraded by `training_augmentations`, then by `sensor_faults` on
+    SENSOR of the pages: uint8 (H, W)."""
     ag = need_augraphy()
-    return apply_augmentations(clean, training_augmentations(ag, rng), int(rng.integers(2**31)))
+    page = apply_augmentations(clean, training_augmentations(ag, rng), int(rng.integers(2**31)))
+    return sensor_faults(page, rng) if rng.random() < SENSOR else page
 
 
 # ---------------------------------------------------------------- the cache
