@@ -269,7 +269,7 @@ def test_help_shows_each_default_once(capsys):
     text = capsys.readouterr().out
     assert text.startswith("usage: python -m src.make_submission ")
     options = text.split("options:")[1].split("\n  -")[1:]
-    assert len(options) == 16
+    assert len(options) == 17
     for option in options:
         assert option.count("default") <= 1 and "(default: None)" not in option, option
 
