@@ -195,6 +195,9 @@ def test_bf16_only_on_a_cpu_with_amx(monkeypatch):
         monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
         tiles.cpu_bf16.cache_clear()
         assert tiles.cpu_bf16() is (amx and torch.backends.mkldnn.is_available())
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")   # an older torch: fp32, no AttributeError
+    tiles.cpu_bf16.cache_clear()
+    assert tiles.cpu_bf16() is False
     tiles.cpu_bf16.cache_clear()
 
 

@@ -54,7 +54,9 @@ def cpu_bf16() -> bool:
     """Whether bf16 convolutions beat fp32 ones on this CPU: those of oneDNN's AMX kernels ran a U-Net
     view 3.1x as fast; with AVX512-BF16 but no AMX they were 1.4x slower than fp32, and emulated
     (AVX512 alone) 4x slower (docs/inference_speed.md)."""
-    return torch.backends.mkldnn.is_available() and torch.cpu._is_amx_tile_supported()
+    # a private probe (torch 2.1 on): an older torch, such as a Kaggle image may hold, keeps fp32
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return torch.backends.mkldnn.is_available() and amx is not None and amx()
 
 
 @torch.inference_mode()
