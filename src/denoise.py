@@ -14,10 +14,11 @@ from pathlib import Path
 import sys
 import time
 
+import numpy as np
 from tqdm import tqdm
 
 from src.common.config import config_problems
-from src.common.errors import DataError
+from src.common.errors import CheckpointError, DataError
 from src.common.files import ensure_writable_dir
 from src.common.runner import run_command
 from src.common.runtime import setup_runtime
@@ -107,7 +108,13 @@ def clean(args: argparse.Namespace, skipped: list[Path]) -> None:
                     factor = args.scale or scale_for(size, target)
                     tqdm.write(f"{scan.path} -> {name}: {describe_scale(size, target, factor)}"
                                + (f" (--scale {args.scale})" if args.scale else ""))
-                    save_page(args.out / name, clean_at_scale(models, page, factor, **predict))
+                    cleaned = clean_at_scale(models, page, factor, **predict)
+                    bad = (~np.isfinite(cleaned)).sum()
+                    if bad:   # else written as black or white pixels, and the fault hidden
+                        raise CheckpointError(f"{scan.path} -> {name}: the model predicted {bad:,} NaN or "
+                                              f"inf pixels (a broken checkpoint, or fp16 overflowing on a "
+                                              f"GPU: try --no-amp); nothing written for this page")
+                    save_page(args.out / name, cleaned)
                     pages += 1
                     bar.update()
                 if scan.pdf:   # from the pages written: a long PDF is never held whole

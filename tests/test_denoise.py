@@ -214,6 +214,23 @@ def test_scale_one_with_the_identity_gives_the_page_back(tmp_path, capsys):
     assert "(--scale 1.0)" in capsys.readouterr().out
 
 
+def test_a_model_predicting_nan_stops_with_a_hint_and_writes_nothing(tmp_path, capsys):
+    import torch
+
+    net = build_model("unet", width=4, depth=1)
+    with torch.no_grad():
+        next(net.parameters()).fill_(float("nan"))
+    ckpt = tmp_path / "nan.pt"
+    save_checkpoint(ckpt, make_checkpoint(net, kind="denoiser", model_name="unet",
+                                          model_config=dict(width=4, depth=1), config={}))
+    cv2.imwrite(str(tmp_path / "scan.png"), page(4))
+    assert main([str(tmp_path / "scan.png"), "--out", str(tmp_path / "out"), "--checkpoint", str(ckpt),
+                 "--no-tta"]) == 1
+    err = capsys.readouterr().err
+    assert "scan.png" in err and "NaN or inf" in err and "--no-amp" in err, err
+    assert not (tmp_path / "out" / "scan.png").exists()
+
+
 def test_the_checkpoints_text_size_is_the_target(tmp_path, capsys):
     ckpt = identity_checkpoint(tmp_path / "id.pt")
     save_checkpoint(ckpt, {**load_checkpoint(ckpt), "text_size": 5 * text_size(page(3) / 255)})

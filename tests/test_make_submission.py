@@ -98,9 +98,13 @@ def test_errors_are_one_line(tmp_path, synthetic_dir, identity_ckpt, capsys):
     assert "no .png pages" in capsys.readouterr().err
 
 
-def test_flip_tta_shifts_and_amp_are_the_default_and_can_be_switched_off(tmp_path, synthetic_dir):
+def test_flip_tta_shifts_and_amp_are_the_default_and_can_be_switched_off(tmp_path, synthetic_dir,
+                                                                         monkeypatch):
+    from src.inference import tiles
     from src.inference.tiles import SHIFTS, predict_page
     from src.models.checkpoints import load_model
+
+    monkeypatch.setattr(tiles, "cpu_bf16", lambda: True)   # bf16 on any CPU: --no-amp must change something
 
     torch.manual_seed(0)
     path = tmp_path / "random.pt"
@@ -119,6 +123,8 @@ def test_flip_tta_shifts_and_amp_are_the_default_and_can_be_switched_off(tmp_pat
         for r, c in [(1, 1), (5, 9), (page.shape[0], page.shape[1])]:
             assert got[f"{page_path.stem}_{r}_{c}"] == pytest.approx(want[r - 1, c - 1],
                                                                      abs=6e-5), (flags, r, c)
+    amp, fp32 = (read_submission(tmp_path / f"True{len(SHIFTS)}{a}.csv")["value"] for a in (True, False))
+    assert np.abs(amp - fp32).max() > 1e-4, "--no-amp made no difference: the test cannot tell them apart"
     plain, flipped = predict_page(model, page), predict_page(model, page, tta=True)
     assert np.abs(plain - flipped).max() > 1e-3, "TTA made no difference: the test cannot tell them apart"
     assert np.abs(plain - predict_page(model, page, shifts=1)).max() > 1e-3, "nor shifts"
