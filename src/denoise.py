@@ -14,7 +14,6 @@ from pathlib import Path
 import sys
 import time
 
-import numpy as np
 from tqdm import tqdm
 
 from src.common.config import config_problems
@@ -26,7 +25,7 @@ from src.data.pages import load_page, save_page
 from src.data.scans import DEFAULT_DPI, check_outputs, find_scans, open_scan, read_pages, write_pdf
 from src.inference.scale import (DEFAULT_CHECKPOINTS, clean_at_scale, describe_scale, load_denoisers,
                                  scale_for, text_size)
-from src.inference.tiles import SHIFTS
+from src.inference.tiles import SHIFTS, non_finite
 from src.training.config import DenoiserConfig
 
 SKIPPED = 3   # the exit code when some files were skipped; argparse exits 2 for bad flags
@@ -109,11 +108,10 @@ def clean(args: argparse.Namespace, skipped: list[Path]) -> None:
                     tqdm.write(f"{scan.path} -> {name}: {describe_scale(size, target, factor)}"
                                + (f" (--scale {args.scale})" if args.scale else ""))
                     cleaned = clean_at_scale(models, page, factor, **predict)
-                    bad = (~np.isfinite(cleaned)).sum()
-                    if bad:   # else written as black or white pixels, and the fault hidden
-                        raise CheckpointError(f"{scan.path} -> {name}: the model predicted {bad:,} NaN or "
-                                              f"inf pixels (a broken checkpoint, or fp16 overflowing on a "
-                                              f"GPU: try --no-amp); nothing written for this page")
+                    problem = non_finite(cleaned)
+                    if problem:
+                        raise CheckpointError(f"{scan.path} -> {name}: {problem}; nothing written for "
+                                              f"this page")
                     save_page(args.out / name, cleaned)
                     pages += 1
                     bar.update()

@@ -100,6 +100,15 @@ def predict_page(models: nn.Module | Sequence[nn.Module], page: np.ndarray, *, t
     return np.mean([m[0] for m in moved], axis=0, dtype=np.float32), np.concatenate([m[1:] for m in moved])
 
 
+def non_finite(pred: np.ndarray) -> str | None:
+    """What is wrong with a prediction holding NaN (predict_page makes any inf one), worded for the user
+    with its likely cause and remedy; None when every pixel is finite. Callers refuse such a page, name
+    it and write nothing: written, NaN would become black or white pixels and hide the fault."""
+    bad = int((~np.isfinite(pred)).sum())
+    return (f"the model predicted {bad:,} NaN or inf pixels (a broken checkpoint, or fp16 overflowing on a "
+            f"GPU: try --no-amp)") if bad else None
+
+
 class _Float32(nn.Module):
     """A layer run in fp32 inside an autocast region: its input cast up, its output left in fp32."""
 
@@ -139,7 +148,7 @@ def _forward(model: nn.Module, device: torch.device, amp: bool) -> Callable[[tor
     if amp and device.type == "cuda":
         # fp16 even for models trained in bf16: the correction a model adds to its page keeps 11
         # significant bits, not 8 (bf16 rounds a 0.3 change by up to 1e-3, a sixth of the consensus
-        # RMSE); an overflow's inf becomes NaN, which make_submission refuses, naming the page
+        # RMSE); an overflow's inf becomes NaN, which the commands refuse (`non_finite`), naming the page
         dtype = torch.float16
     elif amp and device.type == "cpu" and cpu_bf16():
         mixed = _fp32_last_layer(model)

@@ -9,7 +9,6 @@ from pathlib import Path
 import time
 from typing import ClassVar
 
-import numpy as np
 from tqdm import tqdm
 
 from src.common.config import config_problems
@@ -20,7 +19,7 @@ from src.data.competition import DEFAULT_DATA_DIR, PAGE_SIZES
 from src.data.pages import IMAGE_SUFFIXES, list_images, load_page, png_size, save_page
 from src.data.synthetic import prepare_or_synthesize
 from src.inference.consensus import clean_together, compact, describe
-from src.inference.tiles import SHIFTS, predict_page
+from src.inference.tiles import SHIFTS, non_finite, predict_page
 from src.models.checkpoints import load_model
 from src.submission.reader import CSV_NAME, SubmissionError, is_page_id, reference_problems
 from src.submission.writer import submission_path, write_submission
@@ -109,10 +108,9 @@ def run(args: PredictConfig, log=print) -> Path:
             out = predict_page(models, x, tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
                                tta=args.tta, shifts=args.shifts, device=device, amp=args.amp,
                                views=args.consensus)
-            bad = (~np.isfinite(out[0] if args.consensus else out)).sum()   # the average holds every view
-            if bad:   # now: compact would make them 0 (ink) for the consensus, and hide the fault
-                raise SubmissionError(f"{page}: the model predicted {bad:,} NaN or inf pixels (a broken "
-                                      f"checkpoint, or fp16 overflowing on a GPU: try --no-amp)")
+            problem = non_finite(out[0] if args.consensus else out)   # the average holds every view
+            if problem:   # now: compact would make them 0 (ink) for the consensus, and hide the fault
+                raise SubmissionError(f"{page}: {problem}")
             yield (out[0], compact(out[1]), x) if args.consensus else out   # kept until every page is in
 
     def predictions():
