@@ -40,7 +40,7 @@ from src.data.splits import text_groups  # noqa: E402
 from src.data.synthetic import make_pair  # noqa: E402
 from src.inference.metrics import pooled_rmse  # noqa: E402
 from src.inference.scale import (  # noqa: E402
-    KEEP_WITHIN, clean_at_scale, resize, scale_for, target_text_size, text_size)
+    KEEP_WITHIN, clean_at_scale, learnt_zoom, resize, scale_for, target_text_size, text_size)
 from src.models.checkpoints import load_model  # noqa: E402
 from src.training.config import DenoiserConfig  # noqa: E402
 from src.training.denoiser import split_train_val  # noqa: E402
@@ -54,18 +54,20 @@ def enlarge(page: np.ndarray, factor: float) -> np.ndarray:
 
 
 def held_out(checkpoint: Path, data_dir: Path):
-    """(model, target text size, [(noisy, clean)]): the checkpoint's model and its run's held-out pairs."""
+    """(model, target text size, zoom, [(noisy, clean)]): the checkpoint's model, the text sizes it learnt
+    (`target_text_size`, `learnt_zoom`) and its run's held-out pairs."""
     model, ckpt = load_model(checkpoint, "denoiser")
     pairs = load_pairs(prepare_data(data_dir).train_pairs)
     cfg = config_from_dict(DenoiserConfig, ckpt["config"])
     _, val = split_train_val(cfg, text_groups([y for _, y in pairs]))
-    return model, target_text_size([ckpt])[0], [pairs[i] for i in val]
+    return model, target_text_size([ckpt])[0], learnt_zoom([ckpt]), [pairs[i] for i in val]
 
 
-def scale_rows(model, target: float, pages, factors, keep_within: float) -> None:
+def scale_rows(model, target: float, zoom: float, pages, factors, keep_within: float) -> None:
     """Print, per factor, the pooled RMSE of each way of cleaning and the estimated scale's worst error."""
     at_1x = [clean_at_scale(model, x, 1, **PREDICT) for x, _ in pages]
-    print(f"{len(pages)} held-out pages, target text {target:.2f} px, keep within {keep_within}x; "
+    print(f"{len(pages)} held-out pages, target text {target:.2f} px (learnt up to {zoom:g}x), "
+          f"keep within {keep_within}x; "
           f"RMSE against the clean page enlarged alike")
     for f in factors:
         t0, rows = time.perf_counter(), {"noisy": [], "default": [], f"--scale {f:g} (the true factor)": [],
@@ -75,7 +77,7 @@ def scale_rows(model, target: float, pages, factors, keep_within: float) -> None
         for (x, y), ref in zip(pages, at_1x):
             xf, yf = enlarge(x, f), enlarge(y, f)
             size = text_size(xf)
-            factor = scale_for(size, target, keep_within)
+            factor = scale_for(size, target, keep_within, zoom)
             errors.append(size / text_size(x) / f - 1)
             used.append(factor)
             rows["noisy"].append((xf, yf))
@@ -147,12 +149,12 @@ def main() -> None:
     args = p.parse_args()
     if not args.skip_a4:
         with tempfile.TemporaryDirectory() as tmp:
-            a4_row(args.checkpoint, "large", "text 2.4x the competition's (shrunk to clean)", Path(tmp))
-            a4_row(args.checkpoint, "small", "text of the competition's size (cleaned at full size)",
-                   Path(tmp))
+            a4_row(args.checkpoint, "large", "text 2.4x the competition's", Path(tmp))
+            a4_row(args.checkpoint, "small", "text of the competition's size (nothing to shrink: the "
+                   "slowest)", Path(tmp))
     if not args.skip_scale:
-        model, target, pages = held_out(args.checkpoint, args.data_dir)
-        scale_rows(model, target, pages, args.factors, args.keep_within)
+        model, target, zoom, pages = held_out(args.checkpoint, args.data_dir)
+        scale_rows(model, target, zoom, pages, args.factors, args.keep_within)
 
 
 if __name__ == "__main__":

@@ -3,9 +3,10 @@
 Reads PNG, JPEG, TIFF (every page), BMP, WebP and PDF (rendered at --dpi), files or folders of them.
 Writes one cleaned 8-bit grayscale PNG per page into --out, named after its source (scan.jpg ->
 scan.png; page k of letter.pdf or of a multi-page TIFF -> letter-k.png), and letter.pdf for a PDF.
-Each page is shrunk until its letters have the size the model learnt (measured on the page; --scale
-overrides), cleaned, and brought back to its own size. A file that cannot be read is named and
-skipped, the others are cleaned, and the exit code is then 3 (2 is a bad flag's).
+Each page's letters are measured (--scale overrides): a page whose letters have a size the model
+learnt is cleaned as it is, others are brought to such a size, cleaned, and brought back to their own
+size. A file that cannot be read is named and skipped, the others are cleaned, and the exit code is
+then 3 (2 is a bad flag's).
 """
 from __future__ import annotations
 
@@ -83,7 +84,7 @@ def clean(args: argparse.Namespace, skipped: list[Path]) -> None:
 
     device = setup_runtime(args.device, args.threads).device
     # first: a missing checkpoint is the likeliest error
-    models, target = load_denoisers(args.checkpoint, device, log=tqdm.write)
+    models, target, zoom = load_denoisers(args.checkpoint, device, log=tqdm.write)
     found, missing = find_scans(args.inputs)
     for path, why in missing:
         skip(path, f"{path}: {why}")
@@ -104,8 +105,8 @@ def clean(args: argparse.Namespace, skipped: list[Path]) -> None:
             try:
                 for name, page in zip(names, read_pages(scan, args.dpi)):
                     size = text_size(page)   # logged with --scale too: what the default would do
-                    factor = args.scale or scale_for(size, target)
-                    tqdm.write(f"{scan.path} -> {name}: {describe_scale(size, target, factor)}"
+                    factor = args.scale or scale_for(size, target, zoom=zoom)
+                    tqdm.write(f"{scan.path} -> {name}: {describe_scale(size, target, factor, zoom)}"
                                + (f" (--scale {args.scale})" if args.scale else ""))
                     cleaned = clean_at_scale(models, page, factor, **predict)
                     problem = non_finite(cleaned)

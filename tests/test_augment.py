@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from src.training.patches import PatchDataset
+from src.training.patches import PatchDataset, enlarged_crop
 
 
 def _pages(n=3, shape=(40, 56), seed=0):
@@ -76,3 +76,35 @@ def test_page_smaller_than_the_patch_is_reflect_padded():
 def test_no_pages_is_an_error():
     with pytest.raises(ValueError, match="no training pages"):
         PatchDataset([], patch_size=16, length=4)
+
+
+def test_zoom_enlarges_noisy_and_clean_alike_by_the_factor_drawn():
+    clean = np.tile(np.linspace(0, 1, 150, dtype=np.float32), (120, 1))   # a ramp, 1/149 a pixel
+    noisy = clean * 0.5 + 0.25
+    x, y = enlarged_crop(noisy, clean, 48, 3.0, np.random.default_rng(1))
+    assert x.shape == y.shape and min(x.shape) >= 48
+    np.testing.assert_allclose(x, y * 0.5 + 0.25, atol=1e-5)
+    assert np.diff(y[:, 6:-6], axis=1).mean() == pytest.approx(1 / 149 / 3, rel=0.02)   # 3x as wide
+    assert np.abs(np.diff(y, axis=0)).max() < 1e-6
+    step = np.zeros((60, 60), np.float32)
+    step[:, 30:] = 1
+    big = enlarged_crop(step, step, 48, 2.5, np.random.default_rng(2))[0]
+    assert 0 <= big.min() and big.max() <= 1   # the cubic's overshoot clipped
+    as_bytes = enlarged_crop((noisy * 255).astype(np.uint8), (clean * 255).astype(np.uint8), 48, 2.0,
+                             np.random.default_rng(3))
+    assert all(a.dtype == np.uint8 for a in as_bytes)
+
+
+def test_zoom_draws_its_share_of_patches_and_keeps_old_runs_unchanged():
+    pages = _pages(shape=(64, 64))
+    plain, zero = PatchDataset(pages, patch_size=16, length=30, seed=5), PatchDataset(
+        pages, patch_size=16, length=30, seed=5, zoom=0.0)
+    assert all(torch.equal(plain[i][1], zero[i][1]) for i in range(30))
+    # clean within [0.2, 0.8]: the cubic's overshoot is not clipped, so noisy stays 0.5 clean + 0.25
+    pages = [(0.5 * (0.2 + 0.6 * c) + 0.25, 0.2 + 0.6 * c) for _, c in pages]
+    zoomed = PatchDataset(pages, patch_size=16, length=60, seed=5, zoom=0.5, zoom_max=3.0)
+    crops = sum(any(_is_crop_of(zoomed[i][1][0].numpy(), c) for _, c in pages) for i in range(60))
+    assert 15 <= crops <= 45   # about half the patches are plain crops, the rest enlarged
+    for i in range(60):
+        x, y = zoomed[i]
+        assert torch.allclose(x, y * 0.5 + 0.25, atol=1e-5)

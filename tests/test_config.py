@@ -91,7 +91,8 @@ def test_help_describes_every_flag_with_its_default_and_preset_values(capsys):
         parse_config(DenoiserConfig, DENOISER_PRESETS, ["--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "--width WIDTH channels at the first level (default: 32; smoke: 8)" in out
-    assert "(default: 14; smoke: 2; full: 60; general-long: 28)" in out and "--init-from INIT_FROM" in out
+    assert "(default: 14; smoke: 2; full: 60; general-long: 28; scans: 28)" in out
+    assert "--init-from INIT_FROM" in out
     assert "(default: none)" in out and "None" not in out
 
 

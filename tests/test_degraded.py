@@ -151,10 +151,13 @@ def test_a_share_per_epoch_stops_the_degraded_pages_when_it_is_zero():
 
 
 def test_the_general_preset_mixes_degraded_pages_and_the_others_do_not(capsys):
-    for preset in ("general", "general-long"):
+    for preset in ("general", "general-long", "scans"):
         assert 0 < max(DenoiserConfig(**DENOISER_PRESETS[preset]).degraded_shares()) < 1
     for preset in ("smoke", "quick", "full"):
         assert set(DenoiserConfig(**DENOISER_PRESETS[preset]).degraded_shares()) == {0}
+    # only the scans model learns enlarged text: the others are scored on the competition's 1x pages
+    assert [DenoiserConfig(**DENOISER_PRESETS[p]).zoom > 0 for p in DENOISER_PRESETS] == [
+        p == "scans" for p in DENOISER_PRESETS]
     with pytest.raises(SystemExit):   # no competition page left
         parse_config(DenoiserConfig, DENOISER_PRESETS, ["--degraded", "1"])
     assert "--degraded 1.0: must be at least 0 and below 1" in capsys.readouterr().err

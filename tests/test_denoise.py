@@ -240,6 +240,19 @@ def test_the_checkpoints_text_size_is_the_target(tmp_path, capsys):
     assert "cleaned at 2.00x" in capsys.readouterr().out
 
 
+def test_a_model_trained_on_enlarged_patches_cleans_large_text_at_its_own_size(tmp_path, capsys):
+    ckpt = identity_checkpoint(tmp_path / "id.pt")
+    size = text_size(page(3) / 255)
+    zoomed = {**load_checkpoint(ckpt), "text_size": size / 2.5, "config": {"zoom": 0.5, "zoom_max": 3.2}}
+    save_checkpoint(ckpt, zoomed)
+    Image.fromarray(page(3)).save(tmp_path / "big.png")
+    assert main([str(tmp_path / "big.png"), "--out", str(tmp_path / "out"), "--checkpoint", str(ckpt)]) == 0
+    assert "cleaned at its own size" in capsys.readouterr().out
+    save_checkpoint(ckpt, {**zoomed, "config": {}})   # the same model without enlarged patches: shrunk
+    assert main([str(tmp_path / "big.png"), "--out", str(tmp_path / "out2"), "--checkpoint", str(ckpt)]) == 0
+    assert "cleaned at 0.40x" in capsys.readouterr().out
+
+
 def test_refusals_leave_everything_as_it_was(tmp_path, random_ckpt, capsys, monkeypatch):
     Image.fromarray(page()).save(tmp_path / "scan.png")
     before = digest(tmp_path)
@@ -248,7 +261,8 @@ def test_refusals_leave_everything_as_it_was(tmp_path, random_ckpt, capsys, monk
     monkeypatch.chdir(tmp_path)   # no models/denoiser_best.pt here
     assert main(["scan.png", "--out", "out"]) == 1
     err = capsys.readouterr().err
-    assert "no checkpoint at models/general_best.pt or models/denoiser_best.pt" in err and "make demo" in err
+    assert ("no checkpoint at models/scans_best.pt or models/general_best.pt or models/denoiser_best.pt"
+            in err) and "make demo" in err
     assert not (tmp_path / "out").exists()
     with pytest.raises(SystemExit) as usage:
         main(["scan.png", "--out", "out", "--scale", "0"])
@@ -272,9 +286,11 @@ def test_the_benchmark_prints_its_scale_rows(tmp_path, synthetic_dir):
     assert row and float(row.group(3)) < 10, out.stdout
 
 
-def test_the_general_model_is_the_default_where_it_exists(tmp_path, random_ckpt, capsys, monkeypatch):
-    """Scans come with noise the competition never shows: the general recipe's model cleans them when
-    it has been trained, else the competition's; the log names the one taken."""
+def test_the_scans_or_general_model_is_the_default_where_it_exists(tmp_path, random_ckpt, capsys,
+                                                                   monkeypatch):
+    """Scans come with noise the competition never shows, at other sizes: the scans recipe's model
+    cleans them when it has been trained, else the general one's, else the competition's; the log names
+    the one taken."""
     Image.fromarray(page()).save(tmp_path / "scan.png")
     (tmp_path / "models").mkdir()
     monkeypatch.chdir(tmp_path)
@@ -284,3 +300,6 @@ def test_the_general_model_is_the_default_where_it_exists(tmp_path, random_ckpt,
     shutil.copy(random_ckpt, tmp_path / "models" / "general_best.pt")
     assert main(["scan.png", "--out", "b"]) == 0
     assert "model: models/general_best.pt" in capsys.readouterr().out
+    shutil.copy(random_ckpt, tmp_path / "models" / "scans_best.pt")
+    assert main(["scan.png", "--out", "c"]) == 0
+    assert "model: models/scans_best.pt" in capsys.readouterr().out

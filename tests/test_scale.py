@@ -6,9 +6,9 @@ from torch import nn
 
 from src.common.config import parse_config
 from src.data.synthetic import make_pair, render_clean_page
-from src.inference.scale import (COMPETITION_TEXT_SIZE, FACTORS, KEEP_WITHIN, clean_at_scale, describe_scale,
-                                 guided_upsample, paper_normalised, resize, scale_for, target_text_size,
-                                 text_size, training_text_size)
+from src.inference.scale import (COMPETITION_TEXT_SIZE, FACTORS, KEEP_WITHIN, ZOOM_AIM, clean_at_scale,
+                                 describe_scale, guided_upsample, learnt_zoom, paper_normalised, resize,
+                                 scale_for, target_text_size, text_size, training_text_size)
 from src.models.checkpoints import load_checkpoint
 from src.training.config import DENOISER_PRESETS, DenoiserConfig
 from src.training.denoiser import run
@@ -81,6 +81,16 @@ def test_scale_for_keeps_pages_within_the_band_and_brings_others_to_the_target()
     assert scale_for(7, 12) == pytest.approx(7 / 12)
     assert scale_for(1, 12) == FACTORS[0] and scale_for(1000, 12) == FACTORS[1]
     assert scale_for(30, 12, keep_within=3) == 1
+
+
+def test_a_model_trained_on_enlarged_patches_cleans_larger_text_as_it_is():
+    aim = ZOOM_AIM * 3.2
+    assert scale_for(12 * aim * 0.99, 12, zoom=3.2) == 1 and scale_for(12 * 1.2, 12, zoom=3.2) == 1
+    assert scale_for(12 * aim * 2, 12, zoom=3.2) == pytest.approx(2)   # shrunk to the aim, not the target
+    assert scale_for(6, 12, zoom=3.2) == pytest.approx(0.5)            # small text still enlarged
+    assert learnt_zoom([{"config": {"zoom": 0.5, "zoom_max": 3.2}}]) == 3.2
+    assert learnt_zoom([{"config": {"zoom": 0.5, "zoom_max": 3.2}}, {"config": {"zoom": 0.0, "zoom_max": 3}},
+                        {}]) == 1
 
 
 def test_resize_shrinks_by_area_and_clips_the_cubic_overshoot():
@@ -180,6 +190,8 @@ def test_target_text_size_falls_back_to_the_competitions():
 def test_describe_scale():
     assert describe_scale(31.0, 12.4, 2.5) == "text 31.0 px (model 12.4 px): cleaned at 0.40x"
     assert describe_scale(None, 12.4, 1) == "no text found: cleaned at its own size"
+    assert describe_scale(31.0, 12.4, 1, 3.2) == ("text 31.0 px (model 12.4 to 39.7 px): cleaned at its "
+                                                  "own size")
 
 
 def test_training_records_the_text_size_in_its_checkpoints(tmp_path, synthetic_dir):

@@ -3,8 +3,9 @@
 A denoiser learns strokes and letters at the size its training pages show them. A page scanned at a
 higher resolution shows it letters two or three times as large, which it does not clean: held-out
 competition pages enlarged 3x came out worse than they went in (RMSE 0.21 against 0.16, docs/denoise.md).
-`clean_at_scale` shrinks such a page until its text has the training size, cleans it, and brings the
-result back to the page's own size.
+`clean_at_scale` shrinks such a page until its text has a size the model learnt, cleans it, and brings
+the result back to the page's own size. A model trained on enlarged patches as well (`--zoom`) learns the
+larger text itself, and cleans such pages as they are: sharper than any resampling (docs/denoise.md).
 """
 from __future__ import annotations
 
@@ -28,12 +29,17 @@ COMPETITION_TEXT_SIZE = 12.4
 # pages span 0.79x to 1.40x of their median, and a page measured on its noisy scan reads up to 4 % off;
 # resampling a page the model already reads costs sharpness (docs/denoise.md).
 KEEP_WITHIN = 1.5
+# A model trained on patches enlarged up to --zoom-max times cleans text of up to this share of that size
+# as it is, and larger text shrunk to it: at 3.2x, about 0.8 is within 0.5 % of the best share on pages
+# enlarged 2x to 3x, and 19 % below 1 (all it learnt as it is) on pages enlarged 4.5x (docs/denoise.md).
+ZOOM_AIM = 0.8
 # Bounds on the factor: a page is enlarged at most 2x (4x the pixels, and a tiny estimate is more often
 # dirt than text), and shrunk at most 8x.
 FACTORS = (0.5, 8.0)
-# A scan's default model: the general recipe's, which learnt noise the competition never shows, where it
-# has been trained; else the competition's (what `make demo` trains)
-DEFAULT_CHECKPOINTS = (Path("models/general_best.pt"), Path("models/denoiser_best.pt"))
+# A scan's default model, the first that has been trained: the scans recipe's (noise the competition never
+# shows, text at a scan's sizes), the general recipe's (that noise), the competition's (`make demo`'s)
+DEFAULT_CHECKPOINTS = (Path("models/scans_best.pt"), Path("models/general_best.pt"),
+                       Path("models/denoiser_best.pt"))
 # The guided upsampling of a page cleaned shrunk (`guided_upsample`): the window's radius, px of the shrunk
 # page, and the regularisation of its fit. A 3x3 window follows the model's changes from stroke to stroke;
 # wider ones blend strokes with the paper (5x5: 2-5 % higher RMSE on enlarged pages, docs/denoise.md).
@@ -88,12 +94,19 @@ def training_text_size(pages: Sequence[np.ndarray]) -> float | None:
     return float(np.median(sizes)) if sizes else None
 
 
-def scale_for(size: float | None, target: float, keep_within: float = KEEP_WITHIN) -> float:
-    """The factor a page is shrunk by (below 1: enlarged by) to bring text of `size` px to `target` px,
-    within FACTORS; 1 when the size is unknown or within `keep_within` of the target."""
-    if size is None or target / keep_within <= size <= target * keep_within:
+def scale_for(size: float | None, target: float, keep_within: float = KEEP_WITHIN,
+              zoom: float = 1.0) -> float:
+    """The factor a page is shrunk by (below 1: enlarged by) to bring text of `size` px to sizes its
+    model learnt, within FACTORS; 1 when the size is unknown or the model learnt it.
+
+    A model learns text of `target` px within `keep_within` of it, and if it was trained on enlarged
+    patches up to `zoom` times larger: larger text is shrunk to `target` px, or to ZOOM_AIM x `zoom`
+    times that; smaller text is enlarged to `target` px.
+    """
+    aim = 1.0 if zoom == 1 else ZOOM_AIM * zoom
+    if size is None or target / keep_within <= size <= target * max(aim, keep_within):
         return 1.0
-    return float(np.clip(size / target, *FACTORS))
+    return float(np.clip(size / (target if size < target else target * aim), *FACTORS))
 
 
 def resize(page: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -161,21 +174,30 @@ def target_text_size(checkpoints: Sequence[dict]) -> tuple[float, int]:
     return float(np.mean(sizes)), sum(not c.get("text_size") for c in checkpoints)
 
 
-def describe_scale(size: float | None, target: float, factor: float) -> str:
+def learnt_zoom(checkpoints: Sequence[dict]) -> float:
+    """How many times their text size the checkpoints' models all learnt text at: the --zoom-max of runs
+    trained with --zoom (the smallest of them), 1 for the others."""
+    configs = [c.get("config", {}) for c in checkpoints]
+    return min(c.get("zoom_max", 1.0) if c.get("zoom", 0) > 0 else 1.0 for c in configs)
+
+
+def describe_scale(size: float | None, target: float, factor: float, zoom: float = 1.0) -> str:
     """How a page is cleaned, for the log: 'text 31.0 px (model 12.4 px): cleaned at 0.40x'."""
-    text = "no text found" if size is None else f"text {size:.1f} px (model {target:.1f} px)"
+    model = f"{target:.1f} px" if zoom == 1 else f"{target:.1f} to {target * zoom:.1f} px"
+    text = "no text found" if size is None else f"text {size:.1f} px (model {model})"
     return f"{text}: cleaned at {'its own size' if factor == 1 else f'{1 / factor:.2f}x'}"
 
 
-def load_denoisers(paths: Sequence[Path] | None, device, log=print) -> tuple[list[nn.Module], float]:
-    """(models, target text size): the checkpoints' models and the text size they learnt; without
-    paths, the first of DEFAULT_CHECKPOINTS that exists. Logs which models it took."""
+def load_denoisers(paths: Sequence[Path] | None, device, log=print) -> tuple[list[nn.Module], float, float]:
+    """(models, target text size, zoom): the checkpoints' models, the text size they learnt and how many
+    times larger they learnt it too (`learnt_zoom`); without paths, the first of DEFAULT_CHECKPOINTS that
+    exists. Logs which models it took."""
     if not paths:
         found = [p for p in DEFAULT_CHECKPOINTS if p.exists()]
         if not found:
             where = " or ".join(map(str, DEFAULT_CHECKPOINTS))
             raise CheckpointError(f"no checkpoint at {where}: `make demo` trains one (or python -m "
-                                  f"src.train_denoiser --preset general), or name one with --checkpoint")
+                                  f"src.train_denoiser --preset scans), or name one with --checkpoint")
         paths = found[:1]
     for path in paths:
         if not Path(path).exists():
@@ -187,4 +209,4 @@ def load_denoisers(paths: Sequence[Path] | None, device, log=print) -> tuple[lis
     if unrecorded:
         log(f"{unrecorded} of {len(loaded)} checkpoints record no text size: the competition's "
             f"({target:.1f} px) taken as theirs")
-    return [model for model, _ in loaded], target
+    return [model for model, _ in loaded], target, learnt_zoom([ckpt for _, ckpt in loaded])

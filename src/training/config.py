@@ -33,6 +33,8 @@ class DenoiserConfig:
     degraded_late: float = 0.0     # the share after those: a low one lets the last epochs fit the competition
     degraded_pages: int = 600      # pages in that set: the training split's clean pages and rendered text
     degraded_seed: int = 0         # the rendered texts and the degradations of that set
+    zoom: float = 0.0              # share of patches enlarged (cubic): text as larger scans show it
+    zoom_max: float = 3.0          # by up to this factor (log-uniform from 1)
     degraded_dir: str = ".cache/degraded"   # where that set is kept: built once per settings, then read
     # optimisation
     epochs: int = 14               # epochs of --steps-per-epoch steps
@@ -60,7 +62,8 @@ class DenoiserConfig:
     resume: bool = False           # continue from <models_dir>/<name>_last.pt with the same flags
 
     # per-config changes to LIMITS: --degraded 1 would leave the competition's pages out altogether
-    limits: ClassVar[dict] = {"degraded": (0, True, 1, False), "degraded_late": (0, True, 1, False),
+    limits: ClassVar[dict] = {"degraded": (0, True, 1, False), "zoom": (0, True, 1, True),
+                              "zoom_max": (1, True, 8, True), "degraded_late": (0, True, 1, False),
                               "degraded_seed": (0, True, math.inf, True),
                               "degraded_epochs": (0, True, math.inf, True),
                               "degraded_pages": (1, True, math.inf, True)}
@@ -96,3 +99,6 @@ DENOISER_PRESETS: dict[str, dict[str, Any]] = {
 # competition's pages alike, for 8.4 min (docs/general.md)
 DENOISER_PRESETS["general-long"] = dict(DENOISER_PRESETS["general"], epochs=28, val_every=7,
                                         degraded_epochs=18)
+# the model for scans at any resolution (`denoise`'s default): general-long with half the patches enlarged
+# 1-3.2x, so that text as a 150-300 dpi scan shows it is cleaned as it is, not shrunk (docs/denoise.md)
+DENOISER_PRESETS["scans"] = dict(DENOISER_PRESETS["general-long"], zoom=0.5, zoom_max=3.2, name="scans")

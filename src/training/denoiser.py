@@ -127,7 +127,8 @@ def run(cfg: DenoiserConfig, log=print) -> dict:
             log(split_text(texts, train_idx, val_idx, cfg.split_by))
     extra = main_first(rt, lambda: degraded_set(cfg, train_pages, say))
     dataset = PatchDataset(train_pages, cfg.patch_size, cfg.steps_per_epoch * cfg.batch_size,
-                           cfg.photometric, cfg.seed, rt.rank, cfg.flips, extra, cfg.degraded_shares())
+                           cfg.photometric, cfg.seed, rt.rank, cfg.flips, extra, cfg.degraded_shares(),
+                           cfg.zoom, cfg.zoom_max)
     # the text size the model learns: `denoise` brings other pages' text to it
     size = training_text_size([y for _, y in train_pages])
     result = fit(model, dataset, make_evaluate(val_pages, cfg, rt), cfg, rt, kind="denoiser",

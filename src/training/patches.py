@@ -2,9 +2,11 @@
 
 Geometric transforms (crop, flips, 90-degree turns) move noisy and clean alike through
 `additional_targets`; photometric jitter touches the noisy input only, so the target stays the
-true clean page. Nothing resamples pixels: interpolation would blur the thin strokes the metric
-scores. Every patch is drawn from a generator seeded by (seed, epoch, rank, index), so an epoch is
-the same whichever worker, process or resumed run draws it.
+true clean page. Nothing else resamples pixels: interpolation would blur the thin strokes the metric
+scores. The exception is `zoom`, for models that clean scans: a share of the patches enlarged, noisy
+and clean alike, as a scan at a higher resolution shows the text. Every patch is drawn from a generator
+seeded by (seed, epoch, rank, index), so an epoch is the same whichever worker, process or resumed run
+draws it.
 """
 from __future__ import annotations
 
@@ -44,6 +46,17 @@ def create_input_transforms(p: float) -> A.Compose:
     ])
 
 
+def enlarged_crop(noisy: np.ndarray, clean: np.ndarray, size: int, factor: float, rng: np.random.Generator):
+    """A random region of a pair enlarged `factor` times (cubic, as a scan at a higher resolution shows
+    the page), at least `size` px on each side: the text at a size the competition's pages never show."""
+    side = min(int(np.ceil(size / factor)) + 2, *noisy.shape)
+    top, left = (int(rng.integers(n - side + 1)) for n in noisy.shape)
+    out = max(size, round(side * factor))
+    crop = (slice(top, top + side), slice(left, left + side))
+    return tuple(np.clip(cv2.resize(np.ascontiguousarray(a[crop]), (out, out), interpolation=cv2.INTER_CUBIC),
+                         0, 255 if a.dtype == np.uint8 else 1) for a in (noisy, clean))
+
+
 def area_weights(pages: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     """Each page's chance of giving a patch: its share of the pixels."""
     area = np.array([n.size for n, _ in pages], dtype=np.float64)
@@ -55,13 +68,15 @@ class PatchDataset(Dataset):
 
     Pages are float in [0, 1] or uint8 (0-255: the degraded pages, a quarter of the memory). `extra`
     pages (the degraded pages of src/data/degraded.py) give `extra_share` of the patches, `pages` the
-    rest; a sequence of shares gives each epoch's (later epochs take its last). Items are (1, P, P)
+    rest; a sequence of shares gives each epoch's (later epochs take its last). A `zoom` share of the
+    patches, from either set, are `enlarged_crop`s, by 1 to `zoom_max` times. Items are (1, P, P)
     float32 tensors in [0, 1]. Call `set_epoch` before each epoch.
     """
 
     def __init__(self, pages: list[tuple[np.ndarray, np.ndarray]], patch_size: int, length: int,
                  photometric: float = 0.0, seed: int = 0, rank: int = 0, flips: bool = False,
-                 extra: list[tuple[np.ndarray, np.ndarray]] = (), extra_share: float | Sequence[float] = 0.0):
+                 extra: list[tuple[np.ndarray, np.ndarray]] = (), extra_share: float | Sequence[float] = 0.0,
+                 zoom: float = 0.0, zoom_max: float = 3.0):
         if not pages:
             raise ValueError("no training pages")
         shares = list(extra_share) if isinstance(extra_share, Sequence) else [extra_share]
@@ -74,7 +89,7 @@ class PatchDataset(Dataset):
         self.page_p = self.epoch_p[0]
         self.geometric = create_train_transforms(patch_size, flips)
         self.photometric = create_input_transforms(photometric) if photometric > 0 else None
-        self.epoch = 0
+        self.epoch, self.zoom, self.zoom_max, self.patch_size = 0, zoom, zoom_max, patch_size
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -86,6 +101,9 @@ class PatchDataset(Dataset):
     def __getitem__(self, i: int):
         rng = np.random.default_rng([self.seed, self.epoch, self.rank, i])
         noisy, clean = self.pages[rng.choice(len(self.pages), p=self.page_p)]
+        if self.zoom > 0 and rng.random() < self.zoom:
+            factor = np.exp(rng.uniform(0, np.log(self.zoom_max)))   # log-uniform: each octave alike
+            noisy, clean = enlarged_crop(noisy, clean, self.patch_size, factor, rng)
         self.geometric.set_random_seed(int(rng.integers(2**31)))
         out = self.geometric(image=noisy, clean=clean)
         x, y = out["image"], out["clean"]
