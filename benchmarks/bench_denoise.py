@@ -41,12 +41,18 @@ from src.data.synthetic import make_pair  # noqa: E402
 from src.inference.metrics import pooled_rmse  # noqa: E402
 from src.inference.scale import (  # noqa: E402
     KEEP_WITHIN, clean_at_scale, learnt_zoom, resize, scale_for, target_text_size, text_size)
+from src.inference.tiles import tile_for  # noqa: E402
 from src.models.checkpoints import load_model  # noqa: E402
 from src.training.config import DenoiserConfig  # noqa: E402
 from src.training.denoiser import split_train_val  # noqa: E402
 
 A4 = (3508, 2480)   # (height, width) px at 300 dpi
 PREDICT = dict(tta=True, shifts=0, amp=True)   # denoise's defaults
+
+
+def clean(model, page: np.ndarray, factor: float) -> np.ndarray:
+    """The page cleaned as `denoise` cleans it at that factor: its tiles, its defaults."""
+    return clean_at_scale(model, page, factor, tile=tile_for(page.shape, factor), **PREDICT)
 
 
 def enlarge(page: np.ndarray, factor: float) -> np.ndarray:
@@ -65,7 +71,7 @@ def held_out(checkpoint: Path, data_dir: Path):
 
 def scale_rows(model, target: float, zoom: float, pages, factors, keep_within: float) -> None:
     """Print, per factor, the pooled RMSE of each way of cleaning and the estimated scale's worst error."""
-    at_1x = [clean_at_scale(model, x, 1, **PREDICT) for x, _ in pages]
+    at_1x = [clean(model, x, 1) for x, _ in pages]
     print(f"{len(pages)} held-out pages, target text {target:.2f} px (learnt up to {zoom:g}x), "
           f"keep within {keep_within}x; "
           f"RMSE against the clean page enlarged alike")
@@ -81,9 +87,9 @@ def scale_rows(model, target: float, zoom: float, pages, factors, keep_within: f
             errors.append(size / text_size(x) / f - 1)
             used.append(factor)
             rows["noisy"].append((xf, yf))
-            rows["default"].append((clean_at_scale(model, xf, factor, **PREDICT), yf))
-            rows[f"--scale {f:g} (the true factor)"].append((clean_at_scale(model, xf, f, **PREDICT), yf))
-            rows["--scale 1"].append((clean_at_scale(model, xf, 1, **PREDICT), yf))
+            rows["default"].append((clean(model, xf, factor), yf))
+            rows[f"--scale {f:g} (the true factor)"].append((clean(model, xf, f), yf))
+            rows["--scale 1"].append((clean(model, xf, 1), yf))
             rows["1x then enlarged"].append((enlarge(ref, f), yf))
             h, w = yf.shape   # the floor of any rescale-clean-restore: a perfect cleaner's page, resampled
             rows["clean page through the default's resampling"].append(

@@ -26,7 +26,7 @@ from src.data.pages import load_page, save_page
 from src.data.scans import DEFAULT_DPI, check_outputs, find_scans, open_scan, read_pages, write_pdf
 from src.inference.scale import (DEFAULT_CHECKPOINTS, clean_at_scale, describe_scale, load_denoisers,
                                  scale_for, text_size)
-from src.inference.tiles import SHIFTS, non_finite
+from src.inference.tiles import SHIFTS, TILE, WHOLE, non_finite, tile_for
 from src.training.config import DenoiserConfig
 
 SKIPPED = 3   # the exit code when some files were skipped; argparse exits 2 for bad flags
@@ -50,8 +50,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--shifts", type=int, default=0, choices=range(len(SHIFTS) + 1), metavar="N",
                    help=f"also clean each page moved by a few pixels, 0 to {len(SHIFTS)} times, and average "
                         f"(one more pass each; default: %(default)s)")
-    p.add_argument("--tile", type=int, default=DenoiserConfig.tile,
-                   help="side in pixels of the tiles a page is cleaned in (default: %(default)s)")
+    p.add_argument("--tile", type=int, default=0,
+                   help=f"side in pixels of the tiles a page is cleaned in; 0: the whole page where it fits "
+                        f"in {WHOLE}, else {TILE} (default: %(default)s)")
     p.add_argument("--overlap", type=int, default=DenoiserConfig.overlap,
                    help="pixels neighbouring tiles share, 0 to below --tile (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default: %(default)s)")
@@ -61,7 +62,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads; 0: OMP_NUM_THREADS if set, else every core (default: %(default)s)")
     args = p.parse_args(argv)
-    problems = config_problems(DenoiserConfig(tile=args.tile, overlap=args.overlap,
+    problems = config_problems(DenoiserConfig(tile=args.tile or TILE, overlap=args.overlap,
                                               batch_size=args.batch_size, device=args.device,
                                               threads=args.threads))
     if args.scale is not None and not 0 < args.scale < 1e3:
@@ -96,7 +97,7 @@ def clean(args: argparse.Namespace, skipped: list[Path]) -> None:
             skip(path, str(e))
     check_outputs(scans, args.out)
     ensure_writable_dir(args.out)
-    predict = dict(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size, tta=args.tta,
+    predict = dict(overlap=args.overlap, batch_size=args.batch_size, tta=args.tta,
                    shifts=args.shifts, device=device, amp=args.amp)
     pages = files = 0
     with tqdm(total=sum(s.pages for s in scans), unit="page", disable=None) as bar:
@@ -108,7 +109,8 @@ def clean(args: argparse.Namespace, skipped: list[Path]) -> None:
                     factor = args.scale or scale_for(size, target, zoom=zoom)
                     tqdm.write(f"{scan.path} -> {name}: {describe_scale(size, target, factor, zoom)}"
                                + (f" (--scale {args.scale})" if args.scale else ""))
-                    cleaned = clean_at_scale(models, page, factor, **predict)
+                    tile = args.tile or tile_for(page.shape, factor)
+                    cleaned = clean_at_scale(models, page, factor, tile=tile, **predict)
                     problem = non_finite(cleaned)
                     if problem:
                         raise CheckpointError(f"{scan.path} -> {name}: {problem}; nothing written for "

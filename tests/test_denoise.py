@@ -15,6 +15,7 @@ from src.data.scans import Scan, check_outputs, find_scans, open_scan, read_page
 from src.data.synthetic import make_pair
 from src.denoise import main
 from src.inference.scale import text_size
+from src.inference.tiles import TILE, WHOLE, tile_for
 from src.models.checkpoints import load_checkpoint, make_checkpoint, save_checkpoint
 from src.models.registry import build_model
 from tests.conftest import identity_checkpoint
@@ -303,3 +304,9 @@ def test_the_scans_or_general_model_is_the_default_where_it_exists(tmp_path, ran
     shutil.copy(random_ckpt, tmp_path / "models" / "scans_best.pt")
     assert main(["scan.png", "--out", "c"]) == 0
     assert "model: models/scans_best.pt" in capsys.readouterr().out
+
+
+def test_a_page_that_fits_is_cleaned_whole_and_a_larger_one_in_smaller_tiles():
+    assert tile_for((420, 540), 1) == WHOLE        # a competition page: one tile, as make_submission
+    assert tile_for((3508, 2480), 1) == TILE < WHOLE   # an A4 page at 300 dpi
+    assert tile_for((2600, 2000), 2.6) == WHOLE    # shrunk to fit before it is cleaned
