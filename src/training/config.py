@@ -33,9 +33,9 @@ class DenoiserConfig:
     degraded_late: float = 0.0     # the share after those: a low one lets the last epochs fit the competition
     degraded_pages: int = 600      # pages in that set: the training split's clean pages and rendered text
     degraded_seed: int = 0         # the rendered texts and the degradations of that set
+    degraded_dir: str = ".cache/degraded"   # where that set is kept: built once per settings, then read
     zoom: float = 0.0              # share of patches enlarged (cubic): text as larger scans show it
     zoom_max: float = 3.0          # by up to this factor (log-uniform from 1)
-    degraded_dir: str = ".cache/degraded"   # where that set is kept: built once per settings, then read
     # optimisation
     epochs: int = 14               # epochs of --steps-per-epoch steps
     lr: float = 1e-3               # peak learning rate of AdamW (higher spikes at batch 2: docs/recipe.md)
