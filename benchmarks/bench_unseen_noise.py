@@ -14,7 +14,8 @@ Each family degrades `--per-family` of them, with seeds of that stream too:
 Each page is cleaned alone with flip TTA (`predict_page`, as validation does). For each family and
 pooled: RMSE against the clean page, and Tesseract's character error rate (edit distance over the
 length of what Tesseract reads on the clean page, whitespace runs as one space), for the noisy page
-and both models. Then the competition's held-out pages themselves, by both models.
+and both models, and where the general model's error is (text the fault hid, text and paper it
+touched, the rest). Then the competition's held-out pages themselves, by both models.
 
 Needs Tesseract (apt-get install tesseract-ocr; pip install pytesseract) unless --no-ocr, and Augraphy
 (src/data/degraded.py INSTALL). Data: as bench_denoiser.py.
@@ -167,14 +168,34 @@ def ocr_reader():
 
 # ---------------------------------------------------------------- scoring
 
+PARTS = ("text hidden", "text touched", "other text", "paper touched", "other paper")
+
+
+def error_parts(pred: np.ndarray, clean: np.ndarray, noisy: np.ndarray) -> np.ndarray:
+    """The squared error of `pred` summed over PARTS. Text is where the clean page is darker than 0.5; a
+    fault touched a pixel where the noisy page is more than 0.1 (25 levels) off the clean one, and hid
+    text it touched where the noisy page is flat around it (5x5 pixels within 0.04: no trace of the
+    stroke, as under an opaque watermark): no denoiser can restore hidden text, only guess it."""
+    text, touched = clean < 0.5, np.abs(noisy - clean) > 0.1
+    square = np.ones((5, 5), np.uint8)
+    flat = cv2.dilate(noisy, square) - cv2.erode(noisy, square) <= 0.04
+    hidden = text & touched & flat
+    error = (np.asarray(pred, np.float64) - clean) ** 2
+    return np.array([error[m].sum() for m in (hidden, text & touched & ~hidden, text & ~touched,
+                                              ~text & touched, ~text & ~touched)])
+
+
 class Tally:
-    """Squared error, pixels, edit distance and reference characters of one column of the table."""
+    """Squared error, pixels, edit distance and reference characters of one column of the table, and
+    that error by PARTS."""
 
     def __init__(self):
-        self.pairs, self.edits, self.chars = [], 0, 0
+        self.pairs, self.edits, self.chars, self.parts = [], 0, 0, np.zeros(len(PARTS))
 
-    def add(self, pred, clean, text=None, reference=None):
+    def add(self, pred, clean, text=None, reference=None, noisy=None):
         self.pairs.append((pred, clean))
+        if noisy is not None:
+            self.parts += error_parts(pred, clean, noisy)
         if text is not None:
             self.edits += edit_distance(reference, text)
             self.chars += len(reference)
@@ -216,7 +237,8 @@ def score_families(models: dict, cleans: list[np.ndarray], per_family: int, seed
             outputs = {"noisy": noisy, **{m: predict_page(model, noisy, tta=True)
                                           for m, model in models.items()}}
             for column, page in outputs.items():
-                tallies[column].add(page, clean, *((read(page), references[k]) if read else ()))
+                tallies[column].add(page, clean, *((read(page), references[k]) if read else (None, None)),
+                                    noisy=noisy)
         table[name] = tallies
         print(f"  {name}: {time.time() - started:.0f} s", file=sys.stderr, flush=True)
     return table
@@ -231,11 +253,16 @@ def print_table(table: dict, columns: list[str], ocr: bool) -> None:
             pooled[c].pairs += tallies[c].pairs
             pooled[c].edits += tallies[c].edits
             pooled[c].chars += tallies[c].chars
+            pooled[c].parts += tallies[c].parts
     for name, tallies in [*table.items(), ("pooled", pooled)]:
         line = f"{name:28s} {len(tallies[columns[0]].pairs):5d}       " + " ".join(
             f"{tallies[c].rmse():11.4f}" for c in columns)
         cers = " ".join(f"{100 * tallies[c].cer():10.1f}%" for c in columns)
         print(line + ("        " + cers if ocr else ""))
+    print("\nwhere the general model's squared error is, share per family: " + ", ".join(PARTS))
+    for name, tallies in [*table.items(), ("pooled", pooled)]:
+        parts = tallies["general"].parts
+        print(f"{name:28s} " + " ".join(f"{share:6.2f}" for share in parts / max(parts.sum(), 1e-12)))
     rmse = {c: pooled[c].rmse() for c in columns}
     print("pooled RMSE over the noisy input's: "
           + ", ".join(f"{c} {rmse[c] / rmse['noisy']:.2f}" for c in columns[1:]) + " (target: general 0.25)")

@@ -205,3 +205,23 @@ def test_the_benchmark_says_what_to_install_in_one_line(missing, flags, says, tm
         module.main()
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1 and says in err
+
+
+def test_the_benchmark_splits_the_error_into_text_and_paper_touched_hidden_or_not():
+    b = bench()
+    clean = np.ones((40, 40))
+    clean[5:35, 5:7] = 0                          # a stroke under a watermark that hides it
+    clean[5:35, 12:14] = 0                        # one that a fault lightens but leaves darker than the paper
+    clean[5:35, 30:32] = 0                        # one the fault leaves alone
+    noisy = clean.copy()
+    noisy[:, :10] = 0.4                           # an opaque watermark
+    noisy[5:35, 12:14] = 0.6                      # faded ink
+    noisy[20, 20] = 0.0                           # a speck on the paper
+    pred = clean.copy()
+    pred[5:35, 5:7] = 1                           # hidden text left white,
+    pred[5:35, 12:14] = 0.6                       # faded text left faded,
+    pred[20, 20] = 0.5                            # the speck half removed,
+    pred[0, 30] = 0.9                             # a shadow of a speck on untouched paper
+    parts = b.error_parts(pred, clean, noisy)
+    assert parts == pytest.approx([60, 60 * 0.36, 0, 0.25, 0.01])
+    assert len(parts) == len(b.PARTS)
