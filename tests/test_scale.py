@@ -7,8 +7,8 @@ from torch import nn
 from src.common.config import parse_config
 from src.data.synthetic import make_pair, render_clean_page
 from src.inference.scale import (COMPETITION_TEXT_SIZE, FACTORS, KEEP_WITHIN, ZOOM_AIM, clean_at_scale,
-                                 describe_scale, guided_upsample, learnt_zoom, paper_normalised, resize,
-                                 scale_for, target_text_size, text_size, training_text_size)
+                                 describe_scale, guided_upsample, kept_sizes, learnt_zoom, paper_normalised,
+                                 resize, scale_for, target_text_size, text_size, training_text_size)
 from src.models.checkpoints import load_checkpoint
 from src.training.config import DENOISER_PRESETS, DenoiserConfig
 from src.training.denoiser import run
@@ -188,10 +188,18 @@ def test_target_text_size_falls_back_to_the_competitions():
 
 
 def test_describe_scale():
-    assert describe_scale(31.0, 12.4, 2.5) == "text 31.0 px (model 12.4 px): cleaned at 0.40x"
+    assert describe_scale(31.0, 12.4, 2.5) == ("text 31.0 px (model as it is: 8.3 to 18.6 px): cleaned at "
+                                               "0.40x")
     assert describe_scale(None, 12.4, 1) == "no text found: cleaned at its own size"
-    assert describe_scale(31.0, 12.4, 1, 3.2) == ("text 31.0 px (model 12.4 to 39.7 px): cleaned at its "
-                                                  "own size")
+    assert describe_scale(31.0, 12.4, 1, 3.2) == ("text 31.0 px (model as it is: 8.3 to 31.7 px): cleaned at "
+                                                  "its own size")
+
+
+def test_the_logged_range_is_where_scale_for_leaves_a_page_as_it_is():
+    for zoom in (1.0, 3.2):
+        low, high = kept_sizes(12.4, zoom=zoom)
+        assert scale_for(low, 12.4, zoom=zoom) == scale_for(high, 12.4, zoom=zoom) == 1
+        assert scale_for(low * 0.99, 12.4, zoom=zoom) < 1 < scale_for(high * 1.01, 12.4, zoom=zoom)
 
 
 def test_training_records_the_text_size_in_its_checkpoints(tmp_path, synthetic_dir):

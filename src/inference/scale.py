@@ -103,10 +103,18 @@ def scale_for(size: float | None, target: float, keep_within: float = KEEP_WITHI
     patches up to `zoom` times larger: larger text is shrunk to `target` px, or to ZOOM_AIM x `zoom`
     times that; smaller text is enlarged to `target` px.
     """
-    aim = 1.0 if zoom == 1 else ZOOM_AIM * zoom
-    if size is None or target / keep_within <= size <= target * max(aim, keep_within):
+    low, high = kept_sizes(target, keep_within, zoom)
+    if size is None or low <= size <= high:
         return 1.0
+    aim = 1.0 if zoom == 1 else ZOOM_AIM * zoom
     return float(np.clip(size / (target if size < target else target * aim), *FACTORS))
+
+
+def kept_sizes(target: float, keep_within: float = KEEP_WITHIN, zoom: float = 1.0) -> tuple[float, float]:
+    """The text sizes, px, that `scale_for` leaves as they are: the model's `target` within
+    `keep_within`, up to ZOOM_AIM x `zoom` times it for a model trained on enlarged patches."""
+    aim = 1.0 if zoom == 1 else ZOOM_AIM * zoom
+    return target / keep_within, target * max(aim, keep_within)
 
 
 def resize(page: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -182,9 +190,12 @@ def learnt_zoom(checkpoints: Sequence[dict]) -> float:
 
 
 def describe_scale(size: float | None, target: float, factor: float, zoom: float = 1.0) -> str:
-    """How a page is cleaned, for the log: 'text 31.0 px (model 12.4 px): cleaned at 0.40x'."""
-    model = f"{target:.1f} px" if zoom == 1 else f"{target:.1f} to {target * zoom:.1f} px"
-    text = "no text found" if size is None else f"text {size:.1f} px (model {model})"
+    """How a page is cleaned, for the log: 'text 31.0 px (model as it is: 8.3 to 18.6 px): cleaned at
+    0.40x'. The range is what the model cleans without resampling (`kept_sizes`), not all it learnt:
+    a zoom model learnt text up to `zoom` times its target but cleans the largest of it shrunk."""
+    low, high = kept_sizes(target, zoom=zoom)
+    kept = f"model as it is: {low:.1f} to {high:.1f} px"
+    text = "no text found" if size is None else f"text {size:.1f} px ({kept})"
     return f"{text}: cleaned at {'its own size' if factor == 1 else f'{1 / factor:.2f}x'}"
 
 
