@@ -237,8 +237,7 @@ def score_families(models: dict, cleans: list[np.ndarray], per_family: int, seed
             outputs = {"noisy": noisy, **{m: predict_page(model, noisy, tta=True)
                                           for m, model in models.items()}}
             for column, page in outputs.items():
-                tallies[column].add(page, clean, *((read(page), references[k]) if read else (None, None)),
-                                    noisy=noisy)
+                tallies[column].add(page, clean, *((read(page), references[k]) if read else ()), noisy=noisy)
         table[name] = tallies
         print(f"  {name}: {time.time() - started:.0f} s", file=sys.stderr, flush=True)
     return table

@@ -106,15 +106,19 @@ def scale_for(size: float | None, target: float, keep_within: float = KEEP_WITHI
     low, high = kept_sizes(target, keep_within, zoom)
     if size is None or low <= size <= high:
         return 1.0
-    aim = 1.0 if zoom == 1 else ZOOM_AIM * zoom
-    return float(np.clip(size / (target if size < target else target * aim), *FACTORS))
+    return float(np.clip(size / (target if size < target else target * largest_aim(zoom)), *FACTORS))
+
+
+def largest_aim(zoom: float) -> float:
+    """How many times its target size a model cleans text at most: ZOOM_AIM x `zoom` for a model
+    trained on patches enlarged up to `zoom` times, 1 for the others."""
+    return 1.0 if zoom == 1 else ZOOM_AIM * zoom
 
 
 def kept_sizes(target: float, keep_within: float = KEEP_WITHIN, zoom: float = 1.0) -> tuple[float, float]:
     """The text sizes, px, that `scale_for` leaves as they are: the model's `target` within
-    `keep_within`, up to ZOOM_AIM x `zoom` times it for a model trained on enlarged patches."""
-    aim = 1.0 if zoom == 1 else ZOOM_AIM * zoom
-    return target / keep_within, target * max(aim, keep_within)
+    `keep_within`, up to `largest_aim` times it."""
+    return target / keep_within, target * max(largest_aim(zoom), keep_within)
 
 
 def resize(page: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
