@@ -297,7 +297,7 @@ def load_models(args) -> tuple[dict, DenoiserConfig]:
     return models, configs["competition"]
 
 
-def main() -> None:
+def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--competition", type=Path, default=Path("models/quick_best.pt"))
     p.add_argument("--general", type=Path, default=Path("models/general_best.pt"))
@@ -306,7 +306,7 @@ def main() -> None:
     p.add_argument("--rendered", type=int, default=9, help="rendered clean pages beside the competition's")
     p.add_argument("--seed", type=int, default=0, help="rendered texts and degradations (HELD_OUT stream)")
     p.add_argument("--no-ocr", action="store_true", help="RMSE only: no Tesseract needed")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     data_dir = data_dir_of(p, args)
     read = None if args.no_ocr else ocr_reader()
     try:

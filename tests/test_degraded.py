@@ -163,21 +163,20 @@ def test_the_general_preset_mixes_degraded_pages_and_the_others_do_not(capsys):
     assert "--degraded 1.0: must be at least 0 and below 1" in capsys.readouterr().err
 
 
-def test_a_run_with_degraded_pages_trains_on_them(tmp_path, synthetic_dir, monkeypatch):
-    fake = functools.partial(dg.degraded_pairs, degrade=darken)
-    monkeypatch.setattr(train_denoiser, "degraded_pairs", fake)
+def test_a_run_with_degraded_pages_trains_on_them(tmp_path, synthetic_dir):
     values = {**DENOISER_PRESETS["smoke"], "data_dir": str(synthetic_dir), "models_dir": str(tmp_path / "m"),
               "epochs": 1, "threads": 1, "degraded": 0.5, "degraded_pages": 3,
               "degraded_dir": str(tmp_path / "cache")}
-    logs = []
-    train_denoiser.run(DenoiserConfig(preset="smoke", **values), log=logs.append)
+    logs, made = [], []
+    train_denoiser.run(DenoiserConfig(preset="smoke", **values), log=logs.append,
+                       degrade=lambda clean, rng: made.append(clean.shape) or darken(clean, rng))
+    assert len(made) == 3   # the pages are the given function's, not Augraphy's
     assert "50% of the patches from 3 degraded pages" in logs
     assert len(list((tmp_path / "cache").glob("degraded-3-*.npz"))) == 1
 
 
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_unseen_noise", PROJECT / "benchmarks" /
-                                                  "bench_unseen_noise.py")
+def bench(name: str = "bench_unseen_noise"):
+    spec = importlib.util.spec_from_file_location(name, PROJECT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -205,6 +204,20 @@ def test_the_benchmark_says_what_to_install_in_one_line(missing, flags, says, tm
         module.main()
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1 and says in err
+
+
+def test_the_ceiling_benchmark_stops_before_training_on_what_is_missing(tmp_path, monkeypatch, capsys):
+    module = bench("bench_unseen_ceiling")
+    quick = tmp_path / "quick_best.pt"
+    monkeypatch.setitem(sys.modules, "augraphy", None)
+    for says in ("quick_best.pt: no such checkpoint", "augraphy==8.2.6"):
+        monkeypatch.setattr(sys, "argv", ["bench_unseen_ceiling.py", "--data-dir", str(tmp_path),
+                                          "--competition", str(quick), "--no-ocr"])
+        with pytest.raises(SystemExit) as e:
+            module.main()
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and says in err and "Traceback" not in err, err
+        quick.touch()   # then the checkpoint is there, and Augraphy is what is missing
 
 
 def test_the_benchmark_splits_the_error_into_text_and_paper_touched_hidden_or_not():

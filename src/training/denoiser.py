@@ -12,7 +12,7 @@ from src.common.config import check_config
 from src.common.runtime import main_first, setup_runtime
 from src.common.wording import counted
 from src.data.competition import load_pairs
-from src.data.degraded import degraded_pairs
+from src.data.degraded import degrade_for_training, degraded_pairs
 from src.data.splits import split_pages, text_groups
 from src.data.synthetic import prepare_or_synthesize
 from src.inference.consensus import clean_together, describe
@@ -87,21 +87,24 @@ def split_text(texts: list[int], train_idx: list[int], val_idx: list[int], split
             f"also on training pages{hint}")
 
 
-def degraded_set(cfg: DenoiserConfig, train_pages: list, log=print) -> list:
+def degraded_set(cfg: DenoiserConfig, train_pages: list, log=print, degrade=degrade_for_training) -> list:
     """The pages `--degraded` mixes in: the training split's clean pages and rendered text pages, degraded
-    by Augraphy, read from (or built once into) --degraded-dir; none when no epoch's share is above 0."""
+    by `degrade` (Augraphy's training pipeline), read from (or built once into) --degraded-dir; none when
+    no epoch's share is above 0."""
     shares = cfg.degraded_shares()
     if max(shares) <= 0:
         return []
     pairs = degraded_pairs(Path(cfg.degraded_dir), cfg.degraded_pages, cfg.degraded_seed,
-                           [y for _, y in train_pages], log=log)
+                           [y for _, y in train_pages], log=log, degrade=degrade)
     late = (f" for {cfg.degraded_epochs} epochs, then {cfg.degraded_late:.0%}"
             if cfg.degraded_epochs and cfg.degraded_epochs < cfg.epochs else "")
     log(f"{cfg.degraded:.0%} of the patches{late} from {counted(len(pairs), 'degraded page')}")
     return pairs
 
 
-def run(cfg: DenoiserConfig, log=print) -> dict:
+def run(cfg: DenoiserConfig, log=print, degrade=degrade_for_training) -> dict:
+    """Train as `cfg` says; `degrade` (clean uint8 page, rng -> degraded uint8 page) makes the degraded
+    pages, so that a benchmark can train on faults of its own."""
     check_config(cfg)
     rt = setup_runtime(cfg.device, cfg.threads)
     say = log if rt.is_main else lambda *_: None
@@ -125,7 +128,7 @@ def run(cfg: DenoiserConfig, log=print) -> dict:
             f"{cfg.patch_size}px")
         if val_idx:
             log(split_text(texts, train_idx, val_idx, cfg.split_by))
-    extra = main_first(rt, lambda: degraded_set(cfg, train_pages, say))
+    extra = main_first(rt, lambda: degraded_set(cfg, train_pages, say, degrade))
     dataset = PatchDataset(train_pages, cfg.patch_size, cfg.steps_per_epoch * cfg.batch_size,
                            cfg.photometric, cfg.seed, rt.rank, cfg.flips, extra, cfg.degraded_shares(),
                            cfg.zoom, cfg.zoom_max)
