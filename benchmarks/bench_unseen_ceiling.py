@@ -26,8 +26,7 @@ import bench_unseen_noise as unseen  # noqa: E402
 from bench_denoiser import add_training_args, data_dir_of  # noqa: E402
 
 from src.common.config import parse_config  # noqa: E402
-from src.common.errors import DataError  # noqa: E402
-from src.data.degraded import as_uint8, need_augraphy  # noqa: E402
+from src.data.degraded import as_uint8  # noqa: E402
 from src.training.config import DENOISER_PRESETS, DenoiserConfig  # noqa: E402
 from src.training.denoiser import run  # noqa: E402
 from src.training.loop import checkpoint_paths, run_training  # noqa: E402
@@ -35,8 +34,7 @@ from src.training.loop import checkpoint_paths, run_training  # noqa: E402
 
 def bench_families_degrade(ag):
     """degrade(clean uint8, rng) -> uint8: one of the benchmark's families, drawn evenly, as a 8-bit scan."""
-    families = ([(f, True) for f in unseen.augraphy_families(ag).values()]
-                + [(f, False) for f in unseen.PLAIN_FAMILIES.values()])
+    families = list(unseen.all_families(ag).values())
 
     def degrade(clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         family, augraphy = families[int(rng.integers(len(families)))]
@@ -65,10 +63,7 @@ def main() -> None:
     if Path(cfg.degraded_dir).resolve() == Path(DenoiserConfig.degraded_dir).resolve():
         # the cache's key names the pages and seeds, not the faults: these would be taken for the others
         p.error(f"--degraded-dir {cfg.degraded_dir} holds the training pipeline's pages: give another folder")
-    try:
-        degrade = bench_families_degrade(need_augraphy())
-    except DataError as e:
-        unseen.fail(str(e), 2)
+    degrade = bench_families_degrade(unseen.augraphy_or_fail())
     argv = [*sys.argv[1:], *([] if "--" in sys.argv[1:] else ["--"])]   # --resume must follow the --
     rc = run_training(lambda c: run(c, degrade=degrade), cfg, command="benchmarks.bench_unseen_ceiling",
                       argv=argv, last_path=checkpoint_paths(cfg.models_dir, cfg.name)[1])

@@ -116,6 +116,12 @@ PLAIN_FAMILIES = {"Gaussian grain": gaussian_grain, "Poisson grain": poisson_gra
                   "JPEG": jpeg, "uneven light": uneven_light}
 
 
+def all_families(ag) -> dict:
+    """name -> (family, whether it is Augraphy's): the Augraphy pipelines, then the plain faults."""
+    return {**{f"{k} (Augraphy)": (f, True) for k, f in augraphy_families(ag).items()},
+            **{k: (f, False) for k, f in PLAIN_FAMILIES.items()}}
+
+
 def degrade(family, augraphy: bool, clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A clean uint8 page degraded by a family, as an 8-bit scan: float32 (H, W) in [0, 1]."""
     if augraphy:
@@ -144,6 +150,14 @@ def edit_distance(a: str, b: str) -> int:
 def fail(message: str, code: int) -> None:
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(code)
+
+
+def augraphy_or_fail():
+    """The augraphy module, or SystemExit 2 with one line saying how to install it."""
+    try:
+        return need_augraphy()
+    except DataError as e:
+        fail(str(e), 2)
 
 
 def ocr_reader():
@@ -221,8 +235,7 @@ def held_out_cleans(cfg: DenoiserConfig, pairs, rendered: int, seed: int) -> lis
 
 def score_families(models: dict, cleans: list[np.ndarray], per_family: int, seed: int, read) -> dict:
     """{family: {column: Tally}}, columns "noisy" and the models' names."""
-    families = {**{f"{k} (Augraphy)": (f, True) for k, f in augraphy_families(need_augraphy()).items()},
-                **{k: (f, False) for k, f in PLAIN_FAMILIES.items()}}
+    families = all_families(need_augraphy())
     references: dict[int, str] = {}
     table = {}
     for f, (name, (family, augraphy)) in enumerate(families.items()):
@@ -309,10 +322,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     data_dir = data_dir_of(p, args)
     read = None if args.no_ocr else ocr_reader()
-    try:
-        need_augraphy()
-    except DataError as e:
-        fail(str(e), 2)
+    augraphy_or_fail()
     try:
         models, cfg = load_models(args)
         pairs = load_pairs(prepare_data(data_dir).train_pairs)
