@@ -1,6 +1,7 @@
-"""Train the document denoiser: python -m src.train_denoiser [--preset smoke|quick|full] [--flag value ...]
+"""Train the document denoiser: python -m src.train_denoiser [--preset quick|full|general|...] [--flag v ...]
 
-Leaves models/denoiser_best.pt and denoiser_last.pt, a curve plot and a before/after picture.
+Leaves models/denoiser_best.pt and denoiser_last.pt (the general presets: general_*, general_long_*, scans_*;
+--name sets it), a curve plot and a before/after picture.
 Run under `torchrun --nproc_per_node=N` for data-parallel training.
 """
 from __future__ import annotations

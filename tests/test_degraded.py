@@ -2,6 +2,7 @@
 Augraphy message, and mixing the pages into training. Augraphy itself is needed by one test only."""
 import functools
 import importlib.util
+from pathlib import Path
 import subprocess
 import sys
 
@@ -161,6 +162,20 @@ def test_the_general_preset_mixes_degraded_pages_and_the_others_do_not(capsys):
     with pytest.raises(SystemExit):   # no competition page left
         parse_config(DenoiserConfig, DENOISER_PRESETS, ["--degraded", "1"])
     assert "--degraded 1.0: must be at least 0 and below 1" in capsys.readouterr().err
+
+
+def test_the_general_presets_write_where_denoise_looks_not_over_the_competition_model():
+    from src.inference.scale import DEFAULT_CHECKPOINTS
+
+    def name(*argv):
+        return parse_config(DenoiserConfig, DENOISER_PRESETS, list(argv)).name
+
+    names = {p: name("--preset", p) for p in DENOISER_PRESETS}
+    assert names["quick"] == names["full"] == "denoiser"     # make_submission's and make demo's model
+    for preset in ("general", "general-long", "scans"):
+        assert names[preset] != "denoiser"
+        assert Path("models", f"{names[preset]}_best.pt") in DEFAULT_CHECKPOINTS
+    assert name("--preset", "general", "--name", "g2") == "g2"
 
 
 def test_a_run_with_degraded_pages_trains_on_them(tmp_path, synthetic_dir):

@@ -262,8 +262,8 @@ def test_refusals_leave_everything_as_it_was(tmp_path, random_ckpt, capsys, monk
     monkeypatch.chdir(tmp_path)   # no models/denoiser_best.pt here
     assert main(["scan.png", "--out", "out"]) == 1
     err = capsys.readouterr().err
-    assert ("no checkpoint at models/scans_best.pt or models/general_best.pt or models/denoiser_best.pt"
-            in err) and "make demo" in err
+    assert ("no checkpoint at models/scans_best.pt or models/general_long_best.pt or models/general_best.pt "
+            "or models/denoiser_best.pt" in err) and "make demo" in err
     assert not (tmp_path / "out").exists()
     with pytest.raises(SystemExit) as usage:
         main(["scan.png", "--out", "out", "--scale", "0"])
@@ -290,8 +290,8 @@ def test_the_benchmark_prints_its_scale_rows(tmp_path, synthetic_dir):
 def test_the_scans_or_general_model_is_the_default_where_it_exists(tmp_path, random_ckpt, capsys,
                                                                    monkeypatch):
     """Scans come with noise the competition never shows, at other sizes: the scans recipe's model
-    cleans them when it has been trained, else the general one's, else the competition's; the log names
-    the one taken."""
+    cleans them when it has been trained, else the longer general one's, else the general one's, else
+    the competition's; the log names the one taken."""
     Image.fromarray(page()).save(tmp_path / "scan.png")
     (tmp_path / "models").mkdir()
     monkeypatch.chdir(tmp_path)
@@ -301,6 +301,9 @@ def test_the_scans_or_general_model_is_the_default_where_it_exists(tmp_path, ran
     shutil.copy(random_ckpt, tmp_path / "models" / "general_best.pt")
     assert main(["scan.png", "--out", "b"]) == 0
     assert "model: models/general_best.pt" in capsys.readouterr().out
+    shutil.copy(random_ckpt, tmp_path / "models" / "general_long_best.pt")
+    assert main(["scan.png", "--out", "g"]) == 0
+    assert "model: models/general_long_best.pt" in capsys.readouterr().out
     shutil.copy(random_ckpt, tmp_path / "models" / "scans_best.pt")
     assert main(["scan.png", "--out", "c"]) == 0
     assert "model: models/scans_best.pt" in capsys.readouterr().out

@@ -37,9 +37,10 @@ ZOOM_AIM = 0.8
 # dirt than text), and shrunk at most 8x.
 FACTORS = (0.5, 8.0)
 # A scan's default model, the first that has been trained: the scans recipe's (noise the competition never
-# shows, text at a scan's sizes), the general recipe's (that noise), the competition's (`make demo`'s)
-DEFAULT_CHECKPOINTS = (Path("models/scans_best.pt"), Path("models/general_best.pt"),
-                       Path("models/denoiser_best.pt"))
+# shows, text at a scan's sizes), the general recipes' (that noise; the longer one is better on it and on
+# the competition's pages, docs/general.md), the competition's (`make demo`'s)
+DEFAULT_CHECKPOINTS = (Path("models/scans_best.pt"), Path("models/general_long_best.pt"),
+                       Path("models/general_best.pt"), Path("models/denoiser_best.pt"))
 # The guided upsampling of a page cleaned shrunk (`guided_upsample`): the window's radius, px of the shrunk
 # page, and the regularisation of its fit. A 3x3 window follows the model's changes from stroke to stroke;
 # wider ones blend strokes with the paper (5x5: 2-5 % higher RMSE on enlarged pages, docs/denoise.md).

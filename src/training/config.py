@@ -92,13 +92,15 @@ DENOISER_PRESETS: dict[str, dict[str, Any]] = {
     # then 10% in the last 5 epochs, which fit the competition's pages. The L1 loss, as a degraded
     # patch's squared error is some twenty times a competition patch's and a few of them would steer
     # the steps: 18 % lower RMSE on the competition's pages than with clipped_mse (docs/general.md)
+    # named after the preset, so that it never takes the place of the competition model (models/denoiser_*)
+    # and `denoise` finds it (src.inference.scale.DEFAULT_CHECKPOINTS)
     "general": dict(steps_per_epoch=643, degraded=0.4, degraded_epochs=9, degraded_late=0.1,
-                    loss="clipped_l1"),
+                    loss="clipped_l1", name="general"),
 }
 # twice general's epochs, the same shares in the same proportion: lower RMSE on the unseen noise and on the
 # competition's pages alike, for 8.4 min (docs/general.md)
 DENOISER_PRESETS["general-long"] = dict(DENOISER_PRESETS["general"], epochs=28, val_every=7,
-                                        degraded_epochs=18)
+                                        degraded_epochs=18, name="general_long")
 # the model for scans at any resolution (`denoise`'s default): general-long with half the patches enlarged
 # 1-3.2x, so that text as a 150-300 dpi scan shows it is cleaned as it is, not shrunk (docs/denoise.md)
 DENOISER_PRESETS["scans"] = dict(DENOISER_PRESETS["general-long"], zoom=0.5, zoom_max=3.2, name="scans")
