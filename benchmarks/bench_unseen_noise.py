@@ -2,6 +2,7 @@
 
     python benchmarks/bench_unseen_noise.py [--competition models/quick_best.pt]
         [--general models/general_best.pt] [--data-dir DIR] [--per-family 8] [--rendered 9] [--no-ocr]
+        [--as-denoise]
 
 Held-out clean pages: the clean pages of the competition checkpoint's held-out split (one per text),
 and `--rendered` text pages of src/data/degraded.py's HELD_OUT stream, a stream training never draws.
@@ -11,7 +12,9 @@ Each family degrades `--per-family` of them, with seeds of that stream too:
     ("ink and lines") of Augraphy augmentations that training never uses at all;
   - degradations that are not Augraphy's: Gaussian and Poisson grain, salt and pepper, blur, low
     contrast, JPEG, uneven light.
-Each page is cleaned alone with flip TTA (`predict_page`, as validation does). For each family and
+Each page is cleaned alone with flip TTA (`predict_page`, as validation does; with `--as-denoise` as
+`python -m src.denoise` cleans it, its text measured and the page brought to the model's text size
+first: `clean_scan`). For each family and
 pooled: RMSE against the clean page, and Tesseract's character error rate (edit distance over the
 length of what Tesseract reads on the clean page, whitespace runs as one space), for the noisy page
 and both models, and where the general model's error is (text the fault hid, text and paper it
@@ -44,6 +47,7 @@ from src.data.degraded import HELD_OUT, PAGE_SHAPES, apply_augmentations, as_uin
 from src.data.degraded import need_augraphy, render_text_page  # noqa: E402
 from src.data.splits import text_groups  # noqa: E402
 from src.inference.metrics import pooled_rmse  # noqa: E402
+from src.inference.scale import clean_scan, learnt_zoom, target_text_size  # noqa: E402
 from src.inference.tiles import predict_page  # noqa: E402
 from src.models.checkpoints import load_model  # noqa: E402
 from src.training.config import DenoiserConfig  # noqa: E402
@@ -233,22 +237,21 @@ def held_out_cleans(cfg: DenoiserConfig, pairs, rendered: int, seed: int) -> lis
     return cleans
 
 
-def score_families(models: dict, cleans: list[np.ndarray], per_family: int, seed: int, read) -> dict:
-    """{family: {column: Tally}}, columns "noisy" and the models' names."""
+def score_families(cleaners: dict, cleans: list[np.ndarray], per_family: int, seed: int, read) -> dict:
+    """{family: {column: Tally}}, columns "noisy" and the cleaners' names (name -> page -> cleaned)."""
     families = all_families(need_augraphy())
     references: dict[int, str] = {}
     table = {}
     for f, (name, (family, augraphy)) in enumerate(families.items()):
         started = time.time()
-        tallies = {column: Tally() for column in ["noisy", *models]}
+        tallies = {column: Tally() for column in ["noisy", *cleaners]}
         for j in range(per_family):
             k = (f * per_family + j) % len(cleans)
             clean = cleans[k] / np.float32(255)
             noisy = degrade(family, augraphy, cleans[k], np.random.default_rng([seed, HELD_OUT, 1, f, j]))
             if read is not None and k not in references:
                 references[k] = read(clean)
-            outputs = {"noisy": noisy, **{m: predict_page(model, noisy, tta=True)
-                                          for m, model in models.items()}}
+            outputs = {"noisy": noisy, **{m: clean(noisy) for m, clean in cleaners.items()}}
             for column, page in outputs.items():
                 tallies[column].add(page, clean, *((read(page), references[k]) if read else ()), noisy=noisy)
         table[name] = tallies
@@ -297,17 +300,23 @@ def score_competition_pages(models: dict, cfg: DenoiserConfig, pairs) -> None:
           + f"; general {100 * (scores['general'] / scores['competition'] - 1):+.1f} % (target: within +3 %)")
 
 
-def load_models(args) -> tuple[dict, DenoiserConfig]:
-    """{"competition": model, "general": model} and the competition checkpoint's config (its split)."""
-    models, configs = {}, {}
+def load_models(args) -> tuple[dict, dict, DenoiserConfig]:
+    """{"competition": model, "general": model}, how each cleans a degraded page (`predict_page`, or with
+    --as-denoise `clean_scan`), and the competition checkpoint's config (its split)."""
+    models, cleaners, configs = {}, {}, {}
     for name, path in (("competition", args.competition), ("general", args.general)):
         models[name], ckpt = load_model(path, "denoiser")
         configs[name] = config_from_dict(DenoiserConfig, ckpt["config"])
+        if args.as_denoise:
+            scale = dict(target=target_text_size([ckpt])[0], zoom=learnt_zoom([ckpt]))
+            cleaners[name] = lambda page, m=models[name], k=scale: clean_scan(m, page, **k, tta=True)[0]
+        else:
+            cleaners[name] = lambda page, m=models[name]: predict_page(m, page, tta=True)
     same = [(c.val_fraction, c.folds, c.fold, c.split_seed, c.split_by) for c in configs.values()]
     if same[0] != same[1]:
         raise DataError(f"{args.competition} and {args.general} hold out different pages: train both with "
                         f"the same --val-fraction, --folds, --fold, --split-seed and --split-by")
-    return models, configs["competition"]
+    return models, cleaners, configs["competition"]
 
 
 def main(argv=None) -> None:
@@ -319,18 +328,20 @@ def main(argv=None) -> None:
     p.add_argument("--rendered", type=int, default=9, help="rendered clean pages beside the competition's")
     p.add_argument("--seed", type=int, default=0, help="rendered texts and degradations (HELD_OUT stream)")
     p.add_argument("--no-ocr", action="store_true", help="RMSE only: no Tesseract needed")
+    p.add_argument("--as-denoise", action="store_true",
+                   help="clean the degraded pages as `python -m src.denoise` does (text size, then scale)")
     args = p.parse_args(argv)
     data_dir = data_dir_of(p, args)
     read = None if args.no_ocr else ocr_reader()
     augraphy_or_fail()
     try:
-        models, cfg = load_models(args)
+        models, cleaners, cfg = load_models(args)
         pairs = load_pairs(prepare_data(data_dir).train_pairs)
     except (DataError, CheckpointError) as e:
         fail(str(e), 1)
     cleans = held_out_cleans(cfg, pairs, args.rendered, args.seed)
     started = time.time()
-    table = score_families(models, cleans, args.per_family, args.seed, read)
+    table = score_families(cleaners, cleans, args.per_family, args.seed, read)
     print_table(table, ["noisy", *models], read is not None)
     score_competition_pages(models, cfg, pairs)
     print(f"({len(cleans)} clean pages, {len(table) * args.per_family} degraded pages, "

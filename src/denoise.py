@@ -24,9 +24,8 @@ from src.common.runner import run_command
 from src.common.runtime import setup_runtime
 from src.data.pages import load_page, save_page
 from src.data.scans import DEFAULT_DPI, check_outputs, find_scans, open_scan, read_pages, write_pdf
-from src.inference.scale import (DEFAULT_CHECKPOINTS, clean_at_scale, describe_scale, load_denoisers,
-                                 scale_for, text_size)
-from src.inference.tiles import SHIFTS, TILE, WHOLE, non_finite, tile_for
+from src.inference.scale import DEFAULT_CHECKPOINTS, clean_scan, describe_scale, load_denoisers
+from src.inference.tiles import SHIFTS, TILE, WHOLE, non_finite
 from src.training.config import DenoiserConfig
 
 SKIPPED = 3   # the exit code when some files were skipped; argparse exits 2 for bad flags
@@ -105,12 +104,10 @@ def clean(args: argparse.Namespace, skipped: list[Path]) -> None:
             names = scan.page_names()
             try:
                 for name, page in zip(names, read_pages(scan, args.dpi)):
-                    size = text_size(page)   # logged with --scale too: what the default would do
-                    factor = args.scale or scale_for(size, target, zoom=zoom)
+                    cleaned, size, factor = clean_scan(models, page, target, zoom, scale=args.scale,
+                                                       tile=args.tile, **predict)
                     tqdm.write(f"{scan.path} -> {name}: {describe_scale(size, target, factor, zoom)}"
                                + (f" (--scale {args.scale})" if args.scale else ""))
-                    tile = args.tile or tile_for(page.shape, factor)
-                    cleaned = clean_at_scale(models, page, factor, tile=tile, **predict)
                     problem = non_finite(cleaned)
                     if problem:
                         raise CheckpointError(f"{scan.path} -> {name}: {problem}; nothing written for "

@@ -235,6 +235,33 @@ def test_the_ceiling_benchmark_stops_before_training_on_what_is_missing(tmp_path
         quick.touch()   # then the checkpoint is there, and Augraphy is what is missing
 
 
+def test_the_benchmark_cleans_as_denoise_does_when_asked(tmp_path, monkeypatch):
+    """--as-denoise: each model cleans a degraded page through `clean_scan`, with the text size its
+    checkpoint learnt, as `python -m src.denoise` would; otherwise at the page's own size."""
+    from types import SimpleNamespace
+
+    from src.models.checkpoints import load_checkpoint, save_checkpoint
+    from tests.conftest import identity_checkpoint
+
+    b = bench()
+    paths = {}
+    for name, size in (("competition", 12.0), ("general", 5.0)):
+        paths[name] = identity_checkpoint(tmp_path / f"{name}.pt")
+        save_checkpoint(paths[name], {**load_checkpoint(paths[name]), "text_size": size})
+    calls = []
+    real = b.clean_scan
+    monkeypatch.setattr(b, "clean_scan", lambda models, pg, **kw: calls.append(kw) or real(models, pg, **kw))
+    noisy = page(3) / np.float32(255)
+    for as_denoise in (False, True):
+        _, cleaners, _ = b.load_models(SimpleNamespace(as_denoise=as_denoise, **paths))
+        outs = {name: clean(noisy) for name, clean in cleaners.items()}
+        assert all(out.shape == noisy.shape for out in outs.values())
+    assert [c["target"] for c in calls] == [12.0, 5.0] and all(c["tta"] for c in calls)
+    # the general checkpoint's letters are under half the page's: the page is shrunk to be cleaned,
+    # so its cleaned copy is no longer the identity's
+    assert np.abs(outs["general"] - noisy).mean() > np.abs(outs["competition"] - noisy).mean()
+
+
 def test_the_benchmark_splits_the_error_into_text_and_paper_touched_hidden_or_not():
     b = bench()
     clean = np.ones((40, 40))

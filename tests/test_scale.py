@@ -58,6 +58,18 @@ def test_text_size_reads_noisy_and_clean_pages_alike_near_the_letters_height():
         assert 6 < text_size(clean) < 20   # capitals of 11.5-15.5 px, lower case smaller
 
 
+def test_text_size_is_the_letters_not_a_watermark_that_outweighs_them():
+    noisy, clean = pair(6)
+    mark = np.zeros(noisy.shape, np.uint8)
+    for y in (60, 210, 360):   # twelve grey rings about 95 px tall, with more ink than all the text
+        for x in (70, 200, 330, 460):
+            cv2.ellipse(mark, (x, y), (55, 40), 0, 0, 360, 255, 16)
+    marked = np.where(mark > 0, np.minimum(noisy, 0.3), noisy)
+    ink = paper_normalised(marked) < 0.6
+    assert ink.sum() > 2 * (paper_normalised(noisy) < 0.6).sum()    # the area-weighted median is theirs
+    assert text_size(marked) == pytest.approx(text_size(clean), rel=0.1)
+
+
 def test_text_size_is_none_without_text():
     blank = np.ones((300, 400), np.float32)
     assert text_size(blank) is None
