@@ -70,6 +70,16 @@ def test_text_size_is_the_letters_not_a_watermark_that_outweighs_them():
     assert text_size(marked) == pytest.approx(text_size(clean), rel=0.1)
 
 
+def test_text_size_of_a_fine_scan_is_its_letters_not_its_grain():
+    """At 4x the competition's resolution a page's grain is thousands of specks, far more than its letters:
+    they must not pass for the many small letters beside a watermark's few large shapes."""
+    _, clean = pair(7)
+    fine = enlarge(clean, 4)
+    hit = np.random.default_rng(0).random(fine.shape) < 0.04
+    grainy = np.where(hit, np.float32(0), fine)
+    assert text_size(grainy) == pytest.approx(text_size(fine), rel=0.1)
+
+
 def test_text_size_is_none_without_text():
     blank = np.ones((300, 400), np.float32)
     assert text_size(blank) is None

@@ -23,9 +23,12 @@ from src.models.checkpoints import load_model
 INK = 0.6             # a pixel darker than this share of its paper's brightness is ink
 MIN_COMPONENTS = 10   # fewer ink components than this: too little text to tell its size
 # Letters are many: a size whose band holds under a tenth as many components as there are smaller ones is
-# that of a few large shapes whose area outweighs the text (a watermark's letters). Measured: 1-2 on the
-# unseen-noise benchmark's 112 pages, 53 and 203 on its two watermarked pages that a few shapes misled.
+# that of a few large shapes whose area outweighs the text (a watermark's strokes). Measured: at most 2 on
+# the unseen-noise benchmark's 112 pages, 53 and 203 on its two watermarked pages that a few shapes misled.
 OUTNUMBERED = 10
+# Only the smaller ones over an eighth of that size count: the specks of grain, which a page scanned at 4-5x
+# the competition's resolution shows by the thousand, would outnumber its letters
+SMALLEST = 8
 # text_size of the competition's 115 train_cleaned pages, median (page by page 9.8 to 17.4 px): the
 # target of a checkpoint that does not record the text size of its own training pages
 COMPETITION_TEXT_SIZE = 12.4
@@ -71,7 +74,8 @@ def text_size(page: np.ndarray) -> float | None:
     Ink (paper_normalised below INK) is cut into 8-connected components; their heights are averaged,
     weighted by area so that specks of dirt count little, over those within half and twice the weighted
     median: letters with ascenders and without, not rules, borders or specks. Where that band holds few
-    components beside the smaller ones (OUTNUMBERED), its shapes are not letters and are left out. The
+    components beside the smaller ones (OUTNUMBERED, SMALLEST), its shapes are not letters and are left
+    out. The
     value scales with the page: a page enlarged 2.5x (cubic) measures 2.5x within 4 %.
 
     Args: page: (H, W) float array in [0, 1], dark text on light paper.
@@ -89,7 +93,8 @@ def text_size(page: np.ndarray) -> float | None:
         cumulative = np.cumsum(area[order])
         size = heights[order][np.searchsorted(cumulative, cumulative[-1] / 2)]
         smaller = heights <= size / 2
-        if ((heights > size / 2) & (heights < size * 2)).sum() * OUTNUMBERED >= smaller.sum():
+        band = (heights > size / 2) & (heights < size * 2)
+        if band.sum() * OUTNUMBERED >= (smaller & (heights > size / SMALLEST)).sum():
             break
         heights, area = heights[smaller], area[smaller]
     for _ in range(2):   # twice: the band's mean moves the band a little
