@@ -75,8 +75,7 @@ def text_size(page: np.ndarray) -> float | None:
     weighted by area so that specks of dirt count little, over those within half and twice the weighted
     median: letters with ascenders and without, not rules, borders or specks. Where that band holds few
     components beside the smaller ones (OUTNUMBERED, SMALLEST), its shapes are not letters and are left
-    out. The
-    value scales with the page: a page enlarged 2.5x (cubic) measures 2.5x within 4 %.
+    out. The value scales with the page: a page enlarged 2.5x (cubic) measures 2.5x within 4 %.
 
     Args: page: (H, W) float array in [0, 1], dark text on light paper.
     """
