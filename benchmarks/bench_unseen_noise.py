@@ -251,7 +251,7 @@ def score_families(cleaners: dict, cleans: list[np.ndarray], per_family: int, se
             noisy = degrade(family, augraphy, cleans[k], np.random.default_rng([seed, HELD_OUT, 1, f, j]))
             if read is not None and k not in references:
                 references[k] = read(clean)
-            outputs = {"noisy": noisy, **{m: clean(noisy) for m, clean in cleaners.items()}}
+            outputs = {"noisy": noisy, **{m: cleaner(noisy) for m, cleaner in cleaners.items()}}
             for column, page in outputs.items():
                 tallies[column].add(page, clean, *((read(page), references[k]) if read else ()), noisy=noisy)
         table[name] = tallies
