@@ -7,8 +7,9 @@ from torch import nn
 from src.common.config import parse_config
 from src.data.synthetic import make_pair, render_clean_page
 from src.inference.scale import (COMPETITION_TEXT_SIZE, FACTORS, KEEP_WITHIN, ZOOM_AIM, clean_at_scale,
-                                 describe_scale, guided_upsample, kept_sizes, learnt_zoom, paper_normalised,
-                                 resize, scale_for, target_text_size, text_size, training_text_size)
+                                 clean_scan, describe_scale, guided_upsample, kept_sizes, learnt_zoom,
+                                 paper_normalised, resize, scale_for, target_text_size, text_size,
+                                 training_text_size)
 from src.models.checkpoints import load_checkpoint
 from src.training.config import DENOISER_PRESETS, DenoiserConfig
 from src.training.denoiser import run
@@ -78,6 +79,20 @@ def test_text_size_of_a_fine_scan_is_its_letters_not_its_grain():
     hit = np.random.default_rng(0).random(fine.shape) < 0.04
     grainy = np.where(hit, np.float32(0), fine)
     assert text_size(grainy) == pytest.approx(text_size(fine), rel=0.1)
+
+
+def test_letters_cut_across_by_blank_rows_are_not_enlarged_as_small_text():
+    """Worn ink cuts letters into strips 2 px tall, which read as tiny text: the page is cleaned as it
+    is, while the same page shrunk to half its size, whose letters are small, is still enlarged."""
+    noisy, clean = pair(4)
+    cut = noisy.copy()
+    rows = np.arange(len(cut)) % 4 < 2
+    cut[rows] = np.maximum(cut[rows], 0.97)
+    target = text_size(clean)
+    assert text_size(cut) < target / KEEP_WITHIN / 2
+    assert clean_scan(Recorder(), cut, target, tta=False)[2] == 1
+    half = resize(noisy, (noisy.shape[0] // 2, noisy.shape[1] // 2))
+    assert clean_scan(Recorder(), half, target, tta=False)[2] == pytest.approx(0.5, rel=0.15)
 
 
 def test_text_size_is_none_without_text():
