@@ -6,11 +6,13 @@ scan.png; page k of letter.pdf or of a multi-page TIFF -> letter-k.png), and let
 Each page's letters are measured (--scale overrides): a page whose letters have a size the model
 learnt is cleaned as it is, others are brought to such a size, cleaned, and brought back to their own
 size. A file that cannot be read is named and skipped, the others are cleaned, and the exit code is
-then 3 (2 is a bad flag's).
+then 3 (2 is a bad flag's). Run again, it keeps the pages --out holds from the same source, model and
+settings (its denoise.json), so a stopped run goes on where it stopped.
 """
 from __future__ import annotations
 
 import argparse
+from itertools import repeat
 from pathlib import Path
 import sys
 import time
@@ -22,10 +24,12 @@ from src.common.errors import CheckpointError, DataError
 from src.common.files import ensure_writable_dir
 from src.common.runner import run_command
 from src.common.runtime import setup_runtime
+from src.data.ledger import Ledger
 from src.data.pages import load_page, save_page
 from src.data.scans import DEFAULT_DPI, check_outputs, find_scans, open_scan, read_pages, write_pdf
 from src.inference.scale import DEFAULT_CHECKPOINTS, clean_scan, describe_scale, load_denoisers
 from src.inference.tiles import SHIFTS, TILE, WHOLE, non_finite
+from src.models.checkpoints import weights_digest
 from src.training.config import DenoiserConfig
 
 SKIPPED = 3   # the exit code when some files were skipped; argparse exits 2 for bad flags
@@ -96,41 +100,49 @@ def clean(args: argparse.Namespace, skipped: list[Path]) -> None:
             skip(path, str(e))
     check_outputs(scans, args.out)
     ensure_writable_dir(args.out)
-    predict = dict(overlap=args.overlap, batch_size=args.batch_size, tta=args.tta,
-                   shifts=args.shifts, device=device, amp=args.amp)
-    pages = files = 0
+    shaping = dict(tta=args.tta, shifts=args.shifts, overlap=args.overlap, amp=args.amp)   # the result's
+    predict = dict(shaping, batch_size=args.batch_size, device=device)
+    ledger = Ledger(args.out, dict(shaping, models=weights_digest(models), scale=args.scale, tile=args.tile))
+    pages = kept = files = 0
     with tqdm(total=sum(s.pages for s in scans), unit="page", disable=None) as bar:
         for scan in scans:
-            names = scan.page_names()
+            names, dpi = scan.page_names(), dict(dpi=args.dpi) if scan.pdf else None
             try:
-                for name, page in zip(names, read_pages(scan, args.dpi)):
-                    cleaned, size, factor = clean_scan(models, page, target, zoom, scale=args.scale,
-                                                       tile=args.tile, **predict)
-                    tqdm.write(f"{scan.path} -> {name}: {describe_scale(size, target, factor, zoom)}"
-                               + (f" (--scale {args.scale})" if args.scale else ""))
-                    problem = non_finite(cleaned)
-                    if problem:
-                        raise CheckpointError(f"{scan.path} -> {name}: {problem}; nothing written for "
-                                              f"this page")
-                    save_page(args.out / name, cleaned)
-                    pages += 1
+                # a scan cleaned whole before is not even read; one left halfway is read page by page
+                todo = [n for n in scan.output_names() if not ledger.done(n, scan.path, dpi)]
+                for name, page in zip(names, read_pages(scan, args.dpi) if todo else repeat(None)):
+                    if name in todo:
+                        cleaned, size, factor = clean_scan(models, page, target, zoom, scale=args.scale,
+                                                           tile=args.tile, **predict)
+                        tqdm.write(f"{scan.path} -> {name}: {describe_scale(size, target, factor, zoom)}"
+                                   + (f" (--scale {args.scale})" if args.scale else ""))
+                        problem = non_finite(cleaned)
+                        if problem:
+                            raise CheckpointError(f"{scan.path} -> {name}: {problem}; nothing written for "
+                                                  f"this page")
+                        save_page(args.out / name, cleaned)
+                        ledger.add(name, scan.path, dpi)
+                        pages += 1
+                    else:
+                        kept += 1
                     bar.update()
-                if scan.pdf:   # from the pages written: a long PDF is never held whole
+                if scan.pdf and todo:   # from the pages written: a long PDF is never held whole
                     write_pdf(args.out / f"{scan.path.stem}.pdf", (load_page(args.out / n) for n in names),
                               args.dpi)
+                    ledger.add(f"{scan.path.stem}.pdf", scan.path, dpi)
                 files += 1
             except DataError as e:
                 skip(scan.path, str(e))
-    print(f"cleaned {pages} pages of {files} files in "
-          f"{time.perf_counter() - t0:.1f} s -> {args.out}"
+    print(f"cleaned {pages} pages of {files} files in {time.perf_counter() - t0:.1f} s -> {args.out}"
+          + (f"; kept {kept} cleaned before with the same model and settings ({ledger.path})" if kept else "")
           + (f"; skipped {len(skipped)} (named above): {', '.join(map(str, skipped))}" if skipped else ""))
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     skipped: list[Path] = []
-    code = run_command(lambda: clean(args, skipped),
-                       interrupted=lambda what: f"{what}; the pages cleaned so far are in {args.out}")
+    code = run_command(lambda: clean(args, skipped), interrupted=lambda what: f"{what}; the pages cleaned so "
+                       f"far are in {args.out}, and the same command goes on from there")
     return SKIPPED if code == 0 and skipped else code
 
 

@@ -10,7 +10,7 @@ import pypdfium2 as pdfium
 import pytest
 
 from src.common.errors import DataError
-from src.data.pages import load_page
+from src.data.pages import load_page, save_page
 from src.data.scans import Scan, check_outputs, find_scans, open_scan, read_pages, write_pdf
 from src.data.synthetic import make_pair
 from src.denoise import main
@@ -190,8 +190,8 @@ def test_one_call_cleans_every_format_and_skips_a_corrupt_file(tmp_path, random_
     log = capsys.readouterr()
     text = log.out + log.err
     assert sorted(p.name for p in out.iterdir()) == [
-        "big.png", "colour.png", "letter-1.png", "letter-2.png", "letter.pdf", "pages-1.png", "pages-2.png",
-        "pages-3.png"]
+        "big.png", "colour.png", "denoise.json", "letter-1.png", "letter-2.png", "letter.pdf", "pages-1.png",
+        "pages-2.png", "pages-3.png"]
     assert digest(src) == before   # inputs untouched
     assert f"skipped {src / 'corrupt.png'}" in log.err and "corrupt.png" in log.out.splitlines()[-1]
     assert re.search(rf"cleaned 7 pages of 4 files in [\d.]+ s -> {re.escape(str(out))}; skipped 1", log.out)
@@ -200,6 +200,52 @@ def test_one_call_cleans_every_format_and_skips_a_corrupt_file(tmp_path, random_
     assert size == pytest.approx(2.5 * text_size(gray / 255), rel=0.1)   # its scale recovered
     assert load_page(out / "big.png").shape == big.shape and load_page(out / "colour.png").shape == (420, 540)
     assert open_scan(out / "letter.pdf").pages == 2
+
+
+def test_a_stopped_run_goes_on_where_it_stopped_and_redoes_what_changed(tmp_path, random_ckpt, capsys,
+                                                                        monkeypatch):
+    import src.denoise as command
+
+    src, out, fresh = tmp_path / "scans", tmp_path / "cleaned", tmp_path / "fresh"
+    src.mkdir()
+    for k in range(2):
+        Image.fromarray(page(k)).save(src / f"scan{k}.png")
+    Image.fromarray(page(4)).save(src / "letter.pdf", save_all=True,
+                                  append_images=[Image.fromarray(page(5))])
+    args = ["--checkpoint", str(random_ckpt), "--no-tta"]
+    assert main([str(src), "--out", str(fresh), *args]) == 0
+    saved = []
+
+    def save_two_then_stop(path, cleaned):
+        if len(saved) == 2:
+            raise KeyboardInterrupt
+        saved.append(path.name)
+        save_page(path, cleaned)
+
+    monkeypatch.setattr(command, "save_page", save_two_then_stop)
+    assert main([str(src), "--out", str(out), *args]) == 130
+    assert "the same command goes on from there" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert main([str(src), "--out", str(out), *args]) == 0
+    assert "cleaned 2 pages of 3 files" in capsys.readouterr().out   # the two it had not reached
+    pdf = "letter.pdf"   # whose bytes hold the time it was written
+    assert {**digest(out), pdf: 0} == {**digest(fresh), pdf: 0}   # as a run never stopped, record too
+    assert all(np.array_equal(a, b) for a, b in zip(read(out / pdf), read(fresh / pdf), strict=True))
+    times = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert main([str(src), "--out", str(out), *args]) == 0
+    assert "cleaned 0 pages of 3 files" in capsys.readouterr().out
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == times   # nothing written again
+    Image.fromarray(page(7)).save(src / "scan1.png")   # a source changed
+    (out / "letter-2.png").unlink()                     # a cleaned page deleted
+    assert main([str(src), "--out", str(out), *args]) == 0
+    log = capsys.readouterr().out
+    assert "cleaned 2 pages of 3 files" in log and "-> scan1.png" in log and "-> letter-2.png" in log
+    assert main([str(src), "--out", str(out), *args[:2]]) == 0   # with flip TTA: a different result
+    assert "cleaned 4 pages of 3 files" in capsys.readouterr().out
+    (out / "denoise.json").write_text("{not json")
+    assert main([str(src), "--out", str(out), *args[:2]]) == 0
+    log = capsys.readouterr().out
+    assert "denoise.json: unreadable" in log and "cleaned 4 pages of 3 files" in log
 
 
 def test_scale_one_with_the_identity_gives_the_page_back(tmp_path, capsys):

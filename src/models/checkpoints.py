@@ -6,6 +6,7 @@ name and config rebuild the network without the command that trained it.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 from pathlib import Path
@@ -27,6 +28,16 @@ def unwrap(model: nn.Module) -> nn.Module:
     """The bare model inside DistributedDataParallel and/or torch.compile wrappers."""
     model = getattr(model, "module", model)
     return getattr(model, "_orig_mod", model)
+
+
+def weights_digest(models: list[nn.Module]) -> str:
+    """A digest of the models' weights: one checkpoint digests alike under any path or name."""
+    h = hashlib.sha256()
+    for model in models:
+        for name, tensor in unwrap(model).state_dict().items():
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def make_checkpoint(model: nn.Module, *, kind: str, model_name: str, model_config: dict,
