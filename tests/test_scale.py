@@ -6,10 +6,10 @@ from torch import nn
 
 from src.common.config import parse_config
 from src.data.synthetic import make_pair, render_clean_page
-from src.inference.scale import (COMPETITION_TEXT_SIZE, FACTORS, KEEP_WITHIN, ZOOM_AIM, clean_at_scale,
-                                 clean_scan, describe_scale, guided_upsample, kept_sizes, learnt_zoom,
-                                 paper_normalised, resize, scale_for, target_text_size, text_size,
-                                 training_text_size)
+from src.inference.scale import (COMPETITION_TEXT_SIZE, FACTORS, KEEP_WITHIN, PITCH_PER_SIZE, ZOOM_AIM,
+                                 clean_at_scale, clean_scan, describe_scale, guided_upsample, kept_sizes,
+                                 learnt_zoom, line_pitch, paper_normalised, resize, scale_for,
+                                 target_text_size, text_size, training_text_size)
 from src.models.checkpoints import load_checkpoint
 from src.training.config import DENOISER_PRESETS, DenoiserConfig
 from src.training.denoiser import run
@@ -93,6 +93,32 @@ def test_letters_cut_across_by_blank_rows_are_not_enlarged_as_small_text():
     assert clean_scan(Recorder(), cut, target, tta=False)[2] == 1
     half = resize(noisy, (noisy.shape[0] // 2, noisy.shape[1] // 2))
     assert clean_scan(Recorder(), half, target, tta=False)[2] == pytest.approx(0.5, rel=0.15)
+
+
+def test_line_pitch_is_the_distance_between_lines_and_scales_with_the_page():
+    noisy, clean = pair(6)
+    assert line_pitch(noisy) == line_pitch(clean)
+    assert 1.9 < line_pitch(clean) / text_size(clean) < 2.6   # lines further apart than letters are tall
+    assert line_pitch(enlarge(noisy, 2)) == pytest.approx(2 * line_pitch(noisy), abs=1)
+    assert line_pitch(np.ones((300, 400), np.float32)) is None
+
+
+def test_a_stamp_taller_than_the_lines_are_apart_does_not_shrink_the_page():
+    """A stamp of many dashes, with more ink than the text, passes for letters 3-4x their size; its page
+    is cleaned as it is, since letters are never taller than their lines are apart, while the same text
+    enlarged 3x is still shrunk."""
+    noisy, clean = pair(6)
+    mark = np.zeros(noisy.shape, np.uint8)
+    for start in (-300, -180, -60, 60, 180):   # five diagonal strokes of dashes 28 px tall
+        for x in range(0, 540, 18):
+            y = start + x // 2
+            if 0 <= y < 392:
+                mark[y:y + 28, x:x + 14] = 255
+    stamped = np.where(mark > 0, np.minimum(noisy, 0.4), noisy)
+    target = text_size(clean)
+    assert text_size(stamped) > 3 * target and line_pitch(stamped) < PITCH_PER_SIZE * text_size(stamped)
+    assert clean_scan(Recorder(), stamped, target, tta=False)[2] == 1
+    assert clean_scan(Recorder(), enlarge(noisy, 3), target, tta=False)[2] == pytest.approx(3, rel=0.1)
 
 
 def test_text_size_is_none_without_text():

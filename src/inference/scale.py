@@ -35,6 +35,11 @@ SMALLEST = 8
 # 8.9-10.5 px so (their clean pages 9.8-10.2; as they are, 2.6-7.5), while competition pages shrunk to 0.5x
 # read 0.85-1.06x what they read as they are, and all but 3 of 99 are still enlarged (docs/denoise.md).
 BRIDGE = 3
+# Lines of text lie further apart than their letters are tall: line pitch over text size is 2.1-2.4 on the
+# competition's pages (at 1x to 4x) and 1.9 or more on the unseen-noise benchmark's, but 0.74-0.88 on its
+# watermarked pages whose strokes pass for letters. A page is shrunk only if its pitch is at least this many
+# times its text size (docs/denoise.md).
+PITCH_PER_SIZE = 1.5
 # text_size of the competition's 115 train_cleaned pages, median (page by page 9.8 to 17.4 px): the
 # target of a checkpoint that does not record the text size of its own training pages
 COMPETITION_TEXT_SIZE = 12.4
@@ -109,6 +114,22 @@ def text_size(page: np.ndarray, bridge: int = 0) -> float | None:
         band = (heights > size / 2) & (heights < size * 2)
         size = np.average(heights[band], weights=area[band])
     return float(size)
+
+
+def line_pitch(page: np.ndarray) -> float | None:
+    """The distance in pixels from one line of text to the next; None when the page shows no rows of ink.
+
+    The row profile of the ink (1 - paper_normalised, averaged along each row) repeats with the lines:
+    the pitch is the highest peak of its autocorrelation between its first zero crossing and half the
+    page. It measures the spacing, not the letters: double-spaced text reads twice as far apart.
+    """
+    ink = 1 - paper_normalised(np.asarray(page, np.float32))
+    profile = ink.mean(axis=1) - ink.mean()
+    correlation = np.correlate(profile, profile, "full")[len(profile) - 1:]
+    below = np.flatnonzero(correlation < 0)
+    if not len(below) or below[0] >= len(correlation) // 2:
+        return None
+    return float(below[0] + np.argmax(correlation[below[0]:len(correlation) // 2]))
 
 
 def training_text_size(pages: Sequence[np.ndarray]) -> float | None:
@@ -216,6 +237,8 @@ def clean_scan(models: nn.Module | Sequence[nn.Module], page: np.ndarray, target
     factor = scale or scale_for(size, target, zoom=zoom)
     if factor < 1 and not scale and scale_for(text_size(page, BRIDGE), target, zoom=zoom) >= 1:
         factor = 1.0   # letters cut into strips, not small text (BRIDGE)
+    if factor > 1 and not scale and (line_pitch(page) or np.inf) < PITCH_PER_SIZE * size:
+        factor = 1.0   # "letters" taller than the lines are apart: a watermark's strokes (PITCH_PER_SIZE)
     cleaned = clean_at_scale(models, page, factor, tile=tile or tile_for(page.shape, factor), **predict)
     return cleaned, size, factor
 
