@@ -9,6 +9,7 @@ import time
 import pytest
 import torch
 
+from src.common.errors import DeviceError
 from src.common.files import atomic_write
 from src.common.runtime import Runtime, amp_dtype, resolve_device
 from src.training.loop import GradClip, PatchLoader, loader_workers, run_training, warmup_cosine
@@ -69,8 +70,9 @@ def test_warmup_cosine():
 def test_cuda_requested_without_cuda_is_an_error():
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present")
-    with pytest.raises(RuntimeError, match="no CUDA device"):
-        resolve_device("cuda")
+    for name in ("cuda", "cuda:1"):
+        with pytest.raises(DeviceError, match="no CUDA device"):
+            resolve_device(name)
     assert resolve_device("auto").type == "cpu"
 
 
@@ -336,12 +338,15 @@ def test_cuda_n_becomes_the_current_device_and_plain_cuda_is_left_alone(monkeypa
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "set_device", fake_set_device)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     backends = torch.backends
     flags = (backends.cudnn.benchmark, backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32)
     try:
         assert setup_runtime("cuda").device == torch.device("cuda") and calls == []
         assert setup_runtime("cuda:1").device == torch.device("cuda", 1)
         assert calls == [torch.device("cuda", 1)]
+        with pytest.raises(DeviceError, match=r"--device cuda:2: PyTorch sees 2 CUDA devices \(cuda:0 to"):
+            setup_runtime("cuda:2")
     finally:
         backends.cudnn.benchmark, backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32 = flags
 

@@ -10,3 +10,7 @@ class DataError(Exception):
 
 class CheckpointError(Exception):
     """A file that is missing, not a checkpoint, of a future format, or of another model."""
+
+
+class DeviceError(Exception):
+    """A --device this machine does not have (CUDA asked for where PyTorch sees none, or too few)."""

@@ -4,13 +4,13 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
-from src.common.errors import CheckpointError, DataError
+from src.common.errors import CheckpointError, DataError, DeviceError
 from src.common.runtime import teardown_runtime
 from src.common.signals import Terminated, interrupt_code, sigterm_as_interrupt
 
-# Failures of the user's input, data, checkpoint or disk: one line says what to do. Anything else is a
+# Failures of the user's input, data, checkpoint, device or disk: one line says what to do. Anything else is a
 # bug, and its traceback is what a report needs.
-USER_ERRORS: tuple[type[BaseException], ...] = (DataError, CheckpointError, OSError)
+USER_ERRORS: tuple[type[BaseException], ...] = (DataError, CheckpointError, DeviceError, OSError)
 
 
 def run_command(work: Callable[[], object], *, errors: tuple[type[BaseException], ...] = (),

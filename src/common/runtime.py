@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 
 from src.common.config import DEVICE
-from src.common.errors import DataError
+from src.common.errors import DataError, DeviceError
 
 T = TypeVar("T")
 
@@ -37,7 +37,10 @@ def resolve_device(name: str) -> torch.device:
         raise ValueError(f"--device {name}: choose auto, cpu, cuda or cuda:N")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was requested but PyTorch sees no CUDA device; use --device cpu")
+        raise DeviceError("--device cuda was requested but PyTorch sees no CUDA device; use --device cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise DeviceError(f"--device {name}: PyTorch sees {torch.cuda.device_count()} CUDA devices "
+                          f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})")
     return device
 
 
