@@ -172,6 +172,11 @@ def test_several_checkpoints_ship_together_and_the_kernel_averages_them(tmp_path
         alike = ", ".join(sorted({"x_best.pt", twin.name}))
         assert (f"error: checkpoints named alike ({alike}): the weights dataset holds them in one folder"
                 in capsys.readouterr().err)
+    (tmp_path / "afile").write_text("kept")
+    assert main(["--id", KID, "--checkpoint", str(a), "--out", str(tmp_path / "afile")]) == 1
+    err, afile = capsys.readouterr().err, tmp_path / "afile"
+    assert err.startswith(f"error: --out {afile}: is a file, not a folder") and err.count("\n") == 1
+    assert (tmp_path / "afile").read_text() == "kept"
 
 
 @pytest.mark.parametrize("failure", ["no weights dataset", "a crash"])

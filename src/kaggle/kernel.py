@@ -86,6 +86,8 @@ def build(args: argparse.Namespace, extra: list[str] = (), command: str = "") ->
             load_model(c, "denoiser")
         dataset = weights_dataset(owner, slug)
         plan.update(checkpoints=names, dataset=dataset)
+    if out.exists() and not out.is_dir():
+        raise KernelError(f"--out {out}: is a file, not a folder; name a folder for the kernel's files")
     out.mkdir(parents=True, exist_ok=True)
     weights = out / WEIGHTS_DIR
     ours = (weights / DATASET_METADATA).is_file()   # from an earlier build
