@@ -36,6 +36,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     # a missing reference is the command's fault, not the submission's: say so before reading it
     problems = reference_problems(args.data_dir, args.sample)
+    if (not problems and args.data_dir != DEFAULT_DATA_DIR and args.sample is None and args.truth is None
+            and competition_sample(args.data_dir) is None):   # a folder named for its sample
+        problems.append(f"--data-dir {args.data_dir}: no sample submission ({SAMPLE}) there to check the ids "
+                        f"against; name the folder that holds it, or pass --sample")
     if problems:
         p.error("\n  ".join(problems))
     if args.truth is not None and not args.truth.is_dir():

@@ -299,3 +299,23 @@ def test_real_sample_submission_is_valid(tmp_path, real_zip):
     report = validate_submission(sample, sample=sample)
     assert report.ok, report.problems
     assert report.rows == 14_230_080
+
+
+def test_a_sample_that_is_none_and_an_empty_submission_pass_nothing(sample, tmp_path):
+    header_only = write(tmp_path / "h.csv", [])
+    only_problem(validate_submission(header_only), "no rows: a submission holds one row per pixel")
+    only_problem(validate_submission(sample, sample=header_only), "h.csv: holds no ids")
+    notes = write(tmp_path / "notes.csv", ["buy milk", "1_1_1 is the top left pixel"])
+    only_problem(validate_submission(sample, sample=notes), "notes.csv: not a sample submission")
+
+
+def test_the_format_alone_is_not_called_a_valid_submission(sample, tmp_path, capsys):
+    fragment = write(tmp_path / "part.csv", lines(sample)[1:4])
+    report = validate_submission(fragment)
+    assert report.ok and not report.ids_checked
+    assert report.text(fragment) == f"OK: {fragment} is well-formed, 3 rows; its ids were not checked"
+    (tmp_path / "empty").mkdir()   # a --data-dir named for its sample, without one: a usage error
+    with pytest.raises(SystemExit) as usage:
+        main([str(fragment), "--data-dir", str(tmp_path / "empty")])
+    assert usage.value.code == 2
+    assert "no sample submission (sampleSubmission.csv) there" in capsys.readouterr().err

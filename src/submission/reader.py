@@ -48,9 +48,12 @@ class ValidationReport:
     problems: list[str] = field(default_factory=list)
     rmse: float | None = None                   # with `truth`: the competition's score
     ids_differ: bool = False                    # ids missing or extra against the sample or truth
+    ids_checked: bool = True                    # False: against no sample or truth, the format alone
 
     def text(self, path: Path) -> str:
         """The verdict as the commands print it: OK with the rows (and RMSE), or INVALID and each problem."""
+        if self.ok and not self.ids_checked:   # a fragment of a submission is well-formed too
+            return f"OK: {path} is well-formed, {self.rows:,} rows; its ids were not checked"
         if self.ok:
             score = "" if self.rmse is None else f", RMSE {self.rmse:.6f}"
             return f"OK: {path} is a valid submission, {self.rows:,} rows{score}"
@@ -333,7 +336,7 @@ def _grid_of(keys: list[np.ndarray], name: Path) -> _Grid:
         keys = np.sort(keys)
         keys = keys[np.diff(keys, prepend=-1) != 0]
     if not len(keys):
-        return _Grid([])
+        raise SubmissionError(f"{name}: holds no ids, so it is not a sample submission to check against")
     starts = np.flatnonzero(np.diff(keys >> 2 * _BITS, prepend=-1))
     full, size = np.ones(len(starts), bool), []
     for part in (keys & _MASK, keys >> _BITS & _MASK):     # rows, then columns: one temporary at a time
@@ -441,8 +444,10 @@ def validate_submission(path: Path, sample: Path | None = None,
         _check_values(pieces, tally)
         pages = _truth_pages(Path(truth)) if truth is not None else None
         if sample is not None:
-            same = Path(sample).resolve() == path.resolve()
-            ref = pieces if same else _read(Path(sample), _Tally())
+            same, its = Path(sample).resolve() == path.resolve(), _Tally()
+            ref = pieces if same else _read(Path(sample), its)
+            if its.found:   # the ids of a file that is no sample submission say nothing
+                raise SubmissionError(f"{sample}: not a sample submission ({'; '.join(its.lines())})")
             grid = _grid_of([k for k, _ in ref], Path(sample))
             del ref
         else:
@@ -457,9 +462,11 @@ def validate_submission(path: Path, sample: Path | None = None,
         tally.add("duplicated ids", int(again.sum()), _ids(keys[again][:EXAMPLES]))
         zero = (keys & _MASK == 0) | (keys >> _BITS & _MASK == 0)
         tally.add("ids with row or col 0 (ids are 1-based)", int(zero.sum()), _ids(keys[zero][:EXAMPLES]))
+    if not rows:
+        tally.note("no rows: a submission holds one row per pixel of the test pages")
     rmse = _score(pages, pieces) if pages is not None else None
     differ = any(kind.startswith((EXTRA_IDS, MISSING_IDS)) for kind in tally.found)
-    return ValidationReport(not tally.found, rows, tally.lines(), rmse, differ)
+    return ValidationReport(not tally.found, rows, tally.lines(), rmse, differ, grid is not None)
 
 
 def check_against_sample(written: dict[str, tuple[int, int]], sample: Path) -> None:
