@@ -89,20 +89,20 @@ def clean(args: argparse.Namespace, skipped: list[Path]) -> None:
     device = setup_runtime(args.device, args.threads).device
     # first: a missing checkpoint is the likeliest error
     models, target, zoom = load_denoisers(args.checkpoint, device, log=tqdm.write)
+    shaping = dict(tta=args.tta, shifts=args.shifts, overlap=args.overlap, amp=args.amp)   # the result's
+    predict = dict(shaping, batch_size=args.batch_size, device=device)
+    ledger = Ledger(args.out, dict(shaping, models=weights_digest(models), scale=args.scale, tile=args.tile))
     found, missing = find_scans(args.inputs)
     for path, why in missing:
         skip(path, f"{path}: {why}")
     scans = []
-    for path in found:
+    for path in (p for p in found if not ledger.wrote(p)):   # an --out among the inputs holds its pages
         try:
             scans.append(open_scan(path))
         except DataError as e:
             skip(path, str(e))
-    check_outputs(scans, args.out)
+    check_outputs(scans, args.out, written=ledger.pages)
     ensure_writable_dir(args.out)
-    shaping = dict(tta=args.tta, shifts=args.shifts, overlap=args.overlap, amp=args.amp)   # the result's
-    predict = dict(shaping, batch_size=args.batch_size, device=device)
-    ledger = Ledger(args.out, dict(shaping, models=weights_digest(models), scale=args.scale, tile=args.tile))
     pages = kept = files = 0
     with tqdm(total=sum(s.pages for s in scans), unit="page", disable=None) as bar:
         for scan in scans:

@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image
 import pypdfium2 as pdfium
 import pytest
+import torch
 
 from src.common.errors import DataError
 from src.data.pages import load_page, save_page
@@ -132,6 +133,14 @@ def test_pdf_pages_render_at_the_resolution_asked_and_a_cleaned_pdf_is_lossless(
     assert [abs(a.shape[0] - b.shape[0]) <= 1 for a, b in zip(rendered, pages)] == [True, True]
 
 
+def test_a_poster_sized_pdf_page_is_refused_with_the_dpi_that_renders_it(tmp_path):
+    Image.new("L", (100, 100), 255).save(tmp_path / "poster.pdf", resolution=0.5)   # 200 x 200 inches
+    with pytest.raises(DataError, match=r"poster.pdf: page 1 would be 40000 x 40000 px at --dpi 200, too "
+                                        r"large to clean safely; --dpi 66 or lower renders it"):
+        next(read_pages(open_scan(tmp_path / "poster.pdf"), 200))
+    assert next(read_pages(open_scan(tmp_path / "poster.pdf"), 18)).shape == (3600, 3600)
+
+
 def test_unreadable_files_raise_data_errors_naming_them(tmp_path):
     (tmp_path / "junk.png").write_bytes(b"\x89PNG\r\n\x1a\n junk")
     (tmp_path / "text.jpg").write_text("not a picture")
@@ -242,10 +251,28 @@ def test_a_stopped_run_goes_on_where_it_stopped_and_redoes_what_changed(tmp_path
     assert "cleaned 2 pages of 3 files" in log and "-> scan1.png" in log and "-> letter-2.png" in log
     assert main([str(src), "--out", str(out), *args[:2]]) == 0   # with flip TTA: a different result
     assert "cleaned 4 pages of 3 files" in capsys.readouterr().out
-    (out / "denoise.json").write_text("{not json")
-    assert main([str(src), "--out", str(out), *args[:2]]) == 0
-    log = capsys.readouterr().out
-    assert "denoise.json: unreadable" in log and "cleaned 4 pages of 3 files" in log
+    (out / "denoise.json").write_text("{not json")   # then no page there is known to be the command's
+    before = digest(out)
+    assert main([str(src), "--out", str(out), *args[:2]]) == 1
+    assert f"{out / 'denoise.json'}: unreadable" in capsys.readouterr().err and digest(out) == before
+
+
+def test_a_file_in_out_that_denoise_did_not_write_is_never_replaced(tmp_path, random_ckpt, capsys):
+    Image.fromarray(page(0)).save(tmp_path / "scan.jpg")
+    Image.fromarray(page(1)).save(tmp_path / "scan.png")   # the user's own, not named on the command line
+    before = digest(tmp_path)
+    assert main([str(tmp_path / "scan.jpg"), "--out", str(tmp_path), "--checkpoint", str(random_ckpt)]) == 1
+    err = capsys.readouterr().err
+    assert f"would replace {tmp_path / 'scan.png'}, which this command did not write" in err
+    assert digest(tmp_path) == before
+
+
+def test_out_among_the_inputs_is_not_read_back_as_scans(tmp_path, random_ckpt, capsys):
+    Image.fromarray(page(0)).save(tmp_path / "a.jpg")
+    args = [str(tmp_path), "--out", str(tmp_path), "--checkpoint", str(random_ckpt), "--no-tta"]
+    assert main(args) == 0 and "cleaned 1 pages of 1 files" in capsys.readouterr().out
+    assert main(args) == 0   # a.png, its own page, is neither a scan nor in the way
+    assert "cleaned 0 pages of 1 files" in capsys.readouterr().out
 
 
 def test_scale_one_with_the_identity_gives_the_page_back(tmp_path, capsys):
@@ -311,6 +338,10 @@ def test_refusals_leave_everything_as_it_was(tmp_path, random_ckpt, capsys, monk
     assert ("no checkpoint at models/scans_best.pt or models/general_long_best.pt or models/general_best.pt "
             "or models/denoiser_best.pt" in err) and "make demo" in err
     assert not (tmp_path / "out").exists()
+    if not torch.cuda.is_available():   # one line, not a traceback
+        assert main(["scan.png", "--out", "out", "--checkpoint", str(random_ckpt), "--device", "cuda"]) == 1
+        err = capsys.readouterr().err
+        assert err == "error: --device cuda was requested but PyTorch sees no CUDA device; use --device cpu\n"
     with pytest.raises(SystemExit) as usage:
         main(["scan.png", "--out", "out", "--scale", "0"])
     assert usage.value.code == 2

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from src.common.errors import DataError
 from src.common.files import atomic_write
 
 LEDGER = "denoise.json"
@@ -25,11 +26,11 @@ def source_id(path: Path) -> list:
 class Ledger:
     """OUT/denoise.json: output name -> {"source": source_id, "settings": ...}.
 
-    An unreadable ledger is reported through `log` and started afresh: every page is cleaned again, and
-    nothing is lost, since a page is only ever replaced by its cleaning.
+    It is also what tells the pages the command wrote from the user's own files beside them, which are
+    never replaced: an unreadable ledger is a DataError, not a fresh start.
     """
 
-    def __init__(self, out: Path, settings: dict[str, Any], log: Callable[[str], None] = print):
+    def __init__(self, out: Path, settings: dict[str, Any]):
         self.path = Path(out) / LEDGER
         self.settings = settings
         self.pages: dict[str, dict] = {}
@@ -40,7 +41,9 @@ class Ledger:
                     raise ValueError("not a JSON object")
                 self.pages = pages
             except (OSError, ValueError) as e:
-                log(f"{self.path}: unreadable ({e}); every page is cleaned again")
+                raise DataError(f"{self.path}: unreadable ({e}); it lists the pages this command wrote in "
+                                f"{out}, so that no other file there is replaced: move the pages elsewhere "
+                                f"and delete it, or name another --out") from None
 
     def _entry(self, source: Path, extra: dict | None) -> dict:
         return {"source": source_id(source), "settings": {**self.settings, **(extra or {})}}
@@ -48,6 +51,10 @@ class Ledger:
     def done(self, name: str, source: Path, extra: dict | None = None) -> bool:
         """Whether OUT/name holds `source` cleaned with these settings (and `extra`, e.g. a PDF's dpi)."""
         return (self.path.parent / name).exists() and self.pages.get(name) == self._entry(source, extra)
+
+    def wrote(self, path: Path) -> bool:
+        """Whether `path` is a page or PDF this ledger's folder holds from an earlier run."""
+        return path.name in self.pages and path.resolve().parent == self.path.parent.resolve()
 
     def add(self, name: str, source: Path, extra: dict | None = None) -> None:
         """Record OUT/name, just written, as `source` cleaned with these settings."""

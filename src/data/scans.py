@@ -6,7 +6,7 @@ rendered with PDFium at a chosen resolution. Every page comes out as (H, W) floa
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,8 +90,17 @@ def read_pages(scan: Scan, dpi: int = DEFAULT_DPI) -> Iterator[np.ndarray]:
     PDF pages are rendered at `dpi`. Raises DataError naming the file (and page) that cannot be read.
     """
     if scan.pdf:
+        from PIL import Image
+
         with _pdf(scan.path) as pdf:
             for k in range(len(pdf)):
+                # the pixel count at which Pillow refuses an image file (a decompression bomb) bounds a
+                # rendered page too: a poster-sized page at 200 dpi would take gigabytes
+                width, height = (round(side * dpi / 72) for side in pdf[k].get_size())
+                if width * height > 2 * Image.MAX_IMAGE_PIXELS:
+                    most = int(dpi * (2 * Image.MAX_IMAGE_PIXELS / (width * height)) ** 0.5)
+                    raise DataError(f"{scan.path}: page {k + 1} would be {width} x {height} px at --dpi "
+                                    f"{dpi}, too large to clean safely; --dpi {most} or lower renders it")
                 try:
                     bitmap = pdf[k].render(scale=dpi / 72, grayscale=True)
                 except Exception as e:   # PDFium raises its own PdfiumError
@@ -149,9 +158,11 @@ def write_pdf(path: Path, pages: Iterable[np.ndarray], dpi: int = DEFAULT_DPI) -
         pdf.close()
 
 
-def check_outputs(scans: list[Scan], out: Path) -> None:
-    """DataError unless every output name in `out` is distinct (whatever the disk's case rules) and
-    none is an input: two sources of one name (scan.jpg, scan.png) or --out holding the inputs."""
+def check_outputs(scans: list[Scan], out: Path, written: Collection[str] = ()) -> None:
+    """DataError unless every output name in `out` is distinct (whatever the disk's case rules), none is
+    an input (two sources of one name, scan.jpg and scan.png, or --out holding the inputs), and none is
+    a file already there that is not among `written` (the names the command wrote there before): a
+    folder's own scan.png beside the scan.jpg being cleaned is never replaced."""
     owner: dict[str, Path] = {}
     for scan in scans:
         for name in scan.output_names():
@@ -167,6 +178,10 @@ def check_outputs(scans: list[Scan], out: Path) -> None:
         if (out / name).resolve() in inputs:
             raise DataError(f"--out {out}: {out / name} is an input, which cleaning {source} would "
                             f"overwrite; name another folder")
+        if (out / name).exists() and name not in written:
+            raise DataError(f"--out {out}: cleaning {source} would replace {out / name}, which this command "
+                            f"did not write (its record, denoise.json there, does not list it); move it, "
+                            f"or name another folder")
 
 
 def _frames(img) -> int:
