@@ -67,7 +67,7 @@ def main() -> None:
     # (gpu_check.sh stops it at its time budget) the command that resumes this benchmark
     argv = [*sys.argv[1:], *([] if "--" in sys.argv[1:] else ["--"])]   # --resume must follow the --
     rc = run_training(lambda c: result.update(run(c)), cfg, command="benchmarks.bench_denoiser", argv=argv,
-                      last_path=checkpoint_paths(models, cfg.name)[1])
+                      kind="denoiser", last_path=checkpoint_paths(models, cfg.name)[1])
     if rc:
         sys.exit(rc)
     wall = time.perf_counter() - t0

@@ -66,7 +66,7 @@ def main() -> None:
     degrade = bench_families_degrade(unseen.augraphy_or_fail())
     argv = [*sys.argv[1:], *([] if "--" in sys.argv[1:] else ["--"])]   # --resume must follow the --
     rc = run_training(lambda c: run(c, degrade=degrade), cfg, command="benchmarks.bench_unseen_ceiling",
-                      argv=argv, last_path=checkpoint_paths(cfg.models_dir, cfg.name)[1])
+                      argv=argv, kind="denoiser", last_path=checkpoint_paths(cfg.models_dir, cfg.name)[1])
     if rc:
         sys.exit(rc)
     best = checkpoint_paths(cfg.models_dir, cfg.name)[0]

@@ -41,7 +41,7 @@ from src.training.loop import checkpoint_paths, run_training
 def main(argv=None) -> int:
     cfg = parse_config(AutoencoderConfig, AUTOENCODER_PRESETS, argv, description=__doc__.split("\n\n")[0],
                        prog="python -m src.pretrain_autoencoder")
-    return run_training(run, cfg, command="src.pretrain_autoencoder", argv=argv,
+    return run_training(run, cfg, command="src.pretrain_autoencoder", argv=argv, kind="autoencoder",
                         last_path=checkpoint_paths(cfg.models_dir, cfg.name or f"mnist_{cfg.variant}")[1])
 
 

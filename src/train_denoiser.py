@@ -17,7 +17,7 @@ from src.training.loop import checkpoint_paths, run_training
 def main(argv=None) -> int:
     cfg = parse_config(DenoiserConfig, DENOISER_PRESETS, argv, description=__doc__,
                        prog="python -m src.train_denoiser")
-    return run_training(run, cfg, command="src.train_denoiser", argv=argv,
+    return run_training(run, cfg, command="src.train_denoiser", argv=argv, kind="denoiser",
                         last_path=checkpoint_paths(cfg.models_dir, cfg.name)[1])
 
 

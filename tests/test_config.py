@@ -130,3 +130,24 @@ def test_no_command_takes_an_abbreviated_flag(module, argv, capsys):
         importlib.import_module(module).main(argv)
     flag = next(a for a in reversed(argv) if a.startswith("--"))
     assert e.value.code == 2 and f"unrecognized arguments: {flag}" in capsys.readouterr().err
+
+
+def test_a_name_is_a_name_and_a_depth_fits_the_patches(capsys):
+    from src.mnist.config import AUTOENCODER_PRESETS, AutoencoderConfig
+
+    for cls, presets in ((DenoiserConfig, DENOISER_PRESETS), (AutoencoderConfig, AUTOENCODER_PRESETS)):
+        for name in ("../evil", "a/b", "..", "a\\b"):
+            with pytest.raises(SystemExit):
+                parse_config(cls, presets, ["--name", name])
+            assert f"--name {name}: a name, not a path" in capsys.readouterr().err
+    assert parse_config(AutoencoderConfig, AUTOENCODER_PRESETS, ["--name", ""]).name == ""   # its default
+    with pytest.raises(SystemExit):
+        parse_config(DenoiserConfig, DENOISER_PRESETS, ["--name", ""])
+    assert "--name: must not be empty" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_config(DenoiserConfig, DENOISER_PRESETS, ["--preset", "smoke", "--depth", "5"])
+    assert "--patch-size 48: the U-Net halves a patch 6 times at --depth 5, so it needs at least 64 px" in \
+        capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_config(DenoiserConfig, DENOISER_PRESETS, ["--depth", "7", "--patch-size", "512"])
+    assert "--depth 7: must be at least 0 and at most 6" in capsys.readouterr().err

@@ -91,8 +91,8 @@ def test_sigterm_mid_write_removes_the_temp_file_and_prints_the_resume_command(t
         atomic_write(tmp_path / "plot.png", write)
 
     before = signal.getsignal(signal.SIGTERM)
-    code = run_training(run, None, command="src.train_denoiser", last_path=tmp_path / "x_last.pt",
-                        argv=["--preset", "smoke"])
+    code = run_training(run, None, command="src.train_denoiser", kind="denoiser",
+                        last_path=tmp_path / "x_last.pt", argv=["--preset", "smoke"])
     assert code == 143 and list(tmp_path.iterdir()) == []
     err = capsys.readouterr().err   # no epoch ended: nothing to resume
     assert "stopped by SIGTERM before the first epoch ended: no checkpoint written" in err
@@ -102,8 +102,8 @@ def test_sigterm_mid_write_removes_the_temp_file_and_prints_the_resume_command(t
     def run_an_epoch(cfg):
         atomic_write(tmp_path / "x_last.pt", lambda tmp: tmp.write_bytes(b"an epoch's checkpoint"))
         run(cfg)
-    assert run_training(run_an_epoch, None, command="src.train_denoiser", last_path=tmp_path / "x_last.pt",
-                        argv=["--preset", "smoke"]) == 143
+    assert run_training(run_an_epoch, None, command="src.train_denoiser", kind="denoiser",
+                        last_path=tmp_path / "x_last.pt", argv=["--preset", "smoke"]) == 143
     err = capsys.readouterr().err
     assert "stopped by SIGTERM. The last completed epoch is kept in" in err
     assert "python -m src.train_denoiser --preset smoke --resume" in err
@@ -120,15 +120,15 @@ def test_an_earlier_runs_checkpoint_is_offered_for_resume_only_with_resume(tmp_p
 
     def interrupted(cfg):
         raise KeyboardInterrupt
-    fresh = run_training(interrupted, cfg, command="src.train_denoiser", last_path=last,
+    fresh = run_training(interrupted, cfg, command="src.train_denoiser", kind="denoiser", last_path=last,
                          argv=["--width", "16"])
     err = capsys.readouterr().err
     assert fresh == 130 and "--resume" not in err
     assert "interrupted before the first epoch ended" in err and "src.train_denoiser --width 16\n" in err
-    monkeypatch.setattr("src.training.loop.load_checkpoint", lambda path: {
+    monkeypatch.setattr("src.training.loop.load_checkpoint", lambda path, kind: {
                         "config": asdict(cfg)})   # same flags
     resumed = run_training(interrupted, replace(cfg, resume=True), command="src.train_denoiser",
-                           last_path=last, argv=["--width", "16", "--resume"])
+                           kind="denoiser", last_path=last, argv=["--width", "16", "--resume"])
     err = capsys.readouterr().err
     assert resumed == 130 and "src.train_denoiser --width 16 --resume" in err
 
@@ -516,3 +516,30 @@ def test_cuda_autocast_takes_bf16_only_where_the_gpu_has_it_natively(monkeypatch
                         native or including_emulation)
     assert amp_dtype(torch.device("cuda"), True) == (torch.bfloat16 if native else torch.float16)
     assert amp_dtype(torch.device("cuda"), False) is None
+
+
+def test_resume_refuses_other_pages_and_a_checkpoint_of_another_kind(tmp_path, synthetic_dir, capsys):
+    """A forgotten --data-dir resumes on the synthetic default, which is not the run's pages; an MNIST
+    checkpoint under the run's name is not a denoiser's to go on from (one line, no traceback)."""
+    import shutil
+
+    import cv2
+
+    from src.models.checkpoints import make_checkpoint, save_checkpoint
+    from src.models.registry import build_model
+    from src.train_denoiser import main
+
+    args = ["--preset", "smoke", "--epochs", "1", "--models-dir", str(tmp_path / "m"), "--threads", "1"]
+    assert main([*args, "--data-dir", str(synthetic_dir), "--name", "a"]) == 0
+    capsys.readouterr()
+    other = shutil.copytree(synthetic_dir, tmp_path / "other")
+    clean = next((other / "train_cleaned").glob("*.png"))
+    cv2.imwrite(str(clean), 255 - cv2.imread(str(clean), cv2.IMREAD_GRAYSCALE))   # one page differs
+    assert main([*args, "--epochs", "2", "--data-dir", str(other), "--name", "a", "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert "--resume: " in err and "was trained on other pages than the 6 pairs of" in err
+    save_checkpoint(tmp_path / "m" / "b_last.pt",
+                    make_checkpoint(build_model("ae_base", width=8), kind="autoencoder", model_name="ae_base",
+                                    model_config=dict(width=8), config={}))
+    assert main([*args, "--data-dir", str(synthetic_dir), "--name", "b", "--resume"]) == 1
+    assert "holds a checkpoint of kind 'autoencoder', expected 'denoiser'" in capsys.readouterr().err

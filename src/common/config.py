@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import fields
 import inspect
 import math
+from pathlib import Path
 import re
 from typing import Any
 
@@ -67,6 +68,14 @@ def config_problems(cfg) -> list[str]:
                         f"{cfg.val_fraction:g} of the pages is held out")
     if getattr(cfg, "folds", 0) > 1 and not 0 <= cfg.fold < cfg.folds:
         problems.append(f"--fold {cfg.fold}: must be in 0..{cfg.folds - 1} for --folds {cfg.folds}")
+    name = getattr(cfg, "name", None)   # checkpoints and plots are <models_dir>/<name>_*: found only there
+    if name and (Path(name).name != name or name in (".", "..") or "\\" in name):
+        problems.append(f"--name {name}: a name, not a path (its files go to --models-dir)")
+    elif name == "" and type(cfg).name:
+        problems.append("--name: must not be empty")
+    if hasattr(cfg, "patch_size") and cfg.patch_size < 2 ** (cfg.depth + 1):
+        problems.append(f"--patch-size {cfg.patch_size}: the U-Net halves a patch {cfg.depth + 1} times at "
+                        f"--depth {cfg.depth}, so it needs at least {2 ** (cfg.depth + 1)} px")
     return problems
 
 

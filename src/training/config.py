@@ -63,6 +63,7 @@ class DenoiserConfig:
 
     # per-config changes to LIMITS: --degraded 1 would leave the competition's pages out altogether
     limits: ClassVar[dict] = {"degraded": (0, True, 1, False), "zoom": (0, True, 1, True),
+                              "depth": (0, True, 6, True),   # 7: 4096 channels at the bottom (width 32)
                               "zoom_max": (1, True, 8, True), "degraded_late": (0, True, 1, False),
                               "degraded_seed": (0, True, math.inf, True),
                               "degraded_epochs": (0, True, math.inf, True),

@@ -12,7 +12,7 @@ from src.common.config import check_config
 from src.common.runtime import main_first, setup_runtime
 from src.common.wording import counted
 from src.data.competition import load_pairs
-from src.data.degraded import degrade_for_training, degraded_pairs
+from src.data.degraded import degrade_for_training, degraded_pairs, sources_digest
 from src.data.splits import split_pages, text_groups
 from src.data.synthetic import prepare_or_synthesize
 from src.inference.consensus import clean_together, describe
@@ -117,6 +117,12 @@ def run(cfg: DenoiserConfig, log=print, degrade=degrade_for_training) -> dict:
     torch.manual_seed(cfg.seed)  # same initial weights on every rank and every run with this seed
     model = build_model(cfg.model, **model_config)
     last = checkpoint_paths(cfg.models_dir, cfg.name)[1]
+    # --data-dir may move between runs, the pages may not: a run resumed on others (the synthetic default
+    # for a forgotten --data-dir) would be neither run
+    pages_id = sources_digest([y for _, y in pages])[:16]
+    if cfg.resume and last.exists() and load_checkpoint(last, "denoiser").get("pages", pages_id) != pages_id:
+        raise ValueError(f"--resume: {last} was trained on other pages than the {len(pages)} pairs of "
+                         f"{data.root}; resume with the --data-dir it was trained on, or give a new --name")
     if cfg.init_from and cfg.resume and last.exists():   # its weights would be replaced by the checkpoint's
         say(f"--init-from {cfg.init_from} not read: --resume continues from {last}")
     elif cfg.init_from:
@@ -136,7 +142,7 @@ def run(cfg: DenoiserConfig, log=print, degrade=degrade_for_training) -> dict:
     size = training_text_size([y for _, y in train_pages])
     result = fit(model, dataset, make_evaluate(val_pages, cfg, rt), cfg, rt, kind="denoiser",
                  model_name=cfg.model, model_config=model_config, loss_fn=LOSSES[cfg.loss], log=log,
-                 describe={} if size is None else {"text_size": size})
+                 describe={"pages": pages_id, **({} if size is None else {"text_size": size})})
     if rt.is_main:
         names = [data.train_pairs[i][0].stem for i in val_idx]
         result["summary"] = report(result["best_path"], result["history"], val_pages, names, cfg, rt)

@@ -376,15 +376,16 @@ def file_stamp(path: Path) -> tuple[int, int] | None:
     return st.st_ino, st.st_mtime_ns
 
 
-def run_training(run: Callable, cfg, *, command: str, last_path: Path, argv=None) -> int:
-    """A training command's exit code (`run_command`'s), refusing a --resume with other flags before
-    any data is loaded, and on Ctrl-C or SIGTERM printing the command that resumes the run."""
+def run_training(run: Callable, cfg, *, command: str, kind: str, last_path: Path, argv=None) -> int:
+    """A training command's exit code (`run_command`'s), refusing a --resume from a checkpoint of another
+    `kind` or with other flags before any data is loaded, and on Ctrl-C or SIGTERM printing the command
+    that resumes the run."""
     before = file_stamp(last_path)
     resume = getattr(cfg, "resume", False)
 
     def work():
         if resume and last_path.exists():
-            check_resume(load_checkpoint(last_path).get("config", {}), cfg, last_path)
+            check_resume(load_checkpoint(last_path, kind).get("config", {}), cfg, last_path)
         run(cfg)
 
     def interrupted(what: str) -> str:
