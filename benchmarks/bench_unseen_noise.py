@@ -300,6 +300,11 @@ def score_competition_pages(models: dict, cfg: DenoiserConfig, pairs) -> None:
           + f"; general {100 * (scores['general'] / scores['competition'] - 1):+.1f} % (target: within +3 %)")
 
 
+# how the default checkpoints are made: the competition one is `quick` under a name of its own
+MAKE_MODELS = {"competition": "python -m src.train_denoiser --preset quick --name quick makes it",
+               "general": "python -m src.train_denoiser --preset general makes it"}
+
+
 def load_models(args) -> tuple[dict, dict, DenoiserConfig]:
     """{"competition": model, "general": model}, how each cleans a degraded page (`predict_page`, or with
     --as-denoise `clean_scan`), and the competition checkpoint's config (its split)."""
@@ -321,19 +326,28 @@ def load_models(args) -> tuple[dict, dict, DenoiserConfig]:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--competition", type=Path, default=Path("models/quick_best.pt"))
-    p.add_argument("--general", type=Path, default=Path("models/general_best.pt"))
+    p.add_argument("--competition", type=Path, default=Path("models/quick_best.pt"),
+                   help=f"the competition model ({MAKE_MODELS['competition']}; default: %(default)s)")
+    p.add_argument("--general", type=Path, default=Path("models/general_best.pt"),
+                   help=f"the general model ({MAKE_MODELS['general']}; default: %(default)s)")
     p.add_argument("--data-dir", type=Path)
-    p.add_argument("--per-family", type=int, default=8, help="degraded pages per family")
-    p.add_argument("--rendered", type=int, default=9, help="rendered clean pages beside the competition's")
+    p.add_argument("--per-family", type=int, default=8,
+                   help="degraded pages per family (default: %(default)s)")
+    p.add_argument("--rendered", type=int, default=9,
+                   help="rendered clean pages beside the competition's (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="rendered texts and degradations (HELD_OUT stream)")
     p.add_argument("--no-ocr", action="store_true", help="RMSE only: no Tesseract needed")
     p.add_argument("--as-denoise", action="store_true",
                    help="clean the degraded pages as `python -m src.denoise` does (text size, then scale)")
     args = p.parse_args(argv)
+    if args.per_family < 1 or args.rendered < 0:
+        p.error("--per-family must be at least 1 and --rendered at least 0")
     data_dir = data_dir_of(p, args)
     read = None if args.no_ocr else ocr_reader()
     augraphy_or_fail()
+    for name in ("competition", "general"):
+        if not getattr(args, name).exists():
+            p.error(f"--{name} {getattr(args, name)}: no such checkpoint; {MAKE_MODELS[name]}")
     try:
         models, cleaners, cfg = load_models(args)
         pairs = load_pairs(prepare_data(data_dir).train_pairs)

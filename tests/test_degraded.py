@@ -221,6 +221,20 @@ def test_the_benchmark_says_what_to_install_in_one_line(missing, flags, says, tm
     assert e.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1 and says in err
 
 
+def test_the_benchmark_says_how_to_make_a_missing_model_and_refuses_no_pages(tmp_path, monkeypatch, capsys):
+    module = bench()
+    for flags, says in ((["--competition", str(tmp_path / "q.pt")],
+                         "--competition " + str(tmp_path / "q.pt") + ": no such checkpoint; python -m "
+                         "src.train_denoiser --preset quick --name quick makes it"),
+                        (["--per-family", "0"], "--per-family must be at least 1")):
+        monkeypatch.setattr(sys, "argv", ["bench_unseen_noise.py", "--data-dir", str(tmp_path), "--no-ocr",
+                                          *flags])
+        with pytest.raises(SystemExit) as e:
+            module.main()
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and says in err and "Traceback" not in err, err
+
+
 def test_the_ceiling_benchmark_stops_before_training_on_what_is_missing(tmp_path, monkeypatch, capsys):
     module = bench("bench_unseen_ceiling")
     quick = tmp_path / "quick_best.pt"
