@@ -53,6 +53,15 @@ def test_idx_dotted_names_as_some_mirrors_ship_them(tmp_path):
     assert len(load_digits(tmp_path).test_images) == 20
 
 
+def test_a_folder_missing_one_idx_file_names_it(tmp_path):
+    write_mnist(tmp_path)
+    for stem in IDX_FILES.values():   # the training images too: any of the four makes it an IDX folder
+        (tmp_path / f"{stem}.gz").unlink()
+        with pytest.raises(DataError, match=f"no {stem} or {stem}.gz"):
+            load_digits(tmp_path)
+        write_mnist(tmp_path)
+
+
 def test_csv_file_or_folder_split_reproducibly(tmp_path):
     images, labels = make_digits(70)
     path = write_csv(tmp_path / "train.csv", images, labels)

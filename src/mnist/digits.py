@@ -211,7 +211,8 @@ def load_digits(path: Path, test_fraction: float = 1 / 7, seed: int = 0) -> Digi
                         f"IDX files or a Digit Recognizer train.csv, or get it with `python -m src.download "
                         f"--competition digit-recognizer`")
     stems = list(IDX_FILES.values())
-    if any(path.glob(f"{stems[0]}*")) or any(path.glob(stems[0].replace("-idx", ".idx") + "*")):
+    # any one of the four: a folder missing the others is named by _find_idx, file by file
+    if any(any(path.glob(f"{s}*")) or any(path.glob(s.replace("-idx", ".idx") + "*")) for s in stems):
         return load_idx_folder(path)
     if (path / "train.csv").is_file():
         return load_csv(path / "train.csv", test_fraction, seed)
