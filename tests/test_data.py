@@ -187,6 +187,17 @@ def test_empty_folder(tmp_path):
         prepare_data(tmp_path / "e")
 
 
+def test_data_one_folder_down_is_pointed_at(tmp_path, synthetic_dir):
+    """The zip unpacked by double-click: its folder, not the one named, holds the data."""
+    import shutil
+
+    shutil.copytree(synthetic_dir, tmp_path / "x" / "denoising-dirty-documents")
+    with pytest.raises(DataError, match=r"found .* \S+denoising-dirty-documents holds it: pass --data-dir "
+                                        r"\S+x/denoising-dirty-documents\."):
+        prepare_data(tmp_path / "x")
+    assert len(prepare_data(tmp_path / "x" / "denoising-dirty-documents").train_pairs) == 6
+
+
 def test_zip_slip_refused(tmp_path):
     z = tmp_path / "evil.zip"
     with zipfile.ZipFile(z, "w") as zf:

@@ -213,9 +213,14 @@ def prepare_data(data_dir: Path = DEFAULT_DATA_DIR, work_dir: Path | None = None
 
     train, clean, test = find(TRAIN), find(CLEAN), find(TEST)
     if train is None or clean is None:
+        # a zip unpacked by double-click lands in a folder of its own name, one level down
+        below = sorted(d for d in data_dir.iterdir()
+                       if d.is_dir() and (any(d.glob(f"{COMPETITION}*.zip")) or (d / TRAIN).is_dir()
+                                          or (d / f"{TRAIN}.zip").is_file()))
+        hint = f" {below[0]} holds it: pass --data-dir {below[0]}." if below else ""
         raise DataError(
             f"{data_dir}: no competition data found (expected {COMPETITION}.zip, train.zip + "
-            f"train_cleaned.zip, or train/ + train_cleaned/ folders). Run `python -m src.download` "
+            f"train_cleaned.zip, or train/ + train_cleaned/ folders).{hint} Run `python -m src.download` "
             f"or drop the zip from https://www.kaggle.com/c/{COMPETITION}/data into {data_dir}/")
     pairs = find_pairs(train, clean)
     tests = list_images(test) if test is not None else []
