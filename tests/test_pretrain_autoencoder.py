@@ -234,6 +234,19 @@ def test_named_run_keeps_its_own_results(tmp_path, mnist_dir):
         run(smoke(tmp_path, tmp_path / "no digits here", name="sparse"), log=lambda *_: None)   # before
 
 
+def test_a_second_run_archives_the_first_runs_encoder_with_its_checkpoints(tmp_path, mnist_dir):
+    """models/mnist_base.pt is what --init-from reads: a new run of that name moves it to archive/ with
+    the checkpoints it came from, as every other trained model."""
+    run(smoke(tmp_path, mnist_dir, epochs=1), log=lambda *_: None)
+    first = (tmp_path / "models" / "mnist_base.pt").read_bytes()
+    run(smoke(tmp_path, mnist_dir, epochs=1, seed=1), log=lambda *_: None)
+    kept = sorted(p.name for p in (tmp_path / "models" / "archive").iterdir())
+    assert len(kept) == 3 and any(n.startswith("mnist_base") and n.endswith(".pt") and "best" not in n
+                                  and "last" not in n for n in kept), kept
+    archived = next(p for p in (tmp_path / "models" / "archive").iterdir() if p.read_bytes() == first)
+    assert archived.is_file() and (tmp_path / "models" / "mnist_base.pt").read_bytes() != first
+
+
 def test_val_every_still_draws_epoch_1_and_stars_only_scored_epochs(tmp_path, mnist_dir, monkeypatch):
     """With --val-every 2 fit does not evaluate after epoch 1; its reconstructions are drawn all the same,
     from epoch 1's weights."""

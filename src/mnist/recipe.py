@@ -122,6 +122,11 @@ def model_config(cfg: AutoencoderConfig, size: int) -> dict:
     return {**config, "dropout": cfg.dropout} if cfg.variant == "sparse" else config
 
 
+def published_path(cfg: AutoencoderConfig) -> Path:
+    """The run's encoder for `train_denoiser --init-from`: its best checkpoint without the optimiser."""
+    return Path(cfg.models_dir) / f"{cfg.name}.pt"
+
+
 def run(cfg: AutoencoderConfig, log=print) -> dict:
     """Train one variant and leave its checkpoints, figures and metrics; returns fit's result + metrics."""
     t0 = time.perf_counter()
@@ -155,7 +160,7 @@ def run(cfg: AutoencoderConfig, log=print) -> dict:
     result = fit(model, dataset, make_evaluate(digits, cfg, rt.device), cfg, rt,
                  kind="autoencoder", model_name=name, model_config=config,
                  loss_fn=lambda net, batch: autoencoder_loss(net, batch[0], l1, kl)["loss"], log=log,
-                 after_epoch=after_epoch)
+                 after_epoch=after_epoch, also=[published_path(cfg)])
     if rt.is_main:
         result["metrics"] = final_report(cfg, digits, result, model, out_dir, rt.device, t0)
         result["summary"] = summary_line(result["metrics"], out_dir)
@@ -167,7 +172,7 @@ def final_report(cfg: AutoencoderConfig, digits: Digits, result: dict, last_mode
                  device, t0: float) -> dict:
     """Score the best checkpoint on every test digit, draw the figures, write metrics.json/.md."""
     ckpt = load_checkpoint(result["best_path"], "autoencoder")
-    published = Path(cfg.models_dir) / f"{cfg.name}.pt"
+    published = published_path(cfg)
     save_checkpoint(published, {k: v for k, v in ckpt.items() if k not in ("optimizer", "scheduler")})
     history = result["history"] or ckpt["history"]
     title = f"{cfg.variant} autoencoder"

@@ -14,7 +14,7 @@ from pathlib import Path
 import shlex
 import sys
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -217,7 +217,8 @@ def checkpoint_paths(models_dir: str | Path, name: str) -> tuple[Path, Path]:
 
 def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, rt: Runtime, *,
         kind: str, model_name: str, model_config: dict, loss_fn=mse_step, log=print,
-        after_epoch: Callable[[int], Any] | None = None, describe: dict | None = None) -> dict:
+        after_epoch: Callable[[int], Any] | None = None, describe: dict | None = None,
+        also: Sequence[Path] = ()) -> dict:
     """Train `model` and keep its best and last checkpoints.
 
     Args:
@@ -225,6 +226,8 @@ def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, r
         evaluate: model -> {"score": lower is better, ...}; run on rank 0 every `cfg.val_every` epochs.
         describe: more entries every checkpoint records about its model (the denoiser: the text size
             of its training pages, which `denoise` scales other pages to).
+        also: files a run leaves beside its checkpoints (pretrain_autoencoder's models/mnist_<variant>.pt),
+            moved to archive/ with an earlier run's checkpoints when a fresh run takes their name.
         after_epoch: called on rank 0 with each epoch's 0-based number once its steps are done, before
             any evaluation (pretrain_autoencoder draws epoch 1's reconstructions so, whatever val_every).
         cfg: a run config with epochs, lr, weight_decay, beta2, warmup_epochs, grad_clip, clip_factor,
@@ -279,7 +282,7 @@ def fit(model: nn.Module, dataset, evaluate: Callable[[nn.Module], dict], cfg, r
     elif rt.is_main:
         if cfg.resume:
             log(f"--resume: no {last_path} yet, starting from scratch")
-        moved = archive([best_path, last_path])
+        moved = archive([best_path, last_path, *also])
         if moved:
             log(f"an earlier run's checkpoints moved to {moved[0].parent}/ "
                 f"({', '.join(p.name for p in moved)}); --resume continues a run instead, --name starts one "
