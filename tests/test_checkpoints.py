@@ -31,7 +31,7 @@ def test_round_trip_rebuilds_identical_model(tmp_path):
 def test_not_a_checkpoint_and_missing(tmp_path):
     (tmp_path / "x.pt").write_text("hello")
     with pytest.raises(CheckpointError,
-                       match=r"x\.pt: not a loadable checkpoint .*: truncated, corrupt or not a PyTorch"):
+                       match=r"x\.pt: not a loadable .*: truncated, corrupt or not a PyTorch file$"):
         load_checkpoint(tmp_path / "x.pt")
     save_checkpoint(tmp_path / "whole.pt", ckpt_for(build_model("unet", width=4, depth=1)))
     (tmp_path / "cut.pt").write_bytes((tmp_path / "whole.pt").read_bytes()[:3000])

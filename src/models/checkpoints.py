@@ -90,7 +90,9 @@ def load_failure(e: Exception) -> str:
         return (f"it holds Python objects a safe load refuses ({detail.group(1)}); this package's "
                 f"checkpoints hold only tensors and plain data, so do not load it with weights_only=False")
     why = detail.group(1) if detail else (text.strip().splitlines() or [type(e).__name__])[0]
-    return f"truncated, corrupt or not a PyTorch file ({first_sentence(why)})"
+    # a bare number (the KeyError of a text file's first byte) says nothing to the reader
+    detail = f" ({first_sentence(why)})" if re.search("[A-Za-z]", why) else ""
+    return f"truncated, corrupt or not a PyTorch file{detail}"
 
 
 def first_sentence(text: str, limit: int = 200) -> str:
