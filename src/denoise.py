@@ -7,7 +7,7 @@ Each page's letters are measured (--scale overrides): a page whose letters have 
 learnt is cleaned as it is, others are brought to such a size, cleaned, and brought back to their own
 size. A file that cannot be read is named and skipped, the others are cleaned, and the exit code is
 then 3 (2 is a bad flag's). Run again, it keeps the pages --out holds from the same source, model and
-settings (its denoise.json), so a stopped run goes on where it stopped.
+settings (its denoise.jsonl), so a stopped run goes on where it stopped.
 """
 from __future__ import annotations
 
@@ -101,7 +101,7 @@ def clean(args: argparse.Namespace, skipped: list[Path]) -> None:
             scans.append(open_scan(path))
         except DataError as e:
             skip(path, str(e))
-    check_outputs(scans, args.out, written=ledger.pages)
+    check_outputs(scans, args.out, written=ledger.names)
     ensure_writable_dir(args.out)
     pages = kept = files = 0
     with tqdm(total=sum(s.pages for s in scans), unit="page", disable=None) as bar:
@@ -120,16 +120,16 @@ def clean(args: argparse.Namespace, skipped: list[Path]) -> None:
                         if problem:
                             raise CheckpointError(f"{scan.path} -> {name}: {problem}; nothing written for "
                                                   f"this page")
-                        save_page(args.out / name, cleaned)
-                        ledger.add(name, scan.path, dpi)
+                        with ledger.writing(name, scan.path, dpi):
+                            save_page(args.out / name, cleaned)
                         pages += 1
                     else:
                         kept += 1
                     bar.update()
                 if scan.pdf and todo:   # from the pages written: a long PDF is never held whole
-                    write_pdf(args.out / f"{scan.path.stem}.pdf", (load_page(args.out / n) for n in names),
-                              args.dpi)
-                    ledger.add(f"{scan.path.stem}.pdf", scan.path, dpi)
+                    with ledger.writing(scan.pdf_name, scan.path, dpi):
+                        write_pdf(args.out / scan.pdf_name, map(load_page, (args.out / n for n in names)),
+                                  args.dpi)
                 files += 1
             except DataError as e:
                 skip(scan.path, str(e))

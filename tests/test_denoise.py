@@ -1,5 +1,6 @@
 """python -m src.denoise and the scans it reads (src/data/scans.py): every format, names, safety."""
 import hashlib
+import json
 import re
 import shutil
 
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from src.common.errors import DataError
+from src.data.ledger import Ledger
 from src.data.pages import load_page, save_page
 from src.data.scans import Scan, check_outputs, find_scans, open_scan, read_pages, write_pdf
 from src.data.synthetic import make_pair
@@ -199,7 +201,7 @@ def test_one_call_cleans_every_format_and_skips_a_corrupt_file(tmp_path, random_
     log = capsys.readouterr()
     text = log.out + log.err
     assert sorted(p.name for p in out.iterdir()) == [
-        "big.png", "colour.png", "denoise.json", "letter-1.png", "letter-2.png", "letter.pdf", "pages-1.png",
+        "big.png", "colour.png", "denoise.jsonl", "letter-1.png", "letter-2.png", "letter.pdf", "pages-1.png",
         "pages-2.png", "pages-3.png"]
     assert digest(src) == before   # inputs untouched
     assert f"skipped {src / 'corrupt.png'}" in log.err and "corrupt.png" in log.out.splitlines()[-1]
@@ -237,13 +239,16 @@ def test_a_stopped_run_goes_on_where_it_stopped_and_redoes_what_changed(tmp_path
     monkeypatch.undo()
     assert main([str(src), "--out", str(out), *args]) == 0
     assert "cleaned 2 pages of 3 files" in capsys.readouterr().out   # the two it had not reached
-    pdf = "letter.pdf"   # whose bytes hold the time it was written
-    assert {**digest(out), pdf: 0} == {**digest(fresh), pdf: 0}   # as a run never stopped, record too
+    pdf, record = "letter.pdf", "denoise.jsonl"   # the PDF's bytes hold the time it was written
+    assert {**digest(out), pdf: 0, record: 0} == {**digest(fresh), pdf: 0, record: 0}   # as if never stopped
+    assert Ledger(out, {}).pages == Ledger(fresh, {}).pages   # the record too
     assert all(np.array_equal(a, b) for a, b in zip(read(out / pdf), read(fresh / pdf), strict=True))
-    times = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    times = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != record}
     assert main([str(src), "--out", str(out), *args]) == 0
     assert "cleaned 0 pages of 3 files" in capsys.readouterr().out
-    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == times   # nothing written again
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != record} == times   # none again
+    lines = (out / record).read_text().splitlines()   # one line a page: re-runs do not make it grow
+    assert sorted(json.loads(line)["page"] for line in lines) == sorted(set(digest(fresh)) - {record})
     Image.fromarray(page(7)).save(src / "scan1.png")   # a source changed
     (out / "letter-2.png").unlink()                     # a cleaned page deleted
     assert main([str(src), "--out", str(out), *args]) == 0
@@ -251,10 +256,26 @@ def test_a_stopped_run_goes_on_where_it_stopped_and_redoes_what_changed(tmp_path
     assert "cleaned 2 pages of 3 files" in log and "-> scan1.png" in log and "-> letter-2.png" in log
     assert main([str(src), "--out", str(out), *args[:2]]) == 0   # with flip TTA: a different result
     assert "cleaned 4 pages of 3 files" in capsys.readouterr().out
-    (out / "denoise.json").write_text("{not json")   # then no page there is known to be the command's
+    (out / record).write_text("{not json\n")   # then no page there is known to be the command's
     before = digest(out)
     assert main([str(src), "--out", str(out), *args[:2]]) == 1
-    assert f"{out / 'denoise.json'}: unreadable" in capsys.readouterr().err and digest(out) == before
+    assert f"{out / record}: unreadable (line 1 is not a page's record)" in capsys.readouterr().err
+    assert digest(out) == before
+
+
+def test_a_page_written_but_not_recorded_is_still_the_commands(tmp_path, random_ckpt, capsys):
+    """A page written whose record line was cut short (or never written) is cleaned again, not refused
+    as the user's own file; the cut line is dropped."""
+    Image.fromarray(page(0)).save(tmp_path / "scan.png")
+    out, args = tmp_path / "cleaned", ["--checkpoint", str(random_ckpt), "--no-tta"]
+    assert main([str(tmp_path / "scan.png"), "--out", str(out), *args]) == 0
+    record = out / "denoise.jsonl"
+    claim, done = record.read_text().splitlines()
+    assert json.loads(claim) == {"page": "scan.png"} and json.loads(done)["source"][0].endswith("scan.png")
+    record.write_text(claim + "\n" + done[:len(done) // 2])   # stopped while appending the second line
+    assert main([str(tmp_path / "scan.png"), "--out", str(out), *args]) == 0
+    assert "cleaned 1 pages of 1 files" in capsys.readouterr().out
+    assert record.read_text().splitlines() == [claim, done]   # the cut line gone, the page recorded again
 
 
 def test_a_file_in_out_that_denoise_did_not_write_is_never_replaced(tmp_path, random_ckpt, capsys):

@@ -1,20 +1,28 @@
 """What an output folder already holds: each cleaned page, the source it came from, and how it was cleaned.
 
-`python -m src.denoise` keeps it in OUT/denoise.json, rewritten atomically after every page, so that a run
-stopped halfway picks up where it stopped: a page is cleaned again only if its file is gone, its source
-changed (size or modification time), or the model (`weights_digest`) or a setting that shapes the result
-differs.
+`python -m src.denoise` keeps it in OUT/denoise.jsonl, so that a run stopped halfway picks up where it
+stopped: a page is cleaned again only if its file is gone, its source changed (size or modification
+time), or the model (`weights_digest`) or a setting that shapes the result differs.
+
+One JSON line is appended per page (not the whole record rewritten: that grows with the square of a
+folder's pages, 2 minutes for 5,000). A page's name is claimed on a line of its own before its file is
+written, so that a run stopped between the two still knows the file as its own. A stop mid-line leaves
+a last line without its newline, which is dropped when the record is next opened. Opening it also
+rewrites it, atomically, to one line per page where it holds more, so that re-runs do not make it grow.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from src.common.errors import DataError
 from src.common.files import atomic_write
 
-LEDGER = "denoise.json"
+LEDGER = "denoise.jsonl"
 
 
 def source_id(path: Path) -> list:
@@ -24,7 +32,8 @@ def source_id(path: Path) -> list:
 
 
 class Ledger:
-    """OUT/denoise.json: output name -> {"source": source_id, "settings": ...}.
+    """OUT/denoise.jsonl: lines {"page": name} (claimed: the command writes that file) and {"page": name,
+    "source": source_id, "settings": ...} (written), the last line of a name counting.
 
     It is also what tells the pages the command wrote from the user's own files beside them, which are
     never replaced: an unreadable ledger is a DataError, not a fresh start.
@@ -33,17 +42,51 @@ class Ledger:
     def __init__(self, out: Path, settings: dict[str, Any]):
         self.path = Path(out) / LEDGER
         self.settings = settings
-        self.pages: dict[str, dict] = {}
+        self.pages: dict[str, dict] = {}     # name -> {"source", "settings"} of the pages written
+        self.names: set[str] = set()         # every name the command claimed in this folder
         if self.path.exists():
-            try:
-                pages = json.loads(self.path.read_text())
-                if not isinstance(pages, dict):
-                    raise ValueError("not a JSON object")
-                self.pages = pages
-            except (OSError, ValueError) as e:
-                raise DataError(f"{self.path}: unreadable ({e}); it lists the pages this command wrote in "
-                                f"{out}, so that no other file there is replaced: move the pages elsewhere "
-                                f"and delete it, or name another --out") from None
+            text = self._read()
+            compact = "".join(self._line(name, self.pages.get(name)) for name in sorted(self.names))
+            if text != compact:
+                atomic_write(self.path, lambda tmp: Path(tmp).write_text(compact))
+
+    def _read(self) -> str:
+        """Reads the record into self.names and self.pages; returns its text."""
+        try:
+            text = self.path.read_text()
+            lines = text.split("\n")
+            lines = lines[:-1]   # "" after the last newline, or the line a stop cut short
+            for number, line in enumerate(lines, 1):
+                try:
+                    entry = json.loads(line)
+                    name = entry["page"]
+                    if not isinstance(name, str) or not name:
+                        raise ValueError
+                except (ValueError, TypeError, KeyError):
+                    raise ValueError(f"line {number} is not a page's record") from None
+                self.names.add(name)
+                if "source" in entry:
+                    self.pages[name] = {"source": entry["source"], "settings": entry.get("settings")}
+                else:
+                    self.pages.pop(name, None)
+            return text
+        except (OSError, ValueError) as e:
+            raise DataError(f"{self.path}: unreadable ({e}); it lists the pages this command wrote in "
+                            f"{self.path.parent}, so that no other file there is replaced: move the pages "
+                            f"elsewhere and delete it, or name another --out") from None
+
+    @staticmethod
+    def _line(name: str, entry: dict | None) -> str:
+        return json.dumps({"page": name, **(entry or {})}) + "\n"
+
+    def _append(self, line: str) -> None:
+        try:
+            with open(self.path, "a") as f:
+                f.write(line)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            raise DataError(f"cannot write {self.path}: {e.strerror or e}") from None
 
     def _entry(self, source: Path, extra: dict | None) -> dict:
         return {"source": source_id(source), "settings": {**self.settings, **(extra or {})}}
@@ -54,9 +97,16 @@ class Ledger:
 
     def wrote(self, path: Path) -> bool:
         """Whether `path` is a page or PDF this ledger's folder holds from an earlier run."""
-        return path.name in self.pages and path.resolve().parent == self.path.parent.resolve()
+        return path.name in self.names and path.resolve().parent == self.path.parent.resolve()
 
-    def add(self, name: str, source: Path, extra: dict | None = None) -> None:
-        """Record OUT/name, just written, as `source` cleaned with these settings."""
-        self.pages[name] = self._entry(source, extra)
-        atomic_write(self.path, lambda tmp: Path(tmp).write_text(json.dumps(self.pages, indent=1)))
+    @contextmanager
+    def writing(self, name: str, source: Path, extra: dict | None = None) -> Iterator[None]:
+        """Around writing OUT/name: claims the name first (once per folder), then, if the body returns,
+        records the file as `source` cleaned with these settings (and `extra`)."""
+        if name not in self.names:
+            self._append(self._line(name, None))
+            self.names.add(name)
+        yield
+        entry = self._entry(source, extra)
+        self._append(self._line(name, entry))
+        self.pages[name] = entry

@@ -39,8 +39,13 @@ class Scan:
             return [f"{stem}.png"]
         return [f"{stem}-{k}.png" for k in range(1, self.pages + 1)]
 
+    @property
+    def pdf_name(self) -> str:
+        """The cleaned PDF's file name, for a PDF scan."""
+        return f"{self.path.stem}.pdf"
+
     def output_names(self) -> list[str]:
-        return self.page_names() + ([f"{self.path.stem}.pdf"] if self.pdf else [])
+        return self.page_names() + ([self.pdf_name] if self.pdf else [])
 
 
 def find_scans(inputs: Iterable[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
@@ -180,7 +185,7 @@ def check_outputs(scans: list[Scan], out: Path, written: Collection[str] = ()) -
                             f"overwrite; name another folder")
         if (out / name).exists() and name not in written:
             raise DataError(f"--out {out}: cleaning {source} would replace {out / name}, which this command "
-                            f"did not write (its record, denoise.json there, does not list it); move it, "
+                            f"did not write (its record, denoise.jsonl there, does not list it); move it, "
                             f"or name another folder")
 
 
