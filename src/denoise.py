@@ -1,13 +1,13 @@
 """Clean scans of your own: python -m src.denoise scan.jpg letters/ --out cleaned
 
 Reads PNG, JPEG, TIFF (every page), BMP, WebP and PDF (rendered at --dpi), files or folders of them.
-Writes one cleaned 8-bit grayscale PNG per page into --out, named after its source (scan.jpg ->
-scan.png; page k of letter.pdf or of a multi-page TIFF -> letter-k.png), and letter.pdf for a PDF.
-Each page's letters are measured (--scale overrides): a page whose letters have a size the model
-learnt is cleaned as it is, others are brought to such a size, cleaned, and brought back to their own
-size. A file that cannot be read is named and skipped, the others are cleaned, and the exit code is
-then 3 (2 is a bad flag's). Run again, it keeps the pages --out holds from the same source, model and
-settings (its denoise.jsonl), so a stopped run goes on where it stopped.
+Writes one cleaned 8-bit grayscale PNG per page into --out, named after its source (scan.jpg -> scan.png;
+page k of letter.pdf or of a multi-page TIFF -> letter-k.png) at the resolution the scan records (a PDF's:
+--dpi), and letter.pdf for a PDF. Each page's letters are measured (--scale overrides): a page whose
+letters have a size the model learnt is cleaned as it is, others are brought to such a size, cleaned, and
+brought back to their own size. A file that cannot be read is named and skipped, the others are cleaned,
+and the exit code is then 3 (2 is a bad flag's). Run again, it keeps the pages --out holds from the same
+source, model and settings (its denoise.jsonl), so a stopped run goes on from there.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from src.common.runner import run_command
 from src.common.runtime import setup_runtime
 from src.data.ledger import Ledger
 from src.data.pages import load_page, save_page
-from src.data.scans import DEFAULT_DPI, check_outputs, find_scans, open_scan, read_pages, write_pdf
+from src.data.scans import DEFAULT_DPI, MIN_DPI, check_outputs, find_scans, open_scan, read_pages, write_pdf
 from src.inference.scale import DEFAULT_CHECKPOINTS, clean_scan, describe_scale, load_denoisers
 from src.inference.tiles import SHIFTS, TILE, WHOLE, non_finite
 from src.models.checkpoints import weights_digest
@@ -70,8 +70,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                                               threads=args.threads))
     if args.scale is not None and not 0 < args.scale < 1e3:
         problems.append(f"--scale {args.scale}: must be above 0 (1 cleans pages as they are)")
-    if not 18 <= args.dpi <= 1200:
-        problems.append(f"--dpi {args.dpi}: must be 18 to 1200")
+    if not MIN_DPI <= args.dpi <= 1200:
+        problems.append(f"--dpi {args.dpi}: must be {MIN_DPI} to 1200")
     if problems:
         p.error("\n  ".join(problems))
     return args
@@ -120,8 +120,8 @@ def clean(args: argparse.Namespace, skipped: list[Path]) -> None:
                         if problem:
                             raise CheckpointError(f"{scan.path} -> {name}: {problem}; nothing written for "
                                                   f"this page")
-                        with ledger.writing(name, scan.path, dpi):
-                            save_page(args.out / name, cleaned)
+                        with ledger.writing(name, scan.path, dpi):   # the scan's resolution, recorded
+                            save_page(args.out / name, cleaned, (args.dpi,) * 2 if scan.pdf else scan.dpi)
                         pages += 1
                     else:
                         kept += 1

@@ -227,11 +227,11 @@ def test_a_stopped_run_goes_on_where_it_stopped_and_redoes_what_changed(tmp_path
     assert main([str(src), "--out", str(fresh), *args]) == 0
     saved = []
 
-    def save_two_then_stop(path, cleaned):
+    def save_two_then_stop(path, cleaned, dpi=None):
         if len(saved) == 2:
             raise KeyboardInterrupt
         saved.append(path.name)
-        save_page(path, cleaned)
+        save_page(path, cleaned, dpi)
 
     monkeypatch.setattr(command, "save_page", save_two_then_stop)
     assert main([str(src), "--out", str(out), *args]) == 130
@@ -276,6 +276,33 @@ def test_a_page_written_but_not_recorded_is_still_the_commands(tmp_path, random_
     assert main([str(tmp_path / "scan.png"), "--out", str(out), *args]) == 0
     assert "cleaned 1 pages of 1 files" in capsys.readouterr().out
     assert record.read_text().splitlines() == [claim, done]   # the cut line gone, the page recorded again
+
+
+def test_cleaned_pages_keep_the_resolution_their_scan_records(tmp_path, random_ckpt):
+    src, out = tmp_path / "scans", tmp_path / "cleaned"
+    src.mkdir()
+    Image.fromarray(page(0)).save(src / "a.jpg", dpi=(300, 300))
+    Image.fromarray(page(1)).save(src / "wide.tif", dpi=(300, 150))
+    turned = Image.fromarray(page(2))
+    exif = turned.getexif()
+    exif[0x0112] = 6   # to be turned a quarter: its x and y resolutions trade places
+    turned.save(src / "turned.jpg", dpi=(300, 150), exif=exif)
+    Image.fromarray(page(3)).save(src / "plain.png")   # none recorded: none made up
+    Image.fromarray(page(4)).save(src / "doc.pdf")
+    assert open_scan(src / "turned.jpg").dpi == pytest.approx((150, 300))
+    assert main([str(src), "--out", str(out), "--checkpoint", str(random_ckpt), "--no-tta", "--dpi", "144"]) \
+        == 0
+
+    def dpi(name):
+        with Image.open(out / name) as img:
+            return img.info.get("dpi")
+
+    assert dpi("a.png") == pytest.approx((300, 300), abs=0.01)
+    assert dpi("wide.png") == pytest.approx((300, 150), abs=0.02)   # whole dots a metre
+    assert dpi("turned.png") == pytest.approx((150, 300), abs=0.02)
+    assert dpi("plain.png") is None
+    assert dpi("doc-1.png") == pytest.approx((144, 144), abs=0.01)   # rendered at --dpi
+    assert load_page(out / "a.png").shape == page(0).shape
 
 
 def test_a_file_in_out_that_denoise_did_not_write_is_never_replaced(tmp_path, random_ckpt, capsys):

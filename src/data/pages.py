@@ -1,6 +1,7 @@
 """Page files: list a folder's pages in page order, read one as float32 in [0, 1], write 8-bit PNG."""
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 import struct
@@ -99,12 +100,20 @@ def load_page(path: Path) -> np.ndarray:
     return img.astype(np.float32) / scale
 
 
-def save_page(path: Path, page: np.ndarray) -> None:
+def save_page(path: Path, page: np.ndarray, dpi: tuple[float, float] | None = None) -> None:
     """Write a page as an 8-bit grayscale PNG, atomically: uint8 as it is, floats in [0, 1] rounded
-    (values outside clipped), so that load_page reads it back to within 1/510."""
+    (values outside clipped), so that load_page reads it back to within 1/510. `dpi`, (x, y) dots per
+    inch, is recorded in the file (what OCR and printing read the page's size from)."""
     path = Path(path)
     if page.ndim != 2:
         raise DataError(f"{path}: a page is (height, width) grayscale, not shape {page.shape}")
     img = page if page.dtype == np.uint8 else np.rint(np.clip(page, 0, 1) * 255).astype(np.uint8)
-    buf = cv2.imencode(".png", img)[1]
-    atomic_write(path, lambda tmp: tmp.write_bytes(buf.tobytes()))
+    if dpi:   # OpenCV's PNG writer records no resolution; Pillow's, at OpenCV's fast compression level
+        from PIL import Image
+
+        data = io.BytesIO()
+        Image.fromarray(img, "L").save(data, "PNG", dpi=dpi, compress_level=1)
+        data = data.getvalue()
+    else:
+        data = cv2.imencode(".png", img)[1].tobytes()
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))

@@ -20,16 +20,21 @@ from src.data.pages import page_sort_key
 SCAN_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".pdf")
 FORMATS = "PNG, JPEG, TIFF, BMP, WebP or PDF"
 DEFAULT_DPI = 200   # PDF pages are rendered so: A4 is 1654 x 2339 px, body text 20-30 px tall
+# the lowest resolution a page is rendered at or recorded with: below it an image file's "dpi" is a
+# writer's placeholder (Pillow writes TIFFs at 1 dpi by default), not a scan's
+MIN_DPI = 18
 # Pillow modes wider than 8 bits, by the value of their white (16-bit PNGs and TIFFs open as I;16 or I)
 WIDE_MODES = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": 65535, "F": 1}
 
 
 @dataclass(frozen=True)
 class Scan:
-    """One input file: its path, its page count, and whether it is a PDF (which also gets a PDF out)."""
+    """One input file: its path, its page count, whether it is a PDF (which also gets a PDF out), and an
+    image's resolution as the file records it, (x, y) dots per inch of the upright page, or None."""
     path: Path
     pages: int
     pdf: bool
+    dpi: tuple[float, float] | None = None
 
     def page_names(self) -> list[str]:
         """The cleaned pages' file names: scan.png for a one-page image, letter-<k>.png (k from 1) for
@@ -84,7 +89,7 @@ def open_scan(path: Path) -> Scan:
                     raise DataError(f"{path}: a PDF without pages")
                 return Scan(path, len(pdf), True)
         with _image(path) as img:
-            return Scan(path, _frames(img), False)
+            return Scan(path, _frames(img), False, _resolution(img))
     except OSError as e:
         raise DataError(f"{path}: cannot read it ({e.strerror or e})") from None
 
@@ -120,6 +125,21 @@ def read_pages(scan: Scan, dpi: int = DEFAULT_DPI) -> Iterator[np.ndarray]:
             except (OSError, SyntaxError, ValueError, EOFError) as e:
                 where = f"page {k + 1}" if scan.pages > 1 else "not a readable image"
                 raise DataError(f"{scan.path}: {where} ({e})") from None
+
+
+def _resolution(img) -> tuple[float, float] | None:
+    """The (x, y) dots per inch an image file records (its first page's, for a TIFF), turned as `gray`
+    turns the page; None when it records none, or none that can be a resolution."""
+    from PIL import ExifTags
+
+    try:
+        x, y = (float(v) for v in img.info["dpi"])
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):   # a TIFF's 0/0 rational among them
+        return None
+    if not (MIN_DPI <= x < 1e5 and MIN_DPI <= y < 1e5):
+        return None
+    turned = img.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8)   # a quarter turn
+    return (y, x) if turned else (x, y)
 
 
 def gray(img) -> np.ndarray:
