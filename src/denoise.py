@@ -12,11 +12,12 @@ source, model and settings (its denoise.jsonl), so a stopped run goes on from th
 from __future__ import annotations
 
 import argparse
-from itertools import repeat
+from collections import Counter
 from pathlib import Path
 import sys
 import time
 
+import numpy as np
 from tqdm import tqdm
 
 from src.common.config import config_problems
@@ -24,9 +25,10 @@ from src.common.errors import CheckpointError, DataError
 from src.common.files import ensure_writable_dir
 from src.common.runner import run_command
 from src.common.runtime import setup_runtime
+from src.common.wording import counted
 from src.data.ledger import Ledger
-from src.data.pages import load_page, save_page
-from src.data.scans import DEFAULT_DPI, MIN_DPI, check_outputs, find_scans, open_scan, read_pages, write_pdf
+from src.data.scans import DEFAULT_DPI, MIN_DPI, check_outputs, find_scans, open_scan
+from src.inference.folder import clean_file
 from src.inference.scale import DEFAULT_CHECKPOINTS, clean_scan, describe_scale, load_denoisers
 from src.inference.tiles import SHIFTS, TILE, WHOLE, non_finite
 from src.models.checkpoints import weights_digest
@@ -69,7 +71,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                                               batch_size=args.batch_size, device=args.device,
                                               threads=args.threads))
     if args.scale is not None and not 0 < args.scale < 1e3:
-        problems.append(f"--scale {args.scale}: must be above 0 (1 cleans pages as they are)")
+        problems.append(f"--scale {args.scale}: must be above 0 and below 1000 (1 cleans pages as they are)")
     if not MIN_DPI <= args.dpi <= 1200:
         problems.append(f"--dpi {args.dpi}: must be {MIN_DPI} to 1200")
     if problems:
@@ -79,7 +81,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def clean(args: argparse.Namespace, skipped: list[Path]) -> None:
     """Clean every page of args.inputs into args.out; files that cannot be read are named, and listed in
-    `skipped`."""
+    `skipped` (as are files with a page that cannot be read)."""
     t0 = time.perf_counter()
 
     def skip(path: Path, line: str) -> None:
@@ -91,8 +93,21 @@ def clean(args: argparse.Namespace, skipped: list[Path]) -> None:
     models, target, zoom = load_denoisers(args.checkpoint, device, log=tqdm.write)
     shaping = dict(tta=args.tta, shifts=args.shifts, overlap=args.overlap, amp=args.amp)   # the result's
     predict = dict(shaping, batch_size=args.batch_size, device=device)
+
+    def clean_page(page: np.ndarray, where: str) -> np.ndarray:
+        cleaned, size, factor = clean_scan(models, page, target, zoom, scale=args.scale, tile=args.tile,
+                                           **predict)
+        tqdm.write(f"{where}: {describe_scale(size, target, factor, zoom)}"
+                   + (f" (--scale {args.scale})" if args.scale else ""))
+        problem = non_finite(cleaned)
+        if problem:
+            raise CheckpointError(f"{where}: {problem}; nothing written for this page")
+        return cleaned
+
     ledger = Ledger(args.out, dict(shaping, models=weights_digest(models), scale=args.scale, tile=args.tile))
-    found, missing = find_scans(args.inputs)
+    found, missing, notes = find_scans(args.inputs)
+    for line in notes:
+        tqdm.write(line)
     for path, why in missing:
         skip(path, f"{path}: {why}")
     scans = []
@@ -101,40 +116,24 @@ def clean(args: argparse.Namespace, skipped: list[Path]) -> None:
             scans.append(open_scan(path))
         except DataError as e:
             skip(path, str(e))
-    check_outputs(scans, args.out, written=ledger.names)
+    check_outputs(scans, args.out, written=ledger.sources())
     ensure_writable_dir(args.out)
-    pages = kept = files = 0
+    tally = Counter()
     with tqdm(total=sum(s.pages for s in scans), unit="page", disable=None) as bar:
         for scan in scans:
-            names, dpi = scan.page_names(), dict(dpi=args.dpi) if scan.pdf else None
             try:
-                # a scan cleaned whole before is not even read; one left halfway is read page by page
-                todo = [n for n in scan.output_names() if not ledger.done(n, scan.path, dpi)]
-                for name, page in zip(names, read_pages(scan, args.dpi) if todo else repeat(None)):
-                    if name in todo:
-                        cleaned, size, factor = clean_scan(models, page, target, zoom, scale=args.scale,
-                                                           tile=args.tile, **predict)
-                        tqdm.write(f"{scan.path} -> {name}: {describe_scale(size, target, factor, zoom)}"
-                                   + (f" (--scale {args.scale})" if args.scale else ""))
-                        problem = non_finite(cleaned)
-                        if problem:
-                            raise CheckpointError(f"{scan.path} -> {name}: {problem}; nothing written for "
-                                                  f"this page")
-                        with ledger.writing(name, scan.path, dpi):   # the scan's resolution, recorded
-                            save_page(args.out / name, cleaned, (args.dpi,) * 2 if scan.pdf else scan.dpi)
-                        pages += 1
-                    else:
-                        kept += 1
-                    bar.update()
-                if scan.pdf and todo:   # from the pages written: a long PDF is never held whole
-                    with ledger.writing(scan.pdf_name, scan.path, dpi):
-                        write_pdf(args.out / scan.pdf_name, map(load_page, (args.out / n for n in names)),
-                                  args.dpi)
-                files += 1
+                problems = clean_file(scan, args.out, ledger, clean_page, args.dpi, tally, tqdm.write,
+                                      bar.update)
             except DataError as e:
-                skip(scan.path, str(e))
-    print(f"cleaned {pages} pages of {files} files in {time.perf_counter() - t0:.1f} s -> {args.out}"
-          + (f"; kept {kept} cleaned before with the same model and settings ({ledger.path})" if kept else "")
+                problems = [str(e)]
+            for line in problems:
+                tqdm.write(f"skipped {line}", file=sys.stderr)
+            skipped += [scan.path] if problems else []
+            tally["files"] += not problems
+    print(f"cleaned {counted(tally['pages'], 'page')} of {counted(tally['files'], 'file')} in "
+          f"{time.perf_counter() - t0:.1f} s -> {args.out}"
+          + (f"; kept {tally['kept']} cleaned before with the same model and settings ({ledger.path})"
+             if tally["kept"] else "")
           + (f"; skipped {len(skipped)} (named above): {', '.join(map(str, skipped))}" if skipped else ""))
 
 

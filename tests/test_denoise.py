@@ -30,7 +30,12 @@ def page(seed: int = 0, height: int = 258) -> np.ndarray:
 
 
 def read(path, dpi: int = 200) -> list[np.ndarray]:
-    return list(read_pages(open_scan(path), dpi))
+    """The file's pages; DataError for the first that cannot be read."""
+    pages = list(read_pages(open_scan(path), dpi))
+    for got in pages:
+        if got.problem:
+            raise DataError(got.problem)
+    return [got.pixels for got in pages]
 
 
 def digest(folder) -> dict:
@@ -106,7 +111,7 @@ def test_every_page_of_a_tiff_and_names_after_the_source(tmp_path):
     scan = open_scan(tmp_path / "letter.tif")
     assert scan == Scan(tmp_path / "letter.tif", 3, False)
     assert scan.page_names() == ["letter-1.png", "letter-2.png", "letter-3.png"]
-    assert [p.shape for p in read_pages(scan)] == [(258, 540), (420, 540), (258, 540)]
+    assert [p.pixels.shape for p in read_pages(scan)] == [(258, 540), (420, 540), (258, 540)]
     assert Scan(tmp_path / "scan.jpg", 1, False).output_names() == ["scan.png"]
     assert Scan(tmp_path / "a.pdf", 1, True).output_names() == ["a-1.png", "a.pdf"]
 
@@ -117,7 +122,7 @@ def test_pdf_pages_render_at_the_resolution_asked_and_a_cleaned_pdf_is_lossless(
                                    append_images=[Image.fromarray(pages[1])])
     scan = open_scan(tmp_path / "in.pdf")
     assert scan.pages == 2 and scan.pdf
-    assert [p.shape for p in read_pages(scan, 144)] == [(516, 1080), (840, 1080)]   # 72 dpi, at 144
+    assert [p.pixels.shape for p in read_pages(scan, 144)] == [(516, 1080), (840, 1080)]   # 72 dpi, at 144
     write_pdf(tmp_path / "out.pdf", pages, dpi=100)
     pdf = pdfium.PdfDocument(tmp_path / "out.pdf")
     try:
@@ -135,12 +140,18 @@ def test_pdf_pages_render_at_the_resolution_asked_and_a_cleaned_pdf_is_lossless(
     assert [abs(a.shape[0] - b.shape[0]) <= 1 for a, b in zip(rendered, pages)] == [True, True]
 
 
-def test_a_poster_sized_pdf_page_is_refused_with_the_dpi_that_renders_it(tmp_path):
-    Image.new("L", (100, 100), 255).save(tmp_path / "poster.pdf", resolution=0.5)   # 200 x 200 inches
-    with pytest.raises(DataError, match=r"poster.pdf: page 1 would be 40000 x 40000 px at --dpi 200, too "
-                                        r"large to clean safely; --dpi 66 or lower renders it"):
-        next(read_pages(open_scan(tmp_path / "poster.pdf"), 200))
-    assert next(read_pages(open_scan(tmp_path / "poster.pdf"), 18)).shape == (3600, 3600)
+def test_a_poster_sized_pdf_page_is_refused_with_the_dpi_that_renders_it_and_the_next_read(tmp_path):
+    pdf = pdfium.PdfDocument.new()
+    pdf.new_page(14400, 14400)   # 200 x 200 inches
+    pdf.new_page(612, 792)       # US letter
+    pdf.save(tmp_path / "poster.pdf")
+    pdf.close()
+    first, second = read_pages(open_scan(tmp_path / "poster.pdf"), 200)
+    assert first.pixels is None and first.problem == (
+        f"{tmp_path / 'poster.pdf'}: page 1 would be 40000 x 40000 px at --dpi 200, too large to clean "
+        f"safely; --dpi 66 or lower renders it")
+    assert second.pixels.shape == (2200, 1700) and second.dpi == (200, 200)
+    assert next(read_pages(open_scan(tmp_path / "poster.pdf"), 18)).pixels.shape == (3600, 3600)
 
 
 def test_unreadable_files_raise_data_errors_naming_them(tmp_path):
@@ -164,10 +175,11 @@ def test_find_scans_lists_folders_in_page_order_and_names_what_is_missing(tmp_pa
         (folder / name).write_bytes(b"")
     (folder / "sub").mkdir()
     (tmp_path / "empty").mkdir()
-    files, skipped = find_scans([folder, folder / "2.jpg", tmp_path / "gone.png", tmp_path / "empty"])
+    files, skipped, notes = find_scans([folder, folder / "2.jpg", tmp_path / "gone.png", tmp_path / "empty"])
     assert [p.name for p in files] == ["2.jpg", "10.png", "a.PDF"]   # 2.jpg named twice: once
     assert [p.name for p, _ in skipped] == ["gone.png", "empty"]
     assert "no such file" in skipped[0][1] and "no PNG, JPEG" in skipped[1][1]
+    assert notes == [f"{folder}: left out 1 file of other kinds (notes.txt), 1 subfolder (sub)"]
 
 
 def test_check_outputs_refuses_collisions_and_overwriting_an_input(tmp_path):
@@ -180,6 +192,20 @@ def test_check_outputs_refuses_collisions_and_overwriting_an_input(tmp_path):
     with pytest.raises(DataError, match="is an input"):
         check_outputs([png], tmp_path)
     check_outputs([jpg, Scan(tmp_path / "scan.pdf", 2, True)], tmp_path / "out")   # scan.png, scan-1.png, ...
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("scan.png", "a.png", "b.png", "c.png", "d.png"):
+        (out / name).write_bytes(b"")
+    others = [Scan(tmp_path / n, 1, False) for n in ("a.jpg", "b.jpg", "c.jpg", "d.jpg")]
+    with pytest.raises(DataError, match=re.escape(
+            f"would replace 5 files this command did not write (its record, denoise.jsonl there, does not "
+            f"list them): {out / 'a.png'}, {out / 'b.png'}, {out / 'c.png'} and 2 more")):
+        check_outputs([*others, jpg], out)
+    ours = {n: str(tmp_path / n.replace("png", "jpg")) for n in ("a.png", "b.png", "c.png", "d.png")}
+    check_outputs(others, out, written=ours)   # each cleaned from the same source before
+    with pytest.raises(DataError, match=re.escape(f"{out / 'scan.png'} was cleaned from {tmp_path / 'mon'}")):
+        check_outputs([jpg], out, written={"scan.png": str(tmp_path / "mon")})   # another scan of that name
+    check_outputs([jpg], out, written={"scan.png": None})   # claimed, its record cut short: the command's
 
 
 # ---------------------------------------------------------------- the command
@@ -215,7 +241,7 @@ def test_one_call_cleans_every_format_and_skips_a_corrupt_file(tmp_path, random_
 
 def test_a_stopped_run_goes_on_where_it_stopped_and_redoes_what_changed(tmp_path, random_ckpt, capsys,
                                                                         monkeypatch):
-    import src.denoise as command
+    import src.inference.folder as command
 
     src, out, fresh = tmp_path / "scans", tmp_path / "cleaned", tmp_path / "fresh"
     src.mkdir()
@@ -243,17 +269,17 @@ def test_a_stopped_run_goes_on_where_it_stopped_and_redoes_what_changed(tmp_path
     assert {**digest(out), pdf: 0, record: 0} == {**digest(fresh), pdf: 0, record: 0}   # as if never stopped
     assert Ledger(out, {}).pages == Ledger(fresh, {}).pages   # the record too
     assert all(np.array_equal(a, b) for a, b in zip(read(out / pdf), read(fresh / pdf), strict=True))
-    times = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != record}
+    times = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     assert main([str(src), "--out", str(out), *args]) == 0
     assert "cleaned 0 pages of 3 files" in capsys.readouterr().out
-    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != record} == times   # none again
-    lines = (out / record).read_text().splitlines()   # one line a page: re-runs do not make it grow
-    assert sorted(json.loads(line)["page"] for line in lines) == sorted(set(digest(fresh)) - {record})
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == times   # nothing written, record neither
     Image.fromarray(page(7)).save(src / "scan1.png")   # a source changed
     (out / "letter-2.png").unlink()                     # a cleaned page deleted
     assert main([str(src), "--out", str(out), *args]) == 0
     log = capsys.readouterr().out
     assert "cleaned 2 pages of 3 files" in log and "-> scan1.png" in log and "-> letter-2.png" in log
+    names = [json.loads(line)["page"] for line in (out / record).read_text().splitlines()]
+    assert len(names) == 5 + 3 and len(set(names)) == 5   # one line a page, then the 2 pages and PDF redone
     assert main([str(src), "--out", str(out), *args[:2]]) == 0   # with flip TTA: a different result
     assert "cleaned 4 pages of 3 files" in capsys.readouterr().out
     (out / record).write_text("{not json\n")   # then no page there is known to be the command's
@@ -274,7 +300,7 @@ def test_a_page_written_but_not_recorded_is_still_the_commands(tmp_path, random_
     assert json.loads(claim) == {"page": "scan.png"} and json.loads(done)["source"][0].endswith("scan.png")
     record.write_text(claim + "\n" + done[:len(done) // 2])   # stopped while appending the second line
     assert main([str(tmp_path / "scan.png"), "--out", str(out), *args]) == 0
-    assert "cleaned 1 pages of 1 files" in capsys.readouterr().out
+    assert "cleaned 1 page of 1 file" in capsys.readouterr().out
     assert record.read_text().splitlines() == [claim, done]   # the cut line gone, the page recorded again
 
 
@@ -289,7 +315,7 @@ def test_cleaned_pages_keep_the_resolution_their_scan_records(tmp_path, random_c
     turned.save(src / "turned.jpg", dpi=(300, 150), exif=exif)
     Image.fromarray(page(3)).save(src / "plain.png")   # none recorded: none made up
     Image.fromarray(page(4)).save(src / "doc.pdf")
-    assert open_scan(src / "turned.jpg").dpi == pytest.approx((150, 300))
+    assert next(read_pages(open_scan(src / "turned.jpg"))).dpi == pytest.approx((150, 300))
     assert main([str(src), "--out", str(out), "--checkpoint", str(random_ckpt), "--no-tta", "--dpi", "144"]) \
         == 0
 
@@ -311,16 +337,74 @@ def test_a_file_in_out_that_denoise_did_not_write_is_never_replaced(tmp_path, ra
     before = digest(tmp_path)
     assert main([str(tmp_path / "scan.jpg"), "--out", str(tmp_path), "--checkpoint", str(random_ckpt)]) == 1
     err = capsys.readouterr().err
-    assert f"would replace {tmp_path / 'scan.png'}, which this command did not write" in err
+    assert (f"would replace 1 file this command did not write (its record, denoise.jsonl there, does not "
+            f"list them): {tmp_path / 'scan.png'}") in err
     assert digest(tmp_path) == before
 
 
 def test_out_among_the_inputs_is_not_read_back_as_scans(tmp_path, random_ckpt, capsys):
     Image.fromarray(page(0)).save(tmp_path / "a.jpg")
     args = [str(tmp_path), "--out", str(tmp_path), "--checkpoint", str(random_ckpt), "--no-tta"]
-    assert main(args) == 0 and "cleaned 1 pages of 1 files" in capsys.readouterr().out
+    assert main(args) == 0 and "cleaned 1 page of 1 file" in capsys.readouterr().out
     assert main(args) == 0   # a.png, its own page, is neither a scan nor in the way
-    assert "cleaned 0 pages of 1 files" in capsys.readouterr().out
+    assert "cleaned 0 pages of 1 file" in capsys.readouterr().out
+
+
+def test_a_folder_cleaned_into_before_gives_only_its_scans_and_a_note(tmp_path, random_ckpt, capsys):
+    Image.fromarray(page(0)).save(tmp_path / "a.jpg")
+    args = ["--checkpoint", str(random_ckpt), "--no-tta"]
+    assert main([str(tmp_path), "--out", str(tmp_path), *args]) == 0   # a.png beside a.jpg
+    capsys.readouterr()
+    assert main([str(tmp_path), "--out", str(tmp_path / "elsewhere"), *args]) == 0   # a.png is no scan
+    out = capsys.readouterr().out
+    assert f"{tmp_path}: left out 1 file of other kinds (random.pt), 1 file cleaned into it before " \
+           f"(denoise.jsonl there)" in out and "cleaned 1 page of 1 file" in out
+
+
+def test_a_page_cleaned_from_another_scan_of_that_name_is_not_replaced(tmp_path, random_ckpt, capsys):
+    for day, k in (("mon", 0), ("tue", 1)):
+        (tmp_path / day).mkdir()
+        Image.fromarray(page(k)).save(tmp_path / day / "scan_0001.png")
+    out, args = tmp_path / "cleaned", ["--checkpoint", str(random_ckpt), "--no-tta"]
+    assert main([str(tmp_path / "mon"), "--out", str(out), *args]) == 0
+    before = digest(out)
+    assert main([str(tmp_path / "tue"), "--out", str(out), *args]) == 1
+    assert (f"{out / 'scan_0001.png'} was cleaned from {tmp_path / 'mon' / 'scan_0001.png'}; cleaning "
+            f"{tmp_path / 'tue' / 'scan_0001.png'} would replace it") in capsys.readouterr().err
+    assert digest(out) == before
+
+
+def test_a_page_that_cannot_be_read_skips_that_page_and_the_pdf_not_the_rest(tmp_path, random_ckpt, capsys):
+    pdf = pdfium.PdfDocument.new()
+    for size in ((300, 200), (14400, 14400), (300, 200)):   # the second: 200 x 200 inches
+        pdf.new_page(*size)
+    pdf.save(tmp_path / "report.pdf")
+    pdf.close()
+    out = tmp_path / "out"
+    assert main([str(tmp_path / "report.pdf"), "--out", str(out), "--checkpoint", str(random_ckpt)]) == 3
+    log = capsys.readouterr()
+    assert sorted(p.name for p in out.glob("*.png")) == ["report-1.png", "report-3.png"]
+    assert not (out / "report.pdf").exists()
+    assert f"skipped {tmp_path / 'report.pdf'}: page 2 would be 40000 x 40000 px" in log.err
+    assert f"skipped {tmp_path / 'report.pdf'}: {out / 'report.pdf'} not written, as it would lack" in log.err
+    assert "cleaned 2 pages of 0 files" in log.out
+
+
+def test_pages_a_shorter_scan_no_longer_gives_are_named_and_kept(tmp_path, random_ckpt, capsys):
+    def tiff(pages):
+        frames = [Image.fromarray(page(k)) for k in range(pages)]
+        frames[0].save(tmp_path / "bundle.tif", save_all=True, append_images=frames[1:])
+
+    out, args = tmp_path / "out", ["--checkpoint", str(random_ckpt), "--no-tta"]
+    tiff(3)
+    assert main([str(tmp_path / "bundle.tif"), "--out", str(out), *args]) == 0
+    tiff(2)
+    record = out / "denoise.jsonl"
+    record.write_text(record.read_text() + "\n")   # a blank line: passed over
+    assert main([str(tmp_path / "bundle.tif"), "--out", str(out), *args]) == 0
+    assert (f"{out / 'bundle-3.png'}: cleaned from an earlier {tmp_path / 'bundle.tif'} with more pages; "
+            f"left as it is") in capsys.readouterr().out
+    assert (out / "bundle-3.png").exists()
 
 
 def test_scale_one_with_the_identity_gives_the_page_back(tmp_path, capsys):

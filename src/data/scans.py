@@ -6,18 +6,21 @@ rendered with PDFium at a chosen resolution. Every page comes out as (H, W) floa
 """
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+import warnings
 
 import numpy as np
 
 from src.common.errors import DataError
 from src.common.files import atomic_write, case_clashes
+from src.common.wording import counted
+from src.data.ledger import LEDGER, recorded_names
 from src.data.pages import page_sort_key
 
-SCAN_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".pdf")
+SCAN_SUFFIXES = (".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".tif", ".tiff", ".bmp", ".webp", ".pdf")
 FORMATS = "PNG, JPEG, TIFF, BMP, WebP or PDF"
 DEFAULT_DPI = 200   # PDF pages are rendered so: A4 is 1654 x 2339 px, body text 20-30 px tall
 # the lowest resolution a page is rendered at or recorded with: below it an image file's "dpi" is a
@@ -29,12 +32,10 @@ WIDE_MODES = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I"
 
 @dataclass(frozen=True)
 class Scan:
-    """One input file: its path, its page count, whether it is a PDF (which also gets a PDF out), and an
-    image's resolution as the file records it, (x, y) dots per inch of the upright page, or None."""
+    """One input file: its path, its page count, and whether it is a PDF (which also gets a PDF out)."""
     path: Path
     pages: int
     pdf: bool
-    dpi: tuple[float, float] | None = None
 
     def page_names(self) -> list[str]:
         """The cleaned pages' file names: scan.png for a one-page image, letter-<k>.png (k from 1) for
@@ -53,14 +54,35 @@ class Scan:
         return self.page_names() + ([self.pdf_name] if self.pdf else [])
 
 
-def find_scans(inputs: Iterable[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """(files to read, [(input, why it is skipped)]): files as named, and each folder's files whose
-    suffix is one of SCAN_SUFFIXES (not its subfolders, not hidden files), in page order."""
-    files, skipped = [], []
+@dataclass(frozen=True)
+class Page:
+    """A page of a scan: (H, W) float32 in [0, 1] and its resolution, (x, y) dots per inch as the file
+    records it (a PDF's: the one it is rendered at) or None; or, where it cannot be read, no pixels and
+    why (naming the file and page)."""
+    pixels: np.ndarray | None
+    dpi: tuple[float, float] | None = None
+    problem: str = ""
+
+
+def find_scans(inputs: Iterable[Path]) -> tuple[list[Path], list[tuple[Path, str]], list[str]]:
+    """(files to read, [(input, why it is skipped)], notes on what folders hold beside their scans): files
+    as named, and each folder's files whose suffix is one of SCAN_SUFFIXES, in page order; not its
+    subfolders, hidden files, nor the pages `denoise` cleaned into it (its record lists them)."""
+    files, skipped, notes = [], [], []
     for path in map(Path, inputs):
         if path.is_dir():
-            found = sorted((p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
-                            and p.suffix.lower() in SCAN_SUFFIXES), key=page_sort_key)
+            cleaned = recorded_names(path)
+            entries = [p for p in path.iterdir() if not p.name.startswith(".") and p.name != LEDGER]
+            found = sorted((p for p in entries if p.is_file() and p.suffix.lower() in SCAN_SUFFIXES
+                            and p.name not in cleaned), key=page_sort_key)
+            other = sorted(p.name for p in entries if p.is_file() and p.suffix.lower() not in SCAN_SUFFIXES)
+            folders = sorted(p.name for p in entries if p.is_dir())
+            ours = sum(p.name in cleaned for p in entries)
+            left = [f"{counted(len(other), 'file')} of other kinds ({listed(other)})" if other else "",
+                    f"{counted(len(folders), 'subfolder')} ({listed(folders)})" if folders else "",
+                    f"{counted(ours, 'file')} cleaned into it before ({LEDGER} there)" if ours else ""]
+            if any(left):
+                notes.append(f"{path}: left out {', '.join(filter(None, left))}")
             files += found
             if not found:
                 skipped.append((path, f"no {FORMATS} files in this folder"))
@@ -71,7 +93,12 @@ def find_scans(inputs: Iterable[Path]) -> tuple[list[Path], list[tuple[Path, str
     unique: dict[Path, Path] = {}
     for path in files:   # a file named twice (itself and its folder) is cleaned once
         unique.setdefault(path.resolve(), path)
-    return list(unique.values()), skipped
+    return list(unique.values()), skipped, notes
+
+
+def listed(names: list[str], most: int = 3) -> str:
+    """The first `most` names, and how many more."""
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def is_pdf(path: Path) -> bool:
@@ -89,16 +116,15 @@ def open_scan(path: Path) -> Scan:
                     raise DataError(f"{path}: a PDF without pages")
                 return Scan(path, len(pdf), True)
         with _image(path) as img:
-            return Scan(path, _frames(img), False, _resolution(img))
+            return Scan(path, _frames(img), False)
     except OSError as e:
         raise DataError(f"{path}: cannot read it ({e.strerror or e})") from None
 
 
-def read_pages(scan: Scan, dpi: int = DEFAULT_DPI) -> Iterator[np.ndarray]:
-    """The scan's pages one at a time (a long PDF is never held whole): (H, W) float32 in [0, 1].
-
-    PDF pages are rendered at `dpi`. Raises DataError naming the file (and page) that cannot be read.
-    """
+def read_pages(scan: Scan, dpi: int = DEFAULT_DPI) -> Iterator[Page]:
+    """The scan's pages one at a time (a long PDF is never held whole), PDF pages rendered at `dpi`. A page
+    that cannot be read comes as its problem, and the pages after it are still read; a file that cannot
+    be opened raises DataError naming it."""
     if scan.pdf:
         from PIL import Image
 
@@ -109,27 +135,31 @@ def read_pages(scan: Scan, dpi: int = DEFAULT_DPI) -> Iterator[np.ndarray]:
                 width, height = (round(side * dpi / 72) for side in pdf[k].get_size())
                 if width * height > 2 * Image.MAX_IMAGE_PIXELS:
                     most = int(dpi * (2 * Image.MAX_IMAGE_PIXELS / (width * height)) ** 0.5)
-                    raise DataError(f"{scan.path}: page {k + 1} would be {width} x {height} px at --dpi "
-                                    f"{dpi}, too large to clean safely; --dpi {most} or lower renders it")
+                    yield Page(None, problem=f"{scan.path}: page {k + 1} would be {width} x {height} px at "
+                                             f"--dpi {dpi}, too large to clean safely; --dpi {most} or "
+                                             f"lower renders it")
+                    continue
                 try:
                     bitmap = pdf[k].render(scale=dpi / 72, grayscale=True)
                 except Exception as e:   # PDFium raises its own PdfiumError
-                    raise DataError(f"{scan.path}: page {k + 1} cannot be rendered ({e})") from None
-                yield bitmap.to_numpy().reshape(bitmap.height, bitmap.width).astype(np.float32) / 255
+                    yield Page(None, problem=f"{scan.path}: page {k + 1} cannot be rendered ({e})")
+                    continue
+                pixels = bitmap.to_numpy().reshape(bitmap.height, bitmap.width).astype(np.float32) / 255
+                yield Page(pixels, (dpi, dpi))
         return
     with _image(scan.path) as img:
         for k in range(_frames(img)):
             try:
                 img.seek(k)
-                yield gray(img)
+                yield Page(gray(img), _resolution(img))
             except (OSError, SyntaxError, ValueError, EOFError) as e:
                 where = f"page {k + 1}" if scan.pages > 1 else "not a readable image"
-                raise DataError(f"{scan.path}: {where} ({e})") from None
+                yield Page(None, problem=f"{scan.path}: {where} ({e})")
 
 
 def _resolution(img) -> tuple[float, float] | None:
-    """The (x, y) dots per inch an image file records (its first page's, for a TIFF), turned as `gray`
-    turns the page; None when it records none, or none that can be a resolution."""
+    """The (x, y) dots per inch an image file records for its current page, turned as `gray` turns the
+    page; None when it records none, or none that can be a resolution."""
     from PIL import ExifTags
 
     try:
@@ -183,11 +213,13 @@ def write_pdf(path: Path, pages: Iterable[np.ndarray], dpi: int = DEFAULT_DPI) -
         pdf.close()
 
 
-def check_outputs(scans: list[Scan], out: Path, written: Collection[str] = ()) -> None:
+def check_outputs(scans: list[Scan], out: Path, written: Mapping[str, str | None] | None = None) -> None:
     """DataError unless every output name in `out` is distinct (whatever the disk's case rules), none is
     an input (two sources of one name, scan.jpg and scan.png, or --out holding the inputs), and none is
-    a file already there that is not among `written` (the names the command wrote there before): a
-    folder's own scan.png beside the scan.jpg being cleaned is never replaced."""
+    a file already there that the command did not write from that source: `written` maps the names it
+    wrote there before to the path of their source (None: unknown). A folder's own scan.png beside the
+    scan.jpg being cleaned is never replaced, nor monday/scan.png's page by tuesday/scan.png's."""
+    written = written or {}
     owner: dict[str, Path] = {}
     for scan in scans:
         for name in scan.output_names():
@@ -199,14 +231,22 @@ def check_outputs(scans: list[Scan], out: Path, written: Collection[str] = ()) -
         raise DataError(f"{owner[group[0]]} and {owner[group[1]]} would be cleaned to {group[0]} and "
                         f"{group[1]}, one file on a disk blind to case; rename one")
     inputs = {scan.path.resolve() for scan in scans}
+    theirs = []
     for name, source in owner.items():
         if (out / name).resolve() in inputs:
             raise DataError(f"--out {out}: {out / name} is an input, which cleaning {source} would "
                             f"overwrite; name another folder")
-        if (out / name).exists() and name not in written:
-            raise DataError(f"--out {out}: cleaning {source} would replace {out / name}, which this command "
-                            f"did not write (its record, denoise.jsonl there, does not list it); move it, "
-                            f"or name another folder")
+        if not (out / name).exists():
+            continue
+        if name not in written:
+            theirs.append(name)
+        elif written[name] not in (None, str(source.resolve())):
+            raise DataError(f"--out {out}: {out / name} was cleaned from {written[name]}; cleaning {source} "
+                            f"would replace it: name another folder, or move it")
+    if theirs:
+        raise DataError(f"--out {out}: cleaning would replace {counted(len(theirs), 'file')} this command "
+                        f"did not write (its record, {LEDGER} there, does not list them): "
+                        f"{listed([str(out / n) for n in theirs])}; move them, or name another folder")
 
 
 def _frames(img) -> int:
@@ -221,7 +261,9 @@ def _image(path: Path):
     from PIL import Image, UnidentifiedImageError
 
     try:
-        img = Image.open(path)
+        with warnings.catch_warnings():   # above Pillow's limit but within twice it: opened, as a scan may be
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
     except UnidentifiedImageError:
         raise DataError(f"{path}: not a readable image (not a {FORMATS} file, or damaged)") from None
     except Image.DecompressionBombError as e:

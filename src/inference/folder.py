@@ -1,0 +1,49 @@
+"""A scan file's pages cleaned into an output folder, as `python -m src.denoise` does file by file."""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from itertools import repeat
+from pathlib import Path
+
+import numpy as np
+
+from src.data.ledger import Ledger
+from src.data.pages import load_page, save_page
+from src.data.scans import Scan, read_pages, write_pdf
+
+
+def clean_file(scan: Scan, out: Path, ledger: Ledger, clean: Callable[[np.ndarray, str], np.ndarray],
+               dpi: int, tally: Counter, log: Callable[[str], None], done: Callable[[], None]) -> list[str]:
+    """Clean the pages of `scan` that `out` does not hold yet (as `ledger` says) into `out`, each at the
+    resolution its scan records, and a PDF's pages into one PDF.
+
+    Args: clean(page, "scan -> name"): the cleaned page; dpi: what PDF pages are rendered at; tally:
+    counts "pages" cleaned and "kept" (cleaned before with the same model and settings); log: a line
+    for the user; done: called after each page.
+    Returns: why pages could not be read (each line names the file and page); the others are cleaned,
+    and a PDF with such a page gets no PDF out (it would lack that page).
+    """
+    extra = dict(dpi=dpi) if scan.pdf else None
+    for name in ledger.leftovers(scan):
+        log(f"{out / name}: cleaned from an earlier {scan.path} with more pages; left as it is")
+    # a scan cleaned whole before is not even read; one left halfway is read page by page
+    todo = [n for n in scan.output_names() if not ledger.done(n, scan.path, extra)]
+    problems = []
+    for name, page in zip(scan.page_names(), read_pages(scan, dpi) if todo else repeat(None)):
+        if name not in todo:
+            tally["kept"] += 1
+        elif page.problem:
+            problems.append(page.problem)
+        else:
+            cleaned = clean(page.pixels, f"{scan.path} -> {name}")
+            with ledger.writing(name, scan.path, extra):
+                save_page(out / name, cleaned, page.dpi)
+            tally["pages"] += 1
+        done()
+    if scan.pdf and problems:
+        problems.append(f"{scan.path}: {out / scan.pdf_name} not written, as it would lack those pages")
+    elif scan.pdf and todo:   # from the pages written: a long PDF is never held whole
+        with ledger.writing(scan.pdf_name, scan.path, extra):
+            write_pdf(out / scan.pdf_name, map(load_page, (out / n for n in scan.page_names())), dpi)
+    return problems
