@@ -81,6 +81,23 @@ def test_text_size_of_a_fine_scan_is_its_letters_not_its_grain():
     assert text_size(grainy) == pytest.approx(text_size(fine), rel=0.1)
 
 
+def test_a_faded_page_measures_as_it_does_at_normal_contrast():
+    """Ink lighter than INK of its paper: only the strokes' cores would count, and a page squeezed into grey
+    levels 150-250 would read no text (or, enlarged 3x, a fraction of its size); its contrast is stretched.
+    A blank page's grain or JPEG blocks are not stretched into text."""
+    for seed in (1, 2):
+        _, clean = pair(seed)
+        for low in (150, 180):
+            faded = (low + (250 - low) * clean) / 255
+            assert text_size(faded) == pytest.approx(text_size(clean), rel=0.1)
+            assert text_size(enlarge(faded, 3)) == pytest.approx(text_size(enlarge(clean, 3)), rel=0.1)
+    rng = np.random.default_rng(0)
+    grain = np.clip(1 + rng.normal(0, 0.05, (420, 540)), 0, 1).astype(np.float32)
+    assert text_size(grain) is None and text_size(enlarge(grain, 3)) is None
+    blocks = cv2.imdecode(cv2.imencode(".jpg", np.uint8(grain * 255), [cv2.IMWRITE_JPEG_QUALITY, 10])[1], 0)
+    assert text_size(blocks / np.float32(255)) is None
+
+
 def test_letters_cut_across_by_blank_rows_are_not_enlarged_as_small_text():
     """Worn ink cuts letters into strips 2 px tall, which read as tiny text: the page is cleaned as it
     is, while the same page shrunk to half its size, whose letters are small, is still enlarged."""

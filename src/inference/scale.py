@@ -21,6 +21,15 @@ from src.inference.tiles import predict_page, tile_for
 from src.models.checkpoints import load_model
 
 INK = 0.6             # a pixel darker than this share of its paper's brightness is ink
+# ...or on a faded page, whose darkest ink (its DARKEST percentile) is FADED or lighter, below INK of the
+# way from that ink to the paper: the page's contrast stretched until its ink is black. INK alone takes only
+# the strokes' cores there, which are not the letters' height (competition pages squeezed into grey levels
+# 150-250 read None, or 8.7 px enlarged 3x against 50.4). The darkest ink of competition pages is 0.2 at
+# most, 0.35 shrunk to 0.5x. Only where that ink is FAINTEST or darker, and DISTINCT times as far below the
+# paper's median as its 25th percentile: a blank page's grain is 3.5-4.8 times as far (enlarged or not),
+# blurred text 2.2-4, and a blank JPEG's blocks 0.97 of its paper; stretched, they would read as text. Faded
+# pages on stained paper can fall short (5.2-6: 9 of 115 noisy competition pages at 3x; docs/denoise.md).
+DARKEST, FADED, FAINTEST, DISTINCT = 1, 0.4, 0.85, 6
 MIN_COMPONENTS = 10   # fewer ink components than this: too little text to tell its size
 # Letters are many: a size whose band holds under a tenth as many components as there are smaller ones is
 # that of a few large shapes whose area outweighs the text (a watermark's strokes). Measured: at most 2 on
@@ -79,19 +88,30 @@ def paper_normalised(page: np.ndarray) -> np.ndarray:
     return np.clip(page / np.maximum(paper, 1e-3), 0, 1).astype(np.float32)
 
 
+def ink_threshold(normalised: np.ndarray) -> float:
+    """The paper_normalised value below which a page's pixels are ink: INK, or on a faded page INK of the
+    way from its darkest ink to the paper (DARKEST, FADED, FAINTEST, DISTINCT)."""
+    dark, low, paper = np.percentile(normalised, (DARKEST, 25, 50))
+    if not FADED <= dark <= FAINTEST or paper - dark < DISTINCT * (paper - low):
+        return INK
+    return float(dark + INK * (1 - dark))
+
+
 def text_size(page: np.ndarray, bridge: int = 0) -> float | None:
     """The typical height in pixels of a page's letters; None when the page shows too little ink.
 
-    Ink (paper_normalised below INK) is cut into 8-connected components; their heights are averaged,
-    weighted by area so that specks of dirt count little, over those within half and twice the weighted
-    median: letters with ascenders and without, not rules, borders or specks. Where that band holds few
-    components beside the smaller ones (OUTNUMBERED, SMALLEST), its shapes are not letters and are left
-    out. The value scales with the page: a page enlarged 2.5x (cubic) measures 2.5x within 4 %.
+    Ink (paper_normalised below ink_threshold: INK, higher on a faded page) is cut into 8-connected
+    components; their heights are averaged, weighted by area so that specks of dirt count little, over
+    those within half and twice the weighted median: letters with ascenders and without, not rules,
+    borders or specks. Where that band holds few components beside the smaller ones (OUTNUMBERED,
+    SMALLEST), its shapes are not letters and are left out. The value scales with the page: a page enlarged
+    2.5x (cubic) measures 2.5x within 4 %; a faded page measures as it would at full contrast.
 
     Args: page: (H, W) float array in [0, 1], dark text on light paper; bridge: gaps of fewer rows than
     this between ink above and below are filled first (a vertical closing; BRIDGE), 0 for none.
     """
-    ink = (paper_normalised(np.asarray(page, np.float32)) < INK).astype(np.uint8)
+    normalised = paper_normalised(np.asarray(page, np.float32))
+    ink = (normalised < ink_threshold(normalised)).astype(np.uint8)
     if bridge:
         ink = cv2.morphologyEx(ink, cv2.MORPH_CLOSE, np.ones((bridge, 1), np.uint8))
     stats = cv2.connectedComponentsWithStats(ink, connectivity=8)[2][1:]
