@@ -2,7 +2,7 @@
 
     python benchmarks/bench_unseen_noise.py [--competition models/quick_best.pt]
         [--general models/general_best.pt] [--data-dir DIR] [--per-family 8] [--rendered 9] [--no-ocr]
-        [--as-denoise]
+        [--as-denoise [--keep-solid]]
 
 Held-out clean pages: the clean pages of the competition checkpoint's held-out split (one per text),
 and `--rendered` text pages of src/data/degraded.py's HELD_OUT stream, a stream training never draws.
@@ -313,7 +313,8 @@ def load_models(args) -> tuple[dict, dict, DenoiserConfig]:
         models[name], ckpt = load_model(path, "denoiser")
         configs[name] = config_from_dict(DenoiserConfig, ckpt["config"])
         if args.as_denoise:
-            scale = dict(target=target_text_size([ckpt])[0], zoom=learnt_zoom([ckpt]))
+            scale = dict(target=target_text_size([ckpt])[0], zoom=learnt_zoom([ckpt]),
+                         keep_solid=args.keep_solid)
             cleaners[name] = lambda page, m=models[name], k=scale: clean_scan(m, page, **k, tta=True)[0]
         else:
             cleaners[name] = lambda page, m=models[name]: predict_page(m, page, tta=True)
@@ -339,6 +340,7 @@ def main(argv=None) -> None:
     p.add_argument("--no-ocr", action="store_true", help="RMSE only: no Tesseract needed")
     p.add_argument("--as-denoise", action="store_true",
                    help="clean the degraded pages as `python -m src.denoise` does (text size, then scale)")
+    p.add_argument("--keep-solid", action="store_true", help="with --as-denoise: as `denoise --keep-solid`")
     args = p.parse_args(argv)
     if args.per_family < 1 or args.rendered < 0:
         p.error("--per-family must be at least 1 and --rendered at least 0")

@@ -29,7 +29,7 @@ from src.common.wording import counted
 from src.data.ledger import Ledger
 from src.data.scans import DEFAULT_DPI, MIN_DPI, check_outputs, find_scans, open_scan
 from src.inference.folder import clean_file
-from src.inference.scale import DEFAULT_CHECKPOINTS, clean_scan, describe_scale, load_denoisers
+from src.inference.scale import DEFAULT_CHECKPOINTS, clean_scan, describe_scale, load_denoisers, solid_hint
 from src.inference.tiles import SHIFTS, TILE, WHOLE, non_finite
 from src.models.checkpoints import weights_digest
 from src.training.config import DenoiserConfig
@@ -50,6 +50,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "by this factor to be cleaned (1: as it is); default: measured on each page")
     p.add_argument("--dpi", type=int, default=DEFAULT_DPI,
                    help="resolution PDF pages are rendered at, and of the cleaned PDF (default: %(default)s)")
+    p.add_argument("--keep-solid", action="store_true", help="keep ink wider than the model's strokes (large "
+                   "headings, logos, bars) as dark as the page shows it; so are a watermark's grey letters")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
                    help="average predictions over the 4 flips (4x the time, lower RMSE; default: on)")
     p.add_argument("--shifts", type=int, default=0, choices=range(len(SHIFTS) + 1), metavar="N",
@@ -61,11 +63,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--overlap", type=int, default=DenoiserConfig.overlap,
                    help="pixels neighbouring tiles share, 0 to below --tile (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default: %(default)s)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
                    help="mixed precision, as make_submission's --amp (default: on)")
-    p.add_argument("--threads", type=int, default=0,
-                   help="CPU threads; 0: OMP_NUM_THREADS if set, else every core (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads; 0: OMP_NUM_THREADS if set, else all")
     args = p.parse_args(argv)
     problems = config_problems(DenoiserConfig(tile=args.tile or TILE, overlap=args.overlap,
                                               batch_size=args.batch_size, device=args.device,
@@ -91,14 +92,14 @@ def clean(args: argparse.Namespace, skipped: list[Path]) -> None:
     device = setup_runtime(args.device, args.threads).device
     # first: a missing checkpoint is the likeliest error
     models, target, zoom = load_denoisers(args.checkpoint, device, log=tqdm.write)
-    shaping = dict(tta=args.tta, shifts=args.shifts, overlap=args.overlap, amp=args.amp)   # the result's
+    shaping = {k: getattr(args, k) for k in ("tta", "shifts", "overlap", "amp", "keep_solid")}   # its result
     predict = dict(shaping, batch_size=args.batch_size, device=device)
 
     def clean_page(page: np.ndarray, where: str) -> np.ndarray:
-        cleaned, size, factor = clean_scan(models, page, target, zoom, scale=args.scale, tile=args.tile,
-                                           **predict)
-        tqdm.write(f"{where}: {describe_scale(size, target, factor, zoom)}"
-                   + (f" (--scale {args.scale})" if args.scale else ""))
+        cleaned, size, factor, lightened = clean_scan(models, page, target, zoom, scale=args.scale,
+                                                      tile=args.tile, **predict)
+        tqdm.write(f"{where}: {describe_scale(size, target, factor, zoom)}" + (f" (--scale {args.scale})"
+                   if args.scale else "") + solid_hint(lightened, args.keep_solid))
         problem = non_finite(cleaned)
         if problem:
             raise CheckpointError(f"{where}: {problem}; nothing written for this page")

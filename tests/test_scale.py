@@ -6,10 +6,11 @@ from torch import nn
 
 from src.common.config import parse_config
 from src.data.synthetic import make_pair, render_clean_page
-from src.inference.scale import (COMPETITION_TEXT_SIZE, FACTORS, KEEP_WITHIN, PITCH_PER_SIZE, ZOOM_AIM,
-                                 clean_at_scale, clean_scan, describe_scale, guided_upsample, kept_sizes,
-                                 learnt_zoom, line_pitch, paper_normalised, resize, scale_for,
-                                 target_text_size, text_size, training_text_size)
+from src.inference.scale import (COMPETITION_TEXT_SIZE, FACTORS, KEEP_WITHIN, PITCH_PER_SIZE, SOLID,
+                                 ZOOM_AIM, clean_at_scale, clean_scan, describe_scale, guided_upsample,
+                                 keep_solid_ink, kept_sizes, learnt_zoom, line_pitch, paper_normalised,
+                                 resize, scale_for, solid_hint, target_text_size, text_size,
+                                 training_text_size)
 from src.models.checkpoints import load_checkpoint
 from src.training.config import DENOISER_PRESETS, DenoiserConfig
 from src.training.denoiser import run
@@ -291,3 +292,31 @@ def test_training_records_the_text_size_in_its_checkpoints(tmp_path, synthetic_d
         assert 5 < load_checkpoint(path, "denoiser")["text_size"] < 30
     clean = render_clean_page(np.random.default_rng(0), 258).astype(np.float32) / 255
     assert training_text_size([clean]) == pytest.approx(text_size(clean))
+
+
+class Whitener(nn.Module):
+    """A model that clears everything: what the denoisers do to the inside of strokes wider than theirs."""
+
+    def forward(self, x):
+        return x * 0 + 1
+
+
+def test_ink_wider_than_the_models_strokes_is_kept_only_when_asked():
+    _, clean = pair(3)
+    page = clean * 0.9   # grey paper
+    page[20:36, 40:300] = 0.1   # a bar 16 px tall (paper is judged over 21 px here): a heading's stroke
+    page[300:400, :] *= 0.75    # a light stain as wide as the page: no ink, whatever its size
+    kept, lightened = keep_solid_ink(page, np.ones_like(page))
+    assert (kept[22:34, 45:295] <= 0.15).all()   # the bar, as dark as the page shows it
+    assert (kept[300:400, :][clean[300:400, :] > 0.9] == 1).all()   # stained paper: cleared
+    text = (clean < 0.5) & (np.arange(page.shape[0])[:, None] > 100)
+    assert (kept[text] == 1).mean() > 0.95   # body text's strokes, thinner than SOLID: the model's
+    assert lightened == pytest.approx(((kept < 0.5) & (page < 0.5)).mean(), rel=0.2)
+    cleaned, _, factor, share = clean_scan(Whitener(), page, 12.0, scale=1, tta=False)
+    assert factor == 1 and (cleaned == 1).all() and share == pytest.approx(lightened)   # not asked
+    cleaned, *_ = clean_scan(Whitener(), page, 12.0, scale=1, keep_solid=True, tta=False)
+    assert np.array_equal(cleaned, kept)
+    big = enlarge(page, 3)   # cleaned at a third of its size: strokes SOLID px wide there are 3x as wide
+    assert clean_scan(Whitener(), big, 12.0, scale=3, tta=False)[3] == pytest.approx(
+        keep_solid_ink(big, np.ones_like(big), 3 * SOLID)[1], rel=0.05)
+    assert solid_hint(0.001, False) == "" and "--keep-solid" in solid_hint(lightened, False)
