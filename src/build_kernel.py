@@ -17,7 +17,8 @@ import shlex
 import sys
 
 from src.common.runner import run_command
-from src.kaggle.bundle import DATASET_METADATA, KernelError
+from src.kaggle.bundle import (DATASET_METADATA, KernelError, check_title, parse_kernel_id, title_from_slug,
+                               weights_dataset)
 from src.kaggle.kernel import DEFAULT_OUT, build, next_steps, shipped
 from src.submission.reader import CSV_NAME
 from src.training.config import DENOISER_PRESETS
@@ -49,6 +50,13 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, list[str]]:
         p.error(f"{' and '.join(owned)}: the kernel reads the competition from Kaggle's inputs and writes "
                 f"to /kaggle/working; leave {'them' if len(owned) > 1 else 'it'} out")
     args.preset = args.preset or "full"
+    try:   # flags Kaggle would refuse are usage errors, as a bad train_denoiser flag is (exit 2)
+        owner, slug = parse_kernel_id(args.kernel_id)
+        check_title(args.title if args.title is not None else title_from_slug(slug), slug)
+        if args.checkpoint:
+            weights_dataset(owner, slug)
+    except KernelError as e:
+        p.error(str(e))
     return args, extra
 
 

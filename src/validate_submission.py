@@ -77,7 +77,8 @@ def check(args: argparse.Namespace) -> int:
         print(f"the ids are not those of {demo}, the SYNTHETIC demo's: checking the format only")
         report, matched = validate_submission(args.file), False
     note = synthetic_note(sample, report.ok, matched)
-    print(report.text(args.file))
+    print(report.text(args.file, "a valid submission for the SYNTHETIC demo pages only" if note else
+                      "a valid submission"))
     if note:
         print(note)
     return 0 if report.ok else 1

@@ -349,20 +349,22 @@ def test_metadata_passes_the_kaggle_packages_own_checks(tmp_path):
     (["--id", KID, "--title", "Something Else"],
      "slugifies to 'something-else', not to the id's slug 'my-denoiser'"),
 ])
-def test_bad_id_or_title_exits_1_with_a_clear_message(tmp_path, capsys, argv, message):
-    assert main([*argv, "--train", "--out", str(tmp_path / "k")]) == 1
-    assert message in capsys.readouterr().err
+def test_bad_id_or_title_is_a_usage_error_with_a_clear_message(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--train", "--out", str(tmp_path / "k")])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "k").exists()
 
 
-def test_bad_checkpoint_and_too_long_slug_exit_1(tmp_path, capsys):
+def test_bad_checkpoint_exits_1_and_too_long_a_slug_2(tmp_path, capsys):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     assert main(["--id", KID, "--checkpoint", str(tmp_path / "junk.pt"), "--out", str(tmp_path / "k")]) == 1
     assert "not a loadable checkpoint" in capsys.readouterr().err
     long = "user/" + "-".join(["denoiser"] * 5)    # 44 characters: the weights slug would exceed 50
     ckpt = tiny_checkpoint(tmp_path / "m.pt")
-    assert main(["--id", long, "--checkpoint", str(ckpt), "--out", str(tmp_path / "k")]) == 1
-    assert "Kaggle wants 6-50 characters" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["--id", long, "--checkpoint", str(ckpt), "--out", str(tmp_path / "k")])
+    assert exit_.value.code == 2 and "Kaggle wants 6-50 characters" in capsys.readouterr().err
 
 
 def test_train_flags_pass_through_and_are_checked_at_build_time(tmp_path, capsys):

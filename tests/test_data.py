@@ -1,6 +1,7 @@
 import io
 import os
 from pathlib import Path
+import re
 import zipfile
 
 from conftest import unreadable_zip
@@ -213,7 +214,8 @@ def test_corrupt_zip(tmp_path):
     d = make_outer_zip(tmp_path)
     z = d / "denoising-dirty-documents.zip"
     z.write_bytes(z.read_bytes()[:200])
-    with pytest.raises(DataError, match="corrupt or truncated zip"):
+    with pytest.raises(DataError, match=rf"corrupt or truncated zip .*; download it again \(python -m "
+                                        rf"src.download --force --data-dir {re.escape(str(d))}\)"):
         prepare_data(d)
 
 

@@ -40,3 +40,23 @@ def test_the_exit_code_is_the_works_int_else_0():
     assert run_command(lambda: 3) == 3
     assert run_command(lambda: "a result") == 0
     assert run_command(lambda: None) == 0
+
+
+def test_a_reader_that_stops_ends_the_command_quietly(tmp_path):
+    """`command | head -1`: the write that finds the pipe closed ends the command with the shell's code
+    for it, and no `error:` line or traceback (Python's last flush of stdout included)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = ("import sys, time\nfrom src.common.runner import run_command\n"
+              "def work():\n    for k in range(10 ** 6):\n"
+              "        print(k, flush=True)\n        time.sleep(0.001)\n"
+              "sys.exit(run_command(work))\n")
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=root, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout.readline() == b"0\n"
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 141
+    assert proc.stderr.read() == b""

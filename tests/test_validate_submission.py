@@ -59,8 +59,8 @@ def test_bad_values(sample, tmp_path):
     rows = lines(sample)[1:]
     only_problem(validate_submission(write(tmp_path / "s.csv", rows[:2] + ["1_1_2,nan"] + rows[3:]), sample),
                  "NaN, inf or empty values: 1 (e.g. 1_1_2=nan)")
-    only_problem(validate_submission(write(tmp_path / "s.csv", rows[:2] + ["1_1_2,1.5"] + rows[3:]), sample),
-                 "values outside [0, 1]: 1 (e.g. 1_1_2=1.5)")
+    only_problem(validate_submission(write(tmp_path / "s.csv", rows[:2] + ["1_1_2,1.0000001"] + rows[3:]),
+                                     sample), "values outside [0, 1]: 1 (e.g. 1_1_2=1.0000001)")   # not "1"
     # the id of a bad line is not reported a second time as missing
     only_problem(validate_submission(write(tmp_path / "s.csv", rows[:2] + ["1_1_2,dark"] + rows[3:]), sample),
                  "non-numeric values: 1 (e.g. line 4: 1_1_2='dark')")
@@ -234,11 +234,12 @@ def test_synthetic_sample_says_kaggle_would_reject_the_file(synthetic_dir, sampl
     demo = synthetic_dir / "sampleSubmission.csv"
     assert main([str(demo), "--sample", str(demo)]) == 0
     ok, note = capsys.readouterr().out.splitlines()[-2:]
-    assert ok.startswith("OK: ")
+    assert ok.startswith(f"OK: {demo} is a valid submission for the SYNTHETIC demo pages only, ")
     assert note.startswith(f"NOTE: {demo} is the SYNTHETIC demo sample") and "not the competition's test " \
         "pages, so Kaggle would reject it" in note and "`python -m src.download`" in note
     assert main([str(sample), "--sample", str(sample)]) == 0
-    assert "NOTE" not in capsys.readouterr().out          # a sample of no synthetic set: no note
+    out = capsys.readouterr().out          # a sample of no synthetic set: no note
+    assert "NOTE" not in out and f"OK: {sample} is a valid submission, " in out
 
 
 def test_default_synthetic_sample_named_on_a_mismatch(synthetic_dir, sample, tmp_path, monkeypatch, capsys):

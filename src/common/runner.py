@@ -1,6 +1,8 @@
-"""The one command runner: bad input -> one `error:` line and exit 1, Ctrl-C -> 130, SIGTERM -> 143."""
+"""The one command runner: bad input -> one `error:` line and exit 1, Ctrl-C -> 130, SIGTERM -> 143,
+its output piped into a reader that stops (`| head`) -> 141, quietly."""
 from __future__ import annotations
 
+import os
 import sys
 from typing import Callable
 
@@ -11,6 +13,7 @@ from src.common.signals import Terminated, interrupt_code, sigterm_as_interrupt
 # Failures of the user's input, data, checkpoint, device or disk: one line says what to do. Anything else is a
 # bug, and its traceback is what a report needs.
 USER_ERRORS: tuple[type[BaseException], ...] = (DataError, CheckpointError, DeviceError, OSError)
+BROKEN_PIPE = 141   # a shell's code for a command whose output pipe closed (128 + SIGPIPE)
 
 
 def run_command(work: Callable[[], object], *, errors: tuple[type[BaseException], ...] = (),
@@ -24,6 +27,12 @@ def run_command(work: Callable[[], object], *, errors: tuple[type[BaseException]
     try:
         with sigterm_as_interrupt():
             code = work()
+    except BrokenPipeError:   # the reader went away (`| head`): stop quietly, as a pipeline expects
+        try:   # else Python's last flush of stdout fails with a second traceback
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):   # stdout is no file (captured)
+            pass
+        return BROKEN_PIPE
     except (*USER_ERRORS, *errors) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -94,7 +94,8 @@ def safe_extract(archive: Path, dest: Path, expect: tuple[str, ...] = ()) -> Non
                 shutil.rmtree(tmp, ignore_errors=True)
     except ZIP_ERRORS as e:
         what = "corrupt or truncated zip" if isinstance(e, ZIP_ERRORS[:3]) else "a zip Python cannot read"
-        raise DataError(f"{archive}: {what} ({e}); download it again") from None
+        raise DataError(f"{archive}: {what} ({e}); download it again (python -m src.download --force "
+                        f"--data-dir {archive.parent})") from None
     except FileNotFoundError:
         raise DataError(f"{archive}: file not found") from None
     except OSError as e:  # disk full, read-only or unwritable target

@@ -50,13 +50,14 @@ class ValidationReport:
     ids_differ: bool = False                    # ids missing or extra against the sample or truth
     ids_checked: bool = True                    # False: against no sample or truth, the format alone
 
-    def text(self, path: Path) -> str:
-        """The verdict as the commands print it: OK with the rows (and RMSE), or INVALID and each problem."""
+    def text(self, path: Path, valid: str = "a valid submission") -> str:
+        """The verdict as the commands print it: OK with the rows (and RMSE), or INVALID and each problem;
+        `valid`: what an OK file is (for the ids of the synthetic demo, not Kaggle's)."""
         if self.ok and not self.ids_checked:   # a fragment of a submission is well-formed too
             return f"OK: {path} is well-formed, {self.rows:,} rows; its ids were not checked"
         if self.ok:
             score = "" if self.rmse is None else f", RMSE {self.rmse:.6f}"
-            return f"OK: {path} is a valid submission, {self.rows:,} rows{score}"
+            return f"OK: {path} is {valid}, {self.rows:,} rows{score}"
         lines = [f"INVALID: {path}, {self.rows:,} rows", *(f"  - {problem}" for problem in self.problems)]
         if self.rmse is not None:
             lines.append(f"  RMSE over the truth pages anyway: {self.rmse:.6f}")
@@ -422,7 +423,7 @@ def _check_values(pieces, tally: _Tally) -> None:
                   [f"{i}={v}" for i, v in zip(_ids(keys[bad][:EXAMPLES]), val[bad])])
         out = np.isfinite(val) & ((val < 0) | (val > 1))
         tally.add("values outside [0, 1]", int(out.sum()),
-                  [f"{i}={v:g}" for i, v in zip(_ids(keys[out][:EXAMPLES]), val[out])])
+                  [f"{i}={float(v)!r}" for i, v in zip(_ids(keys[out][:EXAMPLES]), val[out])])   # 1.0000001
 
 
 def validate_submission(path: Path, sample: Path | None = None,
