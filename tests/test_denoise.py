@@ -481,11 +481,12 @@ def test_refusals_leave_everything_as_it_was(tmp_path, random_ckpt, capsys, monk
     before = digest(tmp_path)
     assert main([str(tmp_path), "--out", str(tmp_path), "--checkpoint", str(random_ckpt)]) == 1
     assert "is an input" in capsys.readouterr().err and digest(tmp_path) == before
-    monkeypatch.chdir(tmp_path)   # no models/denoiser_best.pt here
+    monkeypatch.chdir(tmp_path)   # no models/denoiser_best.pt here, nor in the project
+    monkeypatch.setattr("src.inference.scale.PROJECT", tmp_path / "project")
     assert main(["scan.png", "--out", "out"]) == 1
     err = capsys.readouterr().err
     assert ("no checkpoint at models/scans_best.pt or models/general_long_best.pt or models/general_best.pt "
-            "or models/denoiser_best.pt" in err) and "make demo" in err
+            f"or models/denoiser_best.pt, here or in {tmp_path / 'project'}" in err) and "make demo" in err
     assert not (tmp_path / "out").exists()
     if not torch.cuda.is_available():   # one line, not a traceback
         assert main(["scan.png", "--out", "out", "--checkpoint", str(random_ckpt), "--device", "cuda"]) == 1
@@ -521,7 +522,13 @@ def test_the_scans_or_general_model_is_the_default_where_it_exists(tmp_path, ran
     Image.fromarray(page()).save(tmp_path / "scan.png")
     (tmp_path / "models").mkdir()
     monkeypatch.chdir(tmp_path)
-    shutil.copy(random_ckpt, tmp_path / "models" / "denoiser_best.pt")
+    project = tmp_path / "project"   # run from a folder of scans, the project's models/ are found too
+    (project / "models").mkdir(parents=True)
+    monkeypatch.setattr("src.inference.scale.PROJECT", project)
+    shutil.copy(random_ckpt, project / "models" / "general_best.pt")
+    assert main(["scan.png", "--out", "p"]) == 0
+    assert f"model: {project / 'models' / 'general_best.pt'}" in capsys.readouterr().out
+    shutil.copy(random_ckpt, tmp_path / "models" / "denoiser_best.pt")   # the current folder's first
     assert main(["scan.png", "--out", "a"]) == 0
     assert "model: models/denoiser_best.pt" in capsys.readouterr().out
     shutil.copy(random_ckpt, tmp_path / "models" / "general_best.pt")

@@ -66,6 +66,7 @@ FACTORS = (0.5, 8.0)
 # A scan's default model, the first that has been trained: the scans recipe's (noise the competition never
 # shows, text at a scan's sizes), the general recipes' (that noise; the longer one is better on it and on
 # the competition's pages, docs/general.md), the competition's (`make demo`'s)
+PROJECT = Path(__file__).resolve().parents[2]   # the folder holding src/, and models/ beside it
 DEFAULT_CHECKPOINTS = (Path("models/scans_best.pt"), Path("models/general_long_best.pt"),
                        Path("models/general_best.pt"), Path("models/denoiser_best.pt"))
 # The denoisers learnt text whose strokes are a few px wide, and clear the inside of wider ones as if it
@@ -327,9 +328,12 @@ def load_denoisers(paths: Sequence[Path] | None, device, log=print) -> tuple[lis
     times larger they learnt it too (`learnt_zoom`); without paths, the first of DEFAULT_CHECKPOINTS that
     exists. Logs which models it took."""
     if not paths:
-        found = [p for p in DEFAULT_CHECKPOINTS if p.exists()]
+        # the current folder's models/, then the project's: `denoise` is run from a folder of scans too
+        bases = [Path()] + ([PROJECT] if PROJECT != Path.cwd().resolve() else [])
+        found = [base / p for base in bases for p in DEFAULT_CHECKPOINTS if (base / p).exists()]
         if not found:
             where = " or ".join(map(str, DEFAULT_CHECKPOINTS))
+            where += f", here or in {PROJECT}" if bases[1:] else ""
             raise CheckpointError(f"no checkpoint at {where}: `make demo` trains one (or python -m "
                                   f"src.train_denoiser --preset scans), or name one with --checkpoint")
         paths = found[:1]
