@@ -182,7 +182,12 @@ def test_rmse_pools_pixels_like_numpy(tmp_path):
     report = validate_submission(sub, truth=tmp_path / "truth")
     assert report.ok and abs(report.rmse - np.sqrt(np.mean(err ** 2))) < 1e-6
     report = validate_submission(write(sub, rows[1:]), truth=tmp_path / "truth")
-    assert not report.ok and report.rmse is None
+    assert not report.ok and report.rmse is None and not any("no row at all" in p for p in report.problems)
+    part = [r for r in rows if r.startswith("2_")]   # the file covers page 2 of the truth's 2 and 11
+    report = validate_submission(write(sub, part), truth=tmp_path / "truth")
+    assert report.problems[-1] == (
+        f"1 of the 2 pages in {tmp_path / 'truth'} have no row at all (11): to score the pages the file "
+        f"covers, pass --truth a folder of those pages alone")
 
 
 def test_command_exit_codes(sample, tmp_path, monkeypatch, capsys):

@@ -465,6 +465,14 @@ def validate_submission(path: Path, sample: Path | None = None,
         tally.add("ids with row or col 0 (ids are 1-based)", int(zero.sum()), _ids(keys[zero][:EXAMPLES]))
     if not rows:
         tally.note("no rows: a submission holds one row per pixel of the test pages")
+    if pages is not None and sample is None and MISSING_IDS in tally.found:   # a part of --truth's pages
+        covered = set(np.unique(np.concatenate([k >> 2 * _BITS for k, _ in pieces] or [[]])).tolist())
+        absent = [str(i) for i, _ in pages if i not in covered]
+        if absent:
+            more = ", ..." if len(absent) > EXAMPLES else ""
+            tally.note(f"{len(absent)} of the {len(pages)} pages in {truth} have no row at all ("
+                       f"{', '.join(absent[:EXAMPLES])}{more}): to score the pages the file covers, pass "
+                       f"--truth a folder of those pages alone")
     rmse = _score(pages, pieces) if pages is not None else None
     differ = any(kind.startswith((EXTRA_IDS, MISSING_IDS)) for kind in tally.found)
     return ValidationReport(not tally.found, rows, tally.lines(), rmse, differ, grid is not None)
