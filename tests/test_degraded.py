@@ -267,10 +267,10 @@ def test_the_benchmark_cleans_as_denoise_does_when_asked(tmp_path, monkeypatch):
     monkeypatch.setattr(b, "clean_scan", lambda models, pg, **kw: calls.append(kw) or real(models, pg, **kw))
     noisy = page(3) / np.float32(255)
     for as_denoise in (False, True):
-        _, cleaners, _ = b.load_models(SimpleNamespace(as_denoise=as_denoise, **paths))
+        _, cleaners, _ = b.load_models(SimpleNamespace(as_denoise=as_denoise, keep_solid=as_denoise, **paths))
         outs = {name: clean(noisy) for name, clean in cleaners.items()}
         assert all(out.shape == noisy.shape for out in outs.values())
-    assert [c["target"] for c in calls] == [12.0, 5.0] and all(c["tta"] for c in calls)
+    assert [c["target"] for c in calls] == [12.0, 5.0] and all(c["tta"] and c["keep_solid"] for c in calls)
     # the general checkpoint's letters are under half the page's: the page is shrunk to be cleaned,
     # so its cleaned copy is no longer the identity's
     assert np.abs(outs["general"] - noisy).mean() > np.abs(outs["competition"] - noisy).mean()
