@@ -1,13 +1,13 @@
 """Clean scans of your own: python -m src.denoise scan.jpg letters/ --out cleaned
 
-Reads PNG, JPEG, TIFF (every page), BMP, WebP and PDF (rendered at --dpi), files or folders of them.
-Writes one cleaned 8-bit grayscale PNG per page into --out, named after its source (scan.jpg -> scan.png;
-page k of letter.pdf or of a multi-page TIFF -> letter-k.png) at the resolution the scan records (a PDF's:
---dpi), and letter.pdf for a PDF. Each page's letters are measured (--scale overrides): a page whose
-letters have a size the model learnt is cleaned as it is, others are brought to such a size, cleaned, and
-brought back to their own size. A file that cannot be read is named and skipped, the others are cleaned,
-and the exit code is then 3 (2 is a bad flag's). Run again, it keeps the pages --out holds from the same
-source, model and settings (its denoise.jsonl), so a stopped run goes on from there.
+Reads PNG, JPEG, TIFF (every page), BMP, WebP and PDF (a scanned page at its own resolution, --dpi
+overrides), files or folders of them. Writes one cleaned 8-bit grayscale PNG per page into --out, named
+after its source (scan.jpg -> scan.png; page k of letter.pdf or of a multi-page TIFF -> letter-k.png) at
+the resolution the scan records, and letter.pdf for a PDF. Each page's letters are measured (--scale
+overrides): a page whose letters have a size the model learnt is cleaned as it is, others at such a size,
+then brought back to theirs. A file that cannot be read is named and skipped, the others are cleaned, and
+the exit code is then 3 (2 is a bad flag's). Run again, it keeps the pages --out holds from the same
+source, model and settings (its denoise.jsonl), so a stopped run goes on.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from src.common.runner import run_command
 from src.common.runtime import setup_runtime
 from src.common.wording import counted
 from src.data.ledger import Ledger
-from src.data.scans import DEFAULT_DPI, MIN_DPI, check_outputs, find_scans, open_scan
+from src.data.scans import DEFAULT_DPI, MAX_DPI, MIN_DPI, check_outputs, find_scans, open_scan
 from src.inference.folder import clean_file
 from src.inference.scale import DEFAULT_CHECKPOINTS, clean_scan, describe_scale, load_denoisers, solid_hint
 from src.inference.tiles import SHIFTS, TILE, WHOLE, non_finite
@@ -48,8 +48,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--scale", type=float,
                    help="how many times larger the pages' text is than the model's: each page is shrunk "
                         "by this factor to be cleaned (1: as it is); default: measured on each page")
-    p.add_argument("--dpi", type=int, default=DEFAULT_DPI,
-                   help="resolution PDF pages are rendered at, and of the cleaned PDF (default: %(default)s)")
+    p.add_argument("--dpi", type=int, help=f"resolution PDF pages are rendered at, and of the cleaned PDF "
+                   f"(default: a scanned page's own, up to {MAX_DPI}; {DEFAULT_DPI} for others)")
     p.add_argument("--keep-solid", action="store_true", help="keep ink wider than the model's strokes (large "
                    "headings, logos, bars) as dark as the page shows it; so are a watermark's grey letters")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
@@ -73,7 +73,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                                               threads=args.threads))
     if args.scale is not None and not 0 < args.scale < 1e3:
         problems.append(f"--scale {args.scale}: must be above 0 and below 1000 (1 cleans pages as they are)")
-    if not MIN_DPI <= args.dpi <= 1200:
+    if args.dpi is not None and not MIN_DPI <= args.dpi <= 1200:
         problems.append(f"--dpi {args.dpi}: must be {MIN_DPI} to 1200")
     if problems:
         p.error("\n  ".join(problems))

@@ -14,7 +14,8 @@ import torch
 from src.common.errors import DataError
 from src.data.ledger import Ledger
 from src.data.pages import load_page, save_page
-from src.data.scans import Scan, check_outputs, find_scans, open_scan, read_pages, write_pdf
+from src.data.scans import (DEFAULT_DPI, MAX_DPI, Page, Scan, check_outputs, find_scans, open_scan,
+                            read_pages, write_pdf)
 from src.data.synthetic import make_pair
 from src.denoise import main
 from src.inference.scale import text_size
@@ -123,7 +124,7 @@ def test_pdf_pages_render_at_the_resolution_asked_and_a_cleaned_pdf_is_lossless(
     scan = open_scan(tmp_path / "in.pdf")
     assert scan.pages == 2 and scan.pdf
     assert [p.pixels.shape for p in read_pages(scan, 144)] == [(516, 1080), (840, 1080)]   # 72 dpi, at 144
-    write_pdf(tmp_path / "out.pdf", pages, dpi=100)
+    write_pdf(tmp_path / "out.pdf", [Page(pages[0], (100, 100)), Page(pages[1], (100, 100))])
     pdf = pdfium.PdfDocument(tmp_path / "out.pdf")
     try:
         sizes = [tuple(round(v) for v in sheet.get_size()) for sheet in pdf]
@@ -138,6 +139,29 @@ def test_pdf_pages_render_at_the_resolution_asked_and_a_cleaned_pdf_is_lossless(
         np.testing.assert_array_equal(back.reshape(img.shape), img)
     rendered = read(tmp_path / "out.pdf", 100)
     assert [abs(a.shape[0] - b.shape[0]) <= 1 for a, b in zip(rendered, pages)] == [True, True]
+
+
+def test_a_scanned_pdf_page_is_read_at_its_scans_resolution_and_written_at_its_size(tmp_path, random_ckpt):
+    scanned = page(0)
+    Image.fromarray(scanned).save(tmp_path / "scan.pdf", resolution=300)   # one image filling the page
+    pdf = pdfium.PdfDocument.new()
+    pdf.new_page(612, 792)   # text and drawings: no image, no resolution of its own
+    pdf.save(tmp_path / "typed.pdf")
+    pdf.close()
+    (got,) = read_pages(open_scan(tmp_path / "scan.pdf"))
+    assert got.pixels.shape == scanned.shape and got.dpi == (300, 300)   # not resampled to 200 dpi
+    (typed,) = read_pages(open_scan(tmp_path / "typed.pdf"))
+    assert typed.dpi == (DEFAULT_DPI, DEFAULT_DPI)
+    assert typed.pixels.shape == (11 * DEFAULT_DPI, 8.5 * DEFAULT_DPI)   # US letter
+    Image.fromarray(page(1)).save(tmp_path / "fine.pdf", resolution=2400)
+    assert next(read_pages(open_scan(tmp_path / "fine.pdf"))).dpi == (MAX_DPI, MAX_DPI)
+    out = tmp_path / "out"
+    assert main([str(tmp_path / "scan.pdf"), "--out", str(out), "--checkpoint", str(random_ckpt)]) == 0
+    cleaned, source = pdfium.PdfDocument(out / "scan.pdf"), pdfium.PdfDocument(tmp_path / "scan.pdf")
+    assert cleaned[0].get_size() == pytest.approx(source[0].get_size(), abs=0.01)   # the paper's size
+    cleaned.close()
+    source.close()
+    assert read(out / "scan.pdf", 300)[0].shape == scanned.shape
 
 
 def test_a_poster_sized_pdf_page_is_refused_with_the_dpi_that_renders_it_and_the_next_read(tmp_path):

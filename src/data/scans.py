@@ -26,6 +26,7 @@ DEFAULT_DPI = 200   # PDF pages are rendered so: A4 is 1654 x 2339 px, body text
 # the lowest resolution a page is rendered at or recorded with: below it an image file's "dpi" is a
 # writer's placeholder (Pillow writes TIFFs at 1 dpi by default), not a scan's
 MIN_DPI = 18
+MAX_DPI = 600   # a scanned PDF page is rendered at its image's resolution up to this (--dpi: any)
 # Pillow modes wider than 8 bits, by the value of their white (16-bit PNGs and TIFFs open as I;16 or I)
 WIDE_MODES = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": 65535, "F": 1}
 
@@ -101,6 +102,22 @@ def listed(names: list[str], most: int = 3) -> str:
     return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
+def scanned_dpi(page) -> int:
+    """What a PDF page is rendered at by default: the resolution of its largest image where that image
+    covers at least half of the page (a scanned page: cleaned at the scan's own resolution, within MIN_DPI
+    and MAX_DPI), else DEFAULT_DPI (a page of text and drawings, which has no resolution of its own)."""
+    import pypdfium2.raw as pdfium_c
+
+    width, height = page.get_size()
+    best = None
+    for image in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE]):
+        left, bottom, right, top = image.get_bounds()
+        area, (w, h) = (right - left) * (top - bottom), image.get_px_size()
+        if area >= width * height / 2 and (best is None or area > best[0]):
+            best = area, 72 * (w * h / area) ** 0.5   # dots per inch, whatever way the image is turned
+    return DEFAULT_DPI if best is None else int(round(min(max(best[1], MIN_DPI), MAX_DPI)))
+
+
 def is_pdf(path: Path) -> bool:
     with open(path, "rb") as f:
         return b"%PDF-" in f.read(1024)   # the header may follow up to 1 KB of other bytes
@@ -121,31 +138,35 @@ def open_scan(path: Path) -> Scan:
         raise DataError(f"{path}: cannot read it ({e.strerror or e})") from None
 
 
-def read_pages(scan: Scan, dpi: int = DEFAULT_DPI) -> Iterator[Page]:
-    """The scan's pages one at a time (a long PDF is never held whole), PDF pages rendered at `dpi`. A page
-    that cannot be read comes as its problem, and the pages after it are still read; a file that cannot
-    be opened raises DataError naming it."""
+def read_pages(scan: Scan, dpi: int | None = None) -> Iterator[Page]:
+    """The scan's pages one at a time (a long PDF is never held whole), PDF pages rendered at `dpi`, or
+    where it is None at `scanned_dpi`. A page that cannot be read comes as its problem, and the pages after
+    it are still read; a file that cannot be opened raises DataError naming it."""
     if scan.pdf:
         from PIL import Image
 
         with _pdf(scan.path) as pdf:
             for k in range(len(pdf)):
+                sheet = pdf[k]
+                at = dpi or scanned_dpi(sheet)
                 # the pixel count at which Pillow refuses an image file (a decompression bomb) bounds a
                 # rendered page too: a poster-sized page at 200 dpi would take gigabytes
-                width, height = (round(side * dpi / 72) for side in pdf[k].get_size())
+                width, height = (round(side * at / 72) for side in sheet.get_size())
                 if width * height > 2 * Image.MAX_IMAGE_PIXELS:
-                    most = int(dpi * (2 * Image.MAX_IMAGE_PIXELS / (width * height)) ** 0.5)
+                    most = int(at * (2 * Image.MAX_IMAGE_PIXELS / (width * height)) ** 0.5)
                     yield Page(None, problem=f"{scan.path}: page {k + 1} would be {width} x {height} px at "
-                                             f"--dpi {dpi}, too large to clean safely; --dpi {most} or "
+                                             f"--dpi {at}, too large to clean safely; --dpi {most} or "
                                              f"lower renders it")
                     continue
                 try:
-                    bitmap = pdf[k].render(scale=dpi / 72, grayscale=True)
+                    # PDFium takes the ceiling of size x scale, and keeps sizes as float32: a hair under
+                    # the scale, so that a 300 dpi scan 540 px wide is not rendered 541 px wide
+                    bitmap = sheet.render(scale=at / 72 * (1 - 1e-6), grayscale=True)
                 except Exception as e:   # PDFium raises its own PdfiumError
                     yield Page(None, problem=f"{scan.path}: page {k + 1} cannot be rendered ({e})")
                     continue
                 pixels = bitmap.to_numpy().reshape(bitmap.height, bitmap.width).astype(np.float32) / 255
-                yield Page(pixels, (dpi, dpi))
+                yield Page(pixels, (at, at))
         return
     with _image(scan.path) as img:
         for k in range(_frames(img)):
@@ -155,6 +176,12 @@ def read_pages(scan: Scan, dpi: int = DEFAULT_DPI) -> Iterator[Page]:
             except (OSError, SyntaxError, ValueError, EOFError) as e:
                 where = f"page {k + 1}" if scan.pages > 1 else "not a readable image"
                 yield Page(None, problem=f"{scan.path}: {where} ({e})")
+
+
+def read_written(path: Path) -> Page:
+    """A page `denoise` wrote (an 8-bit PNG), with the resolution it records."""
+    with _image(path) as img:
+        return Page(gray(img), _resolution(img))
 
 
 def _resolution(img) -> tuple[float, float] | None:
@@ -168,6 +195,8 @@ def _resolution(img) -> tuple[float, float] | None:
         return None
     if not (MIN_DPI <= x < 1e5 and MIN_DPI <= y < 1e5):
         return None
+    # a PNG keeps whole dots per metre: 300 dpi comes back as 299.9994, which would make a page a pixel wider
+    x, y = (round(v) if abs(v - round(v)) < 0.01 else v for v in (x, y))
     turned = img.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8)   # a quarter turn
     return (y, x) if turned else (x, y)
 
@@ -185,11 +214,11 @@ def gray(img) -> np.ndarray:
     return np.asarray(img.convert("L"), np.float32) / 255
 
 
-def write_pdf(path: Path, pages: Iterable[np.ndarray], dpi: int = DEFAULT_DPI) -> None:
+def write_pdf(path: Path, pages: Iterable[Page]) -> None:
     """A PDF of the pages, one image each, losslessly (Flate) compressed, atomically.
 
-    Args: pages: (H, W) arrays, uint8 or float in [0, 1]; each fills a page of W x H px at `dpi`, so a
-    page rendered at `dpi` keeps its paper size.
+    Args: pages: their pixels, (H, W) uint8 or float in [0, 1], each filling a sheet of W x H px at the
+    page's dpi (DEFAULT_DPI where it has none), so that a page rendered at a dpi keeps its paper size.
     """
     import pypdfium2 as pdfium
     from PIL import Image
@@ -197,8 +226,9 @@ def write_pdf(path: Path, pages: Iterable[np.ndarray], dpi: int = DEFAULT_DPI) -
     pdf = pdfium.PdfDocument.new()
     try:
         for page in pages:
-            img = page if page.dtype == np.uint8 else np.rint(np.clip(page, 0, 1) * 255).astype(np.uint8)
-            sheet = pdf.new_page(img.shape[1] * 72 / dpi, img.shape[0] * 72 / dpi)
+            img, (x, y) = page.pixels, page.dpi or (DEFAULT_DPI, DEFAULT_DPI)
+            img = img if img.dtype == np.uint8 else np.rint(np.clip(img, 0, 1) * 255).astype(np.uint8)
+            sheet = pdf.new_page(img.shape[1] * 72 / x, img.shape[0] * 72 / y)
             picture = pdfium.PdfImage.new(pdf)
             picture.set_bitmap(pdfium.PdfBitmap.from_pil(Image.fromarray(img, "L")))
             picture.set_matrix(pdfium.PdfMatrix().scale(sheet.get_width(), sheet.get_height()))

@@ -9,18 +9,19 @@ from pathlib import Path
 import numpy as np
 
 from src.data.ledger import Ledger
-from src.data.pages import load_page, save_page
-from src.data.scans import Scan, read_pages, write_pdf
+from src.data.pages import save_page
+from src.data.scans import Scan, read_pages, read_written, write_pdf
 
 
 def clean_file(scan: Scan, out: Path, ledger: Ledger, clean: Callable[[np.ndarray, str], np.ndarray],
-               dpi: int, tally: Counter, log: Callable[[str], None], done: Callable[[], None]) -> list[str]:
+               dpi: int | None, tally: Counter, log: Callable[[str], None],
+               done: Callable[[], None]) -> list[str]:
     """Clean the pages of `scan` that `out` does not hold yet (as `ledger` says) into `out`, each at the
     resolution its scan records, and a PDF's pages into one PDF.
 
-    Args: clean(page, "scan -> name"): the cleaned page; dpi: what PDF pages are rendered at; tally:
-    counts "pages" cleaned and "kept" (cleaned before with the same model and settings); log: a line
-    for the user; done: called after each page.
+    Args: clean(page, "scan -> name"): the cleaned page; dpi: what PDF pages are rendered at (None: each
+    at its scan's resolution, `scanned_dpi`); tally: counts "pages" cleaned and "kept" (cleaned before
+    with the same model and settings); log: a line for the user; done: called after each page.
     Returns: why pages could not be read (each line names the file and page); the others are cleaned,
     and a PDF with such a page gets no PDF out (it would lack that page).
     """
@@ -45,5 +46,5 @@ def clean_file(scan: Scan, out: Path, ledger: Ledger, clean: Callable[[np.ndarra
         problems.append(f"{scan.path}: {out / scan.pdf_name} not written, as it would lack those pages")
     elif scan.pdf and todo:   # from the pages written: a long PDF is never held whole
         with ledger.writing(scan.pdf_name, scan.path, extra):
-            write_pdf(out / scan.pdf_name, map(load_page, (out / n for n in scan.page_names())), dpi)
+            write_pdf(out / scan.pdf_name, map(read_written, (out / n for n in scan.page_names())))
     return problems
