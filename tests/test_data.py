@@ -186,6 +186,12 @@ def test_empty_folder(tmp_path):
         list_images(tmp_path / "e")
     with pytest.raises(DataError, match="no competition data found"):
         prepare_data(tmp_path / "e")
+    save_page(tmp_path / "e" / "test" / "1.png", np.ones((4, 5)))   # the test pages alone
+    (tmp_path / "e" / "sampleSubmission.csv").write_text("id,value\n")
+    with pytest.raises(DataError, match=re.escape(
+            f"alone are cleaned by python -m src.make_submission --images {tmp_path / 'e' / 'test'} --sample "
+            f"{tmp_path / 'e' / 'sampleSubmission.csv'}.")):
+        prepare_data(tmp_path / "e")
 
 
 def test_data_one_folder_down_is_pointed_at(tmp_path, synthetic_dir):

@@ -1,5 +1,6 @@
 import gzip
 import math
+import zipfile
 
 from conftest import unreadable_zip, zip_competition
 import cv2
@@ -77,6 +78,15 @@ def test_missing_ids_beside_bad_lines(sample, tmp_path):
 def test_bad_header(sample, tmp_path):
     sub = write(tmp_path / "s.csv", lines(sample)[1:], header="ID,Value")
     only_problem(validate_submission(sub, sample=sample), "header is 'ID,Value'; want 'id,value'")
+    rows = [f"{k},{row}" for k, row in enumerate(lines(sample)[1:])]
+    indexed = write(tmp_path / "s.csv", rows, header=",id,value")
+    assert validate_submission(indexed, sample=sample).problems[0] == (
+        "header is ',id,value'; want 'id,value' (a DataFrame's index was written: to_csv(..., index=False))")
+    mac = tmp_path / "s.csv.zip"
+    with zipfile.ZipFile(mac, "w") as zf:   # as macOS Finder's "Compress" makes it
+        zf.writestr("s.csv", "id,value\n")
+        zf.writestr("__MACOSX/._s.csv", b"resource fork")
+    assert "(__MACOSX/ is macOS Finder's: zip the CSV with `zip -X`" in validate_submission(mac).problems[0]
 
 
 @pytest.mark.parametrize("header", ['"id","value"', "\ufeffid,value", '\ufeff"id","value"'])

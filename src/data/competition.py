@@ -219,6 +219,9 @@ def prepare_data(data_dir: Path = DEFAULT_DATA_DIR, work_dir: Path | None = None
                        if d.is_dir() and (any(d.glob(f"{COMPETITION}*.zip")) or (d / TRAIN).is_dir()
                                           or (d / f"{TRAIN}.zip").is_file()))
         hint = f" {below[0]} holds it: pass --data-dir {below[0]}." if below else ""
+        if test is not None and not below:   # the test pages alone: enough to predict, not to train
+            hint = (f" Its {TEST}/ pages alone are cleaned by python -m src.make_submission --images {test}"
+                    + (f" --sample {find(SAMPLE)}." if find(SAMPLE) else "."))
         raise DataError(
             f"{data_dir}: no competition data found (expected {COMPETITION}.zip, train.zip + "
             f"train_cleaned.zip, or train/ + train_cleaned/ folders).{hint} Run `python -m src.download` "

@@ -108,7 +108,10 @@ def _open_csv(path: Path):
         with zipfile.ZipFile(path) as zf:
             names = [n for n in zf.namelist() if not n.endswith("/")]
             if len(names) != 1:
-                raise zipfile.BadZipFile(f"want exactly one file in the zip, found {len(names)}")
+                mac = any(n.startswith("__MACOSX/") for n in names)   # Finder's "Compress" adds these
+                raise zipfile.BadZipFile(f"want exactly one file in the zip, found {len(names)}" + (
+                    " (__MACOSX/ is macOS Finder's: zip the CSV with `zip -X`, or make_submission "
+                    "--compress zip)" if mac else ""))
             with zf.open(names[0]) as f:
                 yield f
     elif compress == "gz":
@@ -362,7 +365,9 @@ def _read(path: Path, tally: _Tally) -> list[tuple[np.ndarray, np.ndarray]]:
             # id,value, as quoted ids below the header read as ids (_unquote)
             header = line.rstrip(b"\r\n").removeprefix(codecs.BOM_UTF8)
             if _unquote(header) != HEADER.encode():
-                tally.note(f"header is {header.decode()[:40]!r}; want {HEADER!r}")
+                index = _unquote(header) == b"," + HEADER.encode()   # pandas' to_csv with the index
+                hint = " (a DataFrame's index was written: to_csv(..., index=False))" if index else ""
+                tally.note(f"header is {header.decode()[:40]!r}; want {HEADER!r}{hint}")
             return list(_rows(f, tally))
     except FileNotFoundError:
         raise SubmissionError(f"{path}: no such file") from None
