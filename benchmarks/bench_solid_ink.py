@@ -4,7 +4,7 @@
 
 A page of vertical bars 2-48 px wide (grey 0.12 on paper 0.9), cleaned as it is (`predict_page`, no TTA):
 per model, the cleaned value down the middle of each bar. The denoisers learnt strokes a few px wide and
-clear the inside of wider ones as if it were a stain; `denoise --keep-solid` keeps them (docs/denoise.md).
+clear the inside of wider ones as if it were a stain; `denoise` keeps those that are type (docs/denoise.md).
 """
 from __future__ import annotations
 

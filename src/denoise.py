@@ -50,8 +50,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "by this factor to be cleaned (1: as it is); default: measured on each page")
     p.add_argument("--dpi", type=int, help=f"resolution PDF pages are rendered at, and of the cleaned PDF "
                    f"(default: a scanned page's own, up to {MAX_DPI}; {DEFAULT_DPI} for others)")
-    p.add_argument("--keep-solid", action="store_true", help="keep ink wider than the model's strokes (large "
-                   "headings, logos, bars) as dark as the page shows it; so are a watermark's grey letters")
+    p.add_argument("--keep-solid", action="store_true", help="keep all ink wider than the model's strokes "
+                   "as the page shows it, grey or over the text too (by default only type: headings, bars)")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
                    help="average predictions over the 4 flips (4x the time, lower RMSE; default: on)")
     p.add_argument("--shifts", type=int, default=0, choices=range(len(SHIFTS) + 1), metavar="N",
@@ -99,7 +99,7 @@ def clean(args: argparse.Namespace, skipped: list[Path]) -> None:
         cleaned, size, factor, lightened = clean_scan(models, page, target, zoom, scale=args.scale,
                                                       tile=args.tile, **predict)
         tqdm.write(f"{where}: {describe_scale(size, target, factor, zoom)}" + (f" (--scale {args.scale})"
-                   if args.scale else "") + solid_hint(lightened, args.keep_solid))
+                   if args.scale else "") + solid_hint(lightened))
         problem = non_finite(cleaned)
         if problem:
             raise CheckpointError(f"{where}: {problem}; nothing written for this page")

@@ -431,21 +431,24 @@ def test_pages_a_shorter_scan_no_longer_gives_are_named_and_kept(tmp_path, rando
     assert (out / "bundle-3.png").exists()
 
 
-def test_keep_solid_keeps_a_bar_the_model_clears_and_a_page_needing_it_says_so(
+def test_type_the_model_clears_is_kept_and_grey_solid_ink_with_keep_solid(
         tmp_path, random_ckpt, capsys, monkeypatch):
     import src.inference.scale as scale
 
     monkeypatch.setattr(scale, "clean_at_scale", lambda models, page, factor, **k: np.ones_like(page))
-    img = page(0)
-    img[20:34, 40:400] = 25   # a bar 14 px tall: a heading's stroke
+    img = np.full((420, 540), 230, np.uint8)
+    img[20:34, 40:400] = 25     # a heading's stroke 14 px tall
+    img[60:80, 40:400] = 100    # a watermark's grey stroke 20 px tall
     Image.fromarray(img).save(tmp_path / "scan.png")
     out, args = tmp_path / "out", [str(tmp_path / "scan.png"), "--checkpoint", str(random_ckpt), "--scale=1"]
     assert main([*args, "--out", str(out)]) == 0
-    assert "ink wider than the model's strokes, lightened (headings or bars left as outlines? --keep-solid)" \
-        in capsys.readouterr().out and (load_page(out / "scan.png")[22:32, 45:395] == 1).all()
+    assert "ink wider than the model's strokes, grey or over the text, left to the model (a watermark? " \
+           "--keep-solid keeps it)" in capsys.readouterr().out
+    cleaned = load_page(out / "scan.png")
+    assert (cleaned[22:32, 45:395] < 0.2).all() and (cleaned[62:78, 45:395] == 1).all()
     assert main([*args, "--out", str(out), "--keep-solid"]) == 0   # another setting: cleaned again
-    assert "kept (--keep-solid)" in capsys.readouterr().out
-    assert (load_page(out / "scan.png")[22:32, 45:395] < 0.2).all()
+    assert "keeps it" not in capsys.readouterr().out
+    assert (load_page(out / "scan.png")[62:78, 45:395] < 0.5).all()
 
 
 def test_scale_one_with_the_identity_gives_the_page_back(tmp_path, capsys):

@@ -301,22 +301,31 @@ class Whitener(nn.Module):
         return x * 0 + 1
 
 
-def test_ink_wider_than_the_models_strokes_is_kept_only_when_asked():
-    _, clean = pair(3)
-    page = clean * 0.9   # grey paper
-    page[20:36, 40:300] = 0.1   # a bar 16 px tall (paper is judged over 21 px here): a heading's stroke
-    page[300:400, :] *= 0.75    # a light stain as wide as the page: no ink, whatever its size
-    kept, lightened = keep_solid_ink(page, np.ones_like(page))
-    assert (kept[22:34, 45:295] <= 0.15).all()   # the bar, as dark as the page shows it
-    assert (kept[300:400, :][clean[300:400, :] > 0.9] == 1).all()   # stained paper: cleared
-    text = (clean < 0.5) & (np.arange(page.shape[0])[:, None] > 100)
-    assert (kept[text] == 1).mean() > 0.95   # body text's strokes, thinner than SOLID: the model's
-    assert lightened == pytest.approx(((kept < 0.5) & (page < 0.5)).mean(), rel=0.2)
+def test_type_wider_than_the_models_strokes_is_kept_and_all_such_ink_when_asked():
+    page = np.full((600, 800), 230, np.uint8)   # grey paper, judged over 31 px
+    for row in range(120, 560, 24):   # body text: strokes 1-2 px
+        cv2.putText(page, "the quick brown fox jumps over", (30, row), cv2.FONT_HERSHEY_SIMPLEX, 0.7, 25, 1)
+    page[30:50, 40:500] = 25                                    # a heading's stroke, apart from the text
+    page[200:220, 40:700] = np.minimum(page[200:220, 40:700], 95)   # a watermark's grey stroke
+    stamp = np.zeros_like(page)
+    cv2.line(stamp, (60, 300), (700, 420), 1, 18)   # a stamp's dark stroke across the text: text in its box
+    page[stamp > 0] = 25
+    core = cv2.erode(stamp, np.ones((7, 7), np.uint8)) > 0
+    page = page / np.float32(255)
+    white = np.ones_like(page)
+    kept, lightened = keep_solid_ink(page, white)
+    assert (kept[33:47, 45:495] <= 0.15).all()   # type: as dark as the page shows it
+    assert (kept[203:217, 45:695] == 1).all() and (kept[core] == 1).all()   # left to the model
+    text = (page < 0.5) & (np.arange(600)[:, None] > 100) & (cv2.dilate(stamp, np.ones((9, 9))) == 0)
+    text[195:225] = False
+    assert (kept[text] == 1).mean() > 0.95   # strokes thinner than SOLID: the model's
+    assert lightened > (14 * 650 + core.sum()) / page.size   # the grey stroke and the stamp's
+    every, rest = keep_solid_ink(page, white, every=True)
+    assert (every[203:217, 45:695] <= 0.5).all() and (every[core] <= 0.15).all() and rest == 0
     cleaned, _, factor, share = clean_scan(Whitener(), page, 12.0, scale=1, tta=False)
-    assert factor == 1 and (cleaned == 1).all() and share == pytest.approx(lightened)   # not asked
-    cleaned, *_ = clean_scan(Whitener(), page, 12.0, scale=1, keep_solid=True, tta=False)
-    assert np.array_equal(cleaned, kept)
-    big = enlarge(page, 3)   # cleaned at a third of its size: strokes SOLID px wide there are 3x as wide
-    assert clean_scan(Whitener(), big, 12.0, scale=3, tta=False)[3] == pytest.approx(
-        keep_solid_ink(big, np.ones_like(big), 3 * SOLID)[1], rel=0.05)
-    assert solid_hint(0.001, False) == "" and "--keep-solid" in solid_hint(lightened, False)
+    assert factor == 1 and np.array_equal(cleaned, kept) and share == lightened
+    assert np.array_equal(clean_scan(Whitener(), page, 12.0, scale=1, keep_solid=True, tta=False)[0], every)
+    big = enlarge(page, 2)   # cleaned at half its size: strokes SOLID px wide there are twice as wide
+    assert clean_scan(Whitener(), big, 12.0, scale=2, tta=False)[3] == pytest.approx(
+        keep_solid_ink(big, np.ones_like(big), 2 * SOLID)[1], rel=0.05)
+    assert solid_hint(0.001) == "" and "--keep-solid keeps it" in solid_hint(lightened)

@@ -72,11 +72,14 @@ DEFAULT_CHECKPOINTS = (Path("models/scans_best.pt"), Path("models/general_long_b
 # The denoisers learnt text whose strokes are a few px wide, and clear the inside of wider ones as if it
 # were a stain: a heading, a logo, a redaction bar come out as outlines. Bars 6-8 px wide lose their middle
 # to the `quick` and `general` models, 8-12 px to `scans`; body text's strokes are 1-4 px. `keep_solid_ink`
-# keeps strokes SOLID px wide or more (at the model's text size) as dark as the page shows them, but only
-# when asked (`denoise --keep-solid`): a watermark's opaque grey letters are such strokes too, and kept so
-# the unseen-noise benchmark's watermarks score 0.2482 instead of 0.1176 (docs/denoise.md). A page where
-# more than HINT of the pixels are such ink made lighter by over LIGHTENED gets a line naming the flag.
+# keeps strokes SOLID px wide or more (at the model's text size) as dark as the page shows them where they
+# are type: as dark as print (TYPE_DARK, of the paper: headings measure 0.13-0.18) and with no thinner ink
+# in their box (TYPE_TEXT). A watermark's letters are such strokes too, but grey (0.28-0.52 of the paper on
+# the unseen-noise benchmark) or over the text (2-9 % of their box): kept, its watermarks scored 0.2482
+# instead of 0.1176 (docs/denoise.md); `denoise --keep-solid` keeps them all. A page where more than HINT
+# of the pixels are such ink left to the model and made lighter by over LIGHTENED says so.
 SOLID = 5
+TYPE_DARK, TYPE_TEXT = 0.3, 0.005
 LIGHTENED, HINT = 0.3, 0.005
 # The guided upsampling of a page cleaned shrunk (`guided_upsample`): the window's radius, px of the shrunk
 # page, and the regularisation of its fit. A 3x3 window follows the model's changes from stroke to stroke;
@@ -261,10 +264,10 @@ def clean_scan(models: nn.Module | Sequence[nn.Module], page: np.ndarray, target
     page brought to the model's text size (`scale_for`; `scale`, when given, instead), cleaned in
     `tile_for`'s tiles (`tile`, when given, instead) by `clean_at_scale`.
 
-    Args: target, zoom: the models' text size and zoom (`load_denoisers`); keep_solid: keep ink wider than
-    the model's strokes (`keep_solid_ink`); predict: predict_page's keyword arguments.
-    Returns: (the cleaned page, its text size or None, the factor it was cleaned at, the share of its
-    pixels that are such ink and that the model made lighter).
+    Type wider than the model's strokes is kept (`keep_solid_ink`; `keep_solid`: all such ink).
+    Args: target, zoom: the models' text size and zoom (`load_denoisers`); predict: predict_page's
+    keyword arguments. Returns: (the cleaned page, its text size or None, the factor it was cleaned at,
+    the share of its pixels that are such ink left to the model, which made them lighter).
     """
     size = text_size(page)   # measured with `scale` too: what the default would have done is logged
     factor = scale or scale_for(size, target, zoom=zoom)
@@ -273,30 +276,45 @@ def clean_scan(models: nn.Module | Sequence[nn.Module], page: np.ndarray, target
     if factor > 1 and not scale and (line_pitch(page) or np.inf) < PITCH_PER_SIZE * size:
         factor = 1.0   # "letters" taller than the lines are apart: a watermark's strokes (PITCH_PER_SIZE)
     cleaned = clean_at_scale(models, page, factor, tile=tile or tile_for(page.shape, factor), **predict)
-    kept, lightened = keep_solid_ink(page, cleaned, max(2, round(SOLID * factor)))
-    return (kept if keep_solid else cleaned), size, factor, lightened
+    kept, lightened = keep_solid_ink(page, cleaned, max(2, round(SOLID * factor)), every=keep_solid)
+    return kept, size, factor, lightened
 
 
-def keep_solid_ink(page: np.ndarray, cleaned: np.ndarray, width: int = SOLID) -> tuple[np.ndarray, float]:
-    """(`cleaned` with the page's ink kept where its strokes are at least `width` px wide, SOLID: there no
+def keep_solid_ink(page: np.ndarray, cleaned: np.ndarray, width: int = SOLID,
+                   every: bool = False) -> tuple[np.ndarray, float]:
+    """(`cleaned` with the page's type kept where its strokes are at least `width` px wide, SOLID: there no
     lighter than the page divided by its paper, paper_normalised; the share of the page's pixels that
-    such ink covers and `cleaned` made lighter by over LIGHTENED).
+    are such ink not kept and that `cleaned` made lighter by over LIGHTENED).
+
+    Type is a shape of such ink as dark as print (its mean below TYPE_DARK) with no thinner ink in its
+    box (at most TYPE_TEXT of it): a heading stands apart from the text, a watermark lies over it.
+    `every`: all such ink is kept, a watermark's grey letters too.
 
     Args: page, cleaned: (H, W) float arrays in [0, 1], the page and the model's cleaning of it.
     """
     normalised = paper_normalised(np.asarray(page, np.float32))
     ink = (normalised < ink_threshold(normalised)).astype(np.uint8)
-    solid = cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((width, width), np.uint8)).astype(bool)
-    lightened = float((solid & (cleaned > normalised + LIGHTENED)).mean())
-    return np.where(solid, np.minimum(cleaned, normalised), cleaned), lightened
+    solid = cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((width, width), np.uint8))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(solid, connectivity=8)
+    x, y, w, h, area = stats.T
+    thin = ink & (1 - cv2.dilate(solid, np.ones((3, 3), np.uint8)))   # ink of strokes thinner than `width`
+    sums = cv2.integral(thin)
+    inside = sums[y + h, x + w] - sums[y, x + w] - sums[y + h, x] + sums[y, x]
+    darkness = np.bincount(labels.ravel(), normalised.ravel(), count) / np.maximum(area, 1)
+    typed = np.ones(count, bool) if every else (inside <= TYPE_TEXT * w * h) & (darkness <= TYPE_DARK)
+    typed[0] = False   # the background
+    kept = typed[labels]
+    lightened = float((solid.astype(bool) & ~kept & (cleaned > normalised + LIGHTENED)).mean())
+    return np.where(kept, np.minimum(cleaned, normalised), cleaned), lightened
 
 
-def solid_hint(lightened: float, kept: bool) -> str:
-    """What a page's log line adds where the model lightened ink wider than its strokes (`clean_scan`)."""
+def solid_hint(lightened: float) -> str:
+    """What a page's log line adds where the model lightened ink wider than its strokes that was not kept
+    (`clean_scan`)."""
     if lightened <= HINT:
         return ""
-    what = "kept (--keep-solid)" if kept else "lightened (headings or bars left as outlines? --keep-solid)"
-    return f"; {lightened:.1%} of it is ink wider than the model's strokes, {what}"
+    return (f"; {lightened:.1%} of it is ink wider than the model's strokes, grey or over the text, left to "
+            f"the model (a watermark? --keep-solid keeps it)")
 
 
 def target_text_size(checkpoints: Sequence[dict]) -> tuple[float, int]:
