@@ -1,5 +1,6 @@
 import gzip
 import math
+import re
 import zipfile
 
 from conftest import unreadable_zip, zip_competition
@@ -60,6 +61,11 @@ def test_bad_values(sample, tmp_path):
     rows = lines(sample)[1:]
     only_problem(validate_submission(write(tmp_path / "s.csv", rows[:2] + ["1_1_2,nan"] + rows[3:]), sample),
                  "NaN, inf or empty values: 1 (e.g. 1_1_2=nan)")
+    ids = [re.split("[_,]", row) for row in rows]   # image, row, col, value
+    zero_based = [f"{i}_{int(r) - 1}_{int(c) - 1},{v}" for i, r, c, v in ids]
+    at_zero = sum(r == "1" or c == "1" for _, r, c, _ in ids)
+    assert validate_submission(write(tmp_path / "s.csv", zero_based), sample).problems[-1] == (
+        f"{at_zero:,} ids have row or col 0: ids are 1-based (page 1's top-left pixel is 1_1_1)")
     only_problem(validate_submission(write(tmp_path / "s.csv", rows[:2] + ["1_1_2,1.0000001"] + rows[3:]),
                                      sample), "values outside [0, 1]: 1 (e.g. 1_1_2=1.0000001)")   # not "1"
     # the id of a bad line is not reported a second time as missing

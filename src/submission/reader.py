@@ -462,6 +462,9 @@ def validate_submission(path: Path, sample: Path | None = None,
         return ValidationReport(False, rows, tally.lines() + [str(e)])
     if grid is not None:
         _match(grid, pieces, tally, EXTRA_IDS, MISSING_IDS)
+        zero = sum(int(((k & _MASK == 0) | (k >> _BITS & _MASK == 0)).sum()) for k, _ in pieces)
+        if zero:   # counted among the extra ids above: say why
+            tally.note(f"{zero:,} ids have row or col 0: ids are 1-based (page 1's top-left pixel is 1_1_1)")
     else:
         keys = np.concatenate([k for k, _ in pieces] or [np.empty(0, np.int64)])
         again = _repeats(keys)
