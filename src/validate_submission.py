@@ -25,12 +25,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m src.validate_submission", description=__doc__.split("\n")[0],
                                 allow_abbrev=False)
     p.add_argument("file", type=Path, help="submission: .csv, .csv.zip or .csv.gz")
-    p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
-                   help="folder of the competition data, whose sample submission the ids must match "
-                        "(default: %(default)s)")
-    p.add_argument("--sample", type=Path, default=None,
-                   help=f"sample submission whose ids must match (default: the one in --data-dir; with no "
-                        f"data there, {SYNTHETIC_DIR / SAMPLE}, what `make demo` predicts)")
+    reference = p.add_mutually_exclusive_group()   # the sample named, or the one in a data folder
+    reference.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+                           help="folder of the competition data, whose sample submission the ids must "
+                                "match (default: %(default)s)")
+    reference.add_argument("--sample", type=Path, default=None,
+                           help=f"sample submission whose ids must match (default: the one in --data-dir; "
+                                f"with no data there, {SYNTHETIC_DIR / SAMPLE}, what `make demo` predicts)")
     p.add_argument("--truth", type=Path, default=None,
                    help="folder of clean pages <image>.png: ids must cover them; prints the RMSE")
     args = p.parse_args(argv)

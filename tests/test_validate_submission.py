@@ -206,6 +206,12 @@ def test_rmse_pools_pixels_like_numpy(tmp_path):
         f"covers, pass --truth a folder of those pages alone")
 
 
+def test_a_sample_and_a_data_folder_together_are_a_usage_error(sample, tmp_path, capsys):
+    with pytest.raises(SystemExit) as usage:   # one would be silently ignored
+        main([str(sample), "--sample", str(sample), "--data-dir", str(tmp_path)])
+    assert usage.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
 def test_command_exit_codes(sample, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["missing.csv"]) == 1
