@@ -198,7 +198,7 @@ def test_long_reason_is_cut_at_a_word():
 
 
 def test_archive_moves_existing_files_and_never_overwrites_an_archived_one(tmp_path):
-    from src.models.checkpoints import archive
+    from src.common.files import archive
     assert archive([tmp_path / "none.pt"]) == []
     moved = []
     for text in ("first", "second"):             # within the same second: the same stamp

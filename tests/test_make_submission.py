@@ -240,6 +240,21 @@ def test_ctrl_c_writes_nothing_and_says_so(tmp_path, tiny_pages, identity_ckpt, 
     assert main(args) == 130
     assert capsys.readouterr().err == f"\ninterrupted; no submission written ({out} is left as it was)\n"
     assert out.read_text() == "an earlier submission"
+    assert [p.name for p in (tmp_path / "o").iterdir()] == ["s.csv"]   # and no copy of it in archive/
+
+
+def test_a_submission_written_again_keeps_the_earlier_one(tmp_path, tiny_pages, identity_ckpt, capsys):
+    out = tmp_path / "s.csv"
+    args = ["--checkpoint", str(identity_ckpt), "--images", str(tiny_pages), "--out", str(out), "--no-tta"]
+    assert main(args) == 0 and not (tmp_path / "archive").exists()
+    first = out.read_bytes()
+    out.write_bytes(first.replace(b",", b", ", 1))   # an earlier submission, of other bytes
+    earlier = out.read_bytes()
+    capsys.readouterr()
+    assert main(args) == 0
+    (kept,) = (tmp_path / "archive").iterdir()
+    assert kept.name.startswith("s.") and kept.suffix == ".csv" and kept.read_bytes() == earlier
+    assert out.read_bytes() == first and f"the earlier one kept as {kept}" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("out, flags, written", [

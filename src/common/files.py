@@ -10,6 +10,7 @@ import glob
 import os
 from pathlib import Path
 import re
+import shutil
 import tempfile
 import time
 
@@ -95,6 +96,36 @@ def _lock(tmp: Path):
     handle = open(tmp, "rb")
     fcntl.flock(handle, fcntl.LOCK_EX)
     return handle
+
+
+def archive(paths: list[Path], keep: bool = False) -> list[Path]:
+    """Move those of `paths` that exist into `archive/` beside them, stamped with their time; with `keep`,
+    link them there instead (a copy where the disk has no links), leaving them in place.
+
+    A fresh run with an earlier run's --name would otherwise replace its trained model at the first
+    epoch (a `quick` run after a 55-minute `full` one), and a submission written again its earlier CSV.
+    Returns where they went.
+    """
+    existing = [Path(p) for p in paths if Path(p).exists()]
+    if not existing:
+        return []
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(max(p.stat().st_mtime for p in existing)))
+    folder = existing[0].parent / "archive"
+    folder.mkdir(exist_ok=True)
+    moved = []
+    for p in existing:
+        target, n = folder / f"{p.stem}.{stamp}{p.suffix}", 1
+        while target.exists():   # two runs within a second
+            target, n = folder / f"{p.stem}.{stamp}-{n}{p.suffix}", n + 1
+        if not keep:
+            os.replace(p, target)
+        else:
+            try:
+                os.link(p, target)   # the earlier file's bytes, whatever later replaces the name
+            except OSError:
+                shutil.copy2(p, target)
+        moved.append(target)
+    return moved
 
 
 def case_clashes(names) -> list[list[str]]:

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 from pathlib import Path
 import re
-import time
 from typing import Any
 
 import torch
@@ -54,28 +52,6 @@ def save_checkpoint(path: Path, checkpoint: dict) -> None:
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)
     atomic_write(Path(path), lambda tmp: tmp.write_bytes(buffer.getbuffer()))
-
-
-def archive(paths: list[Path]) -> list[Path]:
-    """Move those of `paths` that exist into `archive/` beside them, stamped with their time.
-
-    A fresh run with an earlier run's --name would otherwise replace its trained model at the first
-    epoch (a `quick` run after a 55-minute `full` one). Returns where they went.
-    """
-    existing = [Path(p) for p in paths if Path(p).exists()]
-    if not existing:
-        return []
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(max(p.stat().st_mtime for p in existing)))
-    folder = existing[0].parent / "archive"
-    folder.mkdir(exist_ok=True)
-    moved = []
-    for p in existing:
-        target, n = folder / f"{p.stem}.{stamp}{p.suffix}", 1
-        while target.exists():   # two runs within a second
-            target, n = folder / f"{p.stem}.{stamp}-{n}{p.suffix}", n + 1
-        os.replace(p, target)
-        moved.append(target)
-    return moved
 
 
 def load_failure(e: Exception) -> str:

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from src.common.config import config_problems
 from src.common.errors import DataError
-from src.common.files import ensure_writable_dir
+from src.common.files import archive, ensure_writable_dir
 from src.common.runtime import setup_runtime
 from src.data.competition import DEFAULT_DATA_DIR, PAGE_SIZES
 from src.data.pages import IMAGE_SUFFIXES, list_images, load_page, png_size, save_page
@@ -124,10 +124,19 @@ def run(args: PredictConfig, log=print) -> Path:
                 save_page(args.png_dir / f"{page.stem}.png", pred)
             yield page.stem, pred
 
-    rows = write_submission(predictions(), out, compress=compress, sample=sample)
+    kept = archive([out], keep=True)   # the earlier submission, which this one replaces once written
+    try:
+        rows = write_submission(predictions(), out, compress=compress, sample=sample)
+    except BaseException:
+        for earlier in kept:   # still in its place
+            earlier.unlink(missing_ok=True)
+            if not any(earlier.parent.iterdir()):
+                earlier.parent.rmdir()
+        raise
     log(f"wrote {rows:,} rows for {len(pages)} pages in {time.perf_counter() - t0:.1f} s -> {out}"
         + ("" if sample else " (no sample submission: ids not cross-checked)")
-        + (f"; cleaned pages in {args.png_dir}" if args.png_dir is not None else ""))
+        + (f"; cleaned pages in {args.png_dir}" if args.png_dir is not None else "")
+        + "".join(f"; the earlier one kept as {earlier}" for earlier in kept))
     return out
 
 

@@ -23,12 +23,12 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from src.common.config import resume_conflicts
-from src.common.files import ensure_writable_dir
+from src.common.files import archive, ensure_writable_dir
 from src.common.runner import run_command
 from src.common.runtime import Runtime, amp_dtype, cores_per_process, grad_scaler
 from src.common.signals import interrupts_held, quiet_worker
 from src.common.wording import counted
-from src.models.checkpoints import archive, load_checkpoint, make_checkpoint, save_checkpoint, unwrap
+from src.models.checkpoints import load_checkpoint, make_checkpoint, save_checkpoint, unwrap
 from src.training.graphs import StepGraph, graph_loss, graphed_step
 from src.training.losses import mse_step
 
