@@ -110,7 +110,14 @@ def ink_threshold(normalised: np.ndarray) -> float:
     return float(dark + INK * (1 - dark))
 
 
-def text_size(page: np.ndarray, bridge: int = 0) -> float | None:
+def measure(page: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(paper_normalised(page), its ink: uint8, 1 below ink_threshold): what `text_size`, `line_pitch` and
+    `keep_solid_ink` read, which `clean_scan` measures once for all three (0.2 s on an A4 page at 300 dpi)."""
+    normalised = paper_normalised(np.asarray(page, np.float32))
+    return normalised, (normalised < ink_threshold(normalised)).astype(np.uint8)
+
+
+def text_size(page: np.ndarray, bridge: int = 0, measured: tuple | None = None) -> float | None:
     """The typical height in pixels of a page's letters; None when the page shows too little ink.
 
     Ink (paper_normalised below ink_threshold: INK, higher on a faded page) is cut into 8-connected
@@ -121,10 +128,10 @@ def text_size(page: np.ndarray, bridge: int = 0) -> float | None:
     2.5x (cubic) measures 2.5x within 4 %; a faded page measures as it would at full contrast.
 
     Args: page: (H, W) float array in [0, 1], dark text on light paper; bridge: gaps of fewer rows than
-    this between ink above and below are filled first (a vertical closing; BRIDGE), 0 for none.
+    this between ink above and below are filled first (a vertical closing; BRIDGE), 0 for none;
+    measured: `measure(page)`, where the caller has it.
     """
-    normalised = paper_normalised(np.asarray(page, np.float32))
-    ink = (normalised < ink_threshold(normalised)).astype(np.uint8)
+    ink = (measured or measure(page))[1]
     if bridge:
         ink = cv2.morphologyEx(ink, cv2.MORPH_CLOSE, np.ones((bridge, 1), np.uint8))
     stats = cv2.connectedComponentsWithStats(ink, connectivity=8)[2][1:]
@@ -149,14 +156,15 @@ def text_size(page: np.ndarray, bridge: int = 0) -> float | None:
     return float(size)
 
 
-def line_pitch(page: np.ndarray) -> float | None:
+def line_pitch(page: np.ndarray, measured: tuple | None = None) -> float | None:
     """The distance in pixels from one line of text to the next; None when the page shows no rows of ink.
 
     The row profile of the ink (1 - paper_normalised, averaged along each row) repeats with the lines:
     the pitch is the highest peak of its autocorrelation between its first zero crossing and half the
     page. It measures the spacing, not the letters: double-spaced text reads twice as far apart.
+    `measured`: `measure(page)`, where the caller has it.
     """
-    ink = 1 - paper_normalised(np.asarray(page, np.float32))
+    ink = 1 - (measured[0] if measured else paper_normalised(np.asarray(page, np.float32)))
     profile = ink.mean(axis=1) - ink.mean()
     correlation = np.correlate(profile, profile, "full")[len(profile) - 1:]
     below = np.flatnonzero(correlation < 0)
@@ -269,19 +277,20 @@ def clean_scan(models: nn.Module | Sequence[nn.Module], page: np.ndarray, target
     keyword arguments. Returns: (the cleaned page, its text size or None, the factor it was cleaned at,
     the share of its pixels that are such ink left to the model, which made them lighter).
     """
-    size = text_size(page)   # measured with `scale` too: what the default would have done is logged
+    measured = measure(page)
+    size = text_size(page, measured=measured)   # with `scale` too: what the default would have done is logged
     factor = scale or scale_for(size, target, zoom=zoom)
-    if factor < 1 and not scale and scale_for(text_size(page, BRIDGE), target, zoom=zoom) >= 1:
+    if factor < 1 and not scale and scale_for(text_size(page, BRIDGE, measured), target, zoom=zoom) >= 1:
         factor = 1.0   # letters cut into strips, not small text (BRIDGE)
-    if factor > 1 and not scale and (line_pitch(page) or np.inf) < PITCH_PER_SIZE * size:
+    if factor > 1 and not scale and (line_pitch(page, measured) or np.inf) < PITCH_PER_SIZE * size:
         factor = 1.0   # "letters" taller than the lines are apart: a watermark's strokes (PITCH_PER_SIZE)
     cleaned = clean_at_scale(models, page, factor, tile=tile or tile_for(page.shape, factor), **predict)
-    kept, lightened = keep_solid_ink(page, cleaned, max(2, round(SOLID * factor)), every=keep_solid)
+    kept, lightened = keep_solid_ink(page, cleaned, max(2, round(SOLID * factor)), keep_solid, measured)
     return kept, size, factor, lightened
 
 
-def keep_solid_ink(page: np.ndarray, cleaned: np.ndarray, width: int = SOLID,
-                   every: bool = False) -> tuple[np.ndarray, float]:
+def keep_solid_ink(page: np.ndarray, cleaned: np.ndarray, width: int = SOLID, every: bool = False,
+                   measured: tuple | None = None) -> tuple[np.ndarray, float]:
     """(`cleaned` with the page's type kept where its strokes are at least `width` px wide, SOLID: there no
     lighter than the page divided by its paper, paper_normalised; the share of the page's pixels that
     are such ink not kept and that `cleaned` made lighter by over LIGHTENED).
@@ -290,10 +299,10 @@ def keep_solid_ink(page: np.ndarray, cleaned: np.ndarray, width: int = SOLID,
     box (at most TYPE_TEXT of it): a heading stands apart from the text, a watermark lies over it.
     `every`: all such ink is kept, a watermark's grey letters too.
 
-    Args: page, cleaned: (H, W) float arrays in [0, 1], the page and the model's cleaning of it.
+    Args: page, cleaned: (H, W) float arrays in [0, 1], the page and the model's cleaning of it;
+    measured: `measure(page)`, where the caller has it.
     """
-    normalised = paper_normalised(np.asarray(page, np.float32))
-    ink = (normalised < ink_threshold(normalised)).astype(np.uint8)
+    normalised, ink = measured or measure(page)
     solid = cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((width, width), np.uint8))
     count, labels, stats, _ = cv2.connectedComponentsWithStats(solid, connectivity=8)
     x, y, w, h, area = stats.T
