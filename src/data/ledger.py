@@ -85,6 +85,9 @@ class Ledger:
             text, self.names, self.pages = read_record(self.path)
             compact = "".join(self._line(name, self.pages.get(name)) for name in sorted(self.names))
             self._compact = compact if text != compact else None
+        self.earlier: dict[str | None, list[str]] = {}   # source path -> names earlier runs cleaned from it
+        for name, source in self.sources().items():
+            self.earlier.setdefault(source, []).append(name)
 
     def sources(self) -> dict[str, str | None]:
         """Each name the command claimed: the path of the source it was cleaned from, None if unknown (its
@@ -97,9 +100,9 @@ class Ledger:
 
     def leftovers(self, scan) -> list[str]:
         """The files in OUT cleaned from `scan`'s path that it no longer gives (a TIFF or PDF now shorter)."""
-        path, outputs = str(scan.path.resolve()), set(scan.output_names())
-        return sorted(name for name, source in self.sources().items() if source == path
-                      and name not in outputs and (self.path.parent / name).exists())
+        outputs = set(scan.output_names())   # by `earlier`: a lookup per scan, not a pass over the record
+        return sorted(name for name in self.earlier.get(str(scan.path.resolve()), [])
+                      if name not in outputs and (self.path.parent / name).exists())
 
     @staticmethod
     def _line(name: str, entry: dict | None) -> str:

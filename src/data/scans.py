@@ -16,7 +16,7 @@ import numpy as np
 
 from src.common.errors import DataError
 from src.common.files import atomic_write, case_clashes
-from src.common.wording import counted
+from src.common.wording import counted, listed
 from src.data.ledger import LEDGER, recorded_names
 from src.data.pages import page_sort_key
 
@@ -95,11 +95,6 @@ def find_scans(inputs: Iterable[Path]) -> tuple[list[Path], list[tuple[Path, str
     for path in files:   # a file named twice (itself and its folder) is cleaned once
         unique.setdefault(path.resolve(), path)
     return list(unique.values()), skipped, notes
-
-
-def listed(names: list[str], most: int = 3) -> str:
-    """The first `most` names, and how many more."""
-    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def scanned_dpi(page) -> int:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from src.common.errors import DataError
+from src.common.wording import listed
 from src.data.competition import DEFAULT_DATA_DIR, ZIP_ERRORS, data_dir_problem
 from src.data.pages import list_images, load_page
 from src.inference.metrics import pooled_rmse
@@ -477,9 +478,8 @@ def validate_submission(path: Path, sample: Path | None = None,
         covered = set(np.unique(np.concatenate([k >> 2 * _BITS for k, _ in pieces] or [[]])).tolist())
         absent = [str(i) for i, _ in pages if i not in covered]
         if absent:
-            more = ", ..." if len(absent) > EXAMPLES else ""
             tally.note(f"{len(absent)} of the {len(pages)} pages in {truth} have no row at all ("
-                       f"{', '.join(absent[:EXAMPLES])}{more}): to score the pages the file covers, pass "
+                       f"{listed(absent, EXAMPLES)}): to score the pages the file covers, pass "
                        f"--truth a folder of those pages alone")
     rmse = _score(pages, pieces) if pages is not None else None
     differ = any(kind.startswith((EXTRA_IDS, MISSING_IDS)) for kind in tally.found)
