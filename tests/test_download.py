@@ -102,6 +102,7 @@ def test_no_credentials_exits_with_instructions_and_no_network(home, no_network,
 
 def test_no_credentials_message_names_the_default_folder(home, no_network, capsys, monkeypatch):
     monkeypatch.delenv("KAGGLE_CONFIG_DIR")
+    monkeypatch.chdir(home)   # a competition/ of its own, empty: the project's may hold the data
     rc, out = run_main(capsys)
     assert rc == 1
     assert "~/.kaggle/kaggle.json" in out
@@ -119,6 +120,7 @@ def test_kaggle_json_that_is_not_json_is_named_as_such(tmp_path):
 
 def test_half_set_key_is_named(home, no_network, capsys, monkeypatch):
     monkeypatch.setenv("KAGGLE_USERNAME", "bob")
+    monkeypatch.chdir(home)   # as above
     rc, out = run_main(capsys)
     assert rc == 1 and "KAGGLE_USERNAME is set but not its partner" in out
 
