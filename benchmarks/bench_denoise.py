@@ -1,7 +1,7 @@
 """`python -m src.denoise` on pages of other scales, and on a 300 dpi A4 page.
 
     python benchmarks/bench_denoise.py --checkpoint models/denoiser_best.pt [--data-dir competition]
-        [--factors 1 2 2.5 3] [--keep-within K] [--skip-scale | --skip-a4]
+        [--factors 1 2 2.5 3] [--keep-within K] [--skip-scale | --skip-a4] [--bilevel]
 
 Scale: the pages the checkpoint's run held out (its own split), noisy and clean alike enlarged by each
 factor (cubic, clipped to [0, 1]). Each enlarged page is cleaned as `denoise` cleans it by default (its
@@ -16,6 +16,8 @@ A4: `python -m src.denoise` run on a 2480 x 3508 page (A4 at 300 dpi) in a proce
 time (Python's start and imports included), the seconds its summary line reports, and its peak memory.
 Two pages: body text 2.4x the competition's (10-12 pt type at 300 dpi), which is shrunk to be cleaned,
 and text of the competition's size over the whole sheet, which is cleaned at full size (the slowest).
+Also the size of the cleaned page's file, and of a PDF of it as `denoise` writes for a PDF; `--bilevel`
+runs `denoise --bilevel` (black and white).
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 from src.common.config import config_from_dict  # noqa: E402
 from src.data.competition import load_pairs, prepare_data  # noqa: E402
 from src.data.pages import save_page  # noqa: E402
+from src.data.scans import read_written, write_pdf  # noqa: E402
 from src.data.splits import text_groups  # noqa: E402
 from src.data.synthetic import make_pair  # noqa: E402
 from src.inference.metrics import pooled_rmse  # noqa: E402
@@ -119,12 +122,13 @@ def vm_hwm(pid: int) -> int:
     return int(found.group(1)) * 1024 if found else 0
 
 
-def a4_row(checkpoint: Path, kind: str, what: str, folder: Path) -> None:
-    """Run denoise on an A4 page in a child process; print its wall time, reported time and peak memory."""
+def a4_row(checkpoint: Path, kind: str, what: str, folder: Path, bilevel: bool = False) -> None:
+    """Run denoise on an A4 page in a child process; print its wall time, reported time, peak memory and
+    the size of its file, and of a PDF of it."""
     page = folder / f"a4-{kind}.png"
-    save_page(page, a4_page(kind))
+    save_page(page, a4_page(kind), (300, 300))
     cmd = [sys.executable, "-m", "src.denoise", str(page), "--out", str(folder / "out"),
-           "--checkpoint", str(checkpoint)]
+           "--checkpoint", str(checkpoint)] + ["--bilevel"] * bilevel
     log = folder / "log.txt"
     t0, peak = time.perf_counter(), 0
     with open(log, "w") as out:
@@ -138,8 +142,11 @@ def a4_row(checkpoint: Path, kind: str, what: str, folder: Path) -> None:
         raise SystemExit(f"denoise failed:\n{output}")
     inside = re.search(r"in ([\d.]+) s ->", output).group(1)
     scale = re.search(r"-> [^:]+: (.*)$", output, re.M).group(1)
+    cleaned, pdf = folder / "out" / page.name, folder / "cleaned.pdf"
+    write_pdf(pdf, [read_written(cleaned)])
     print(f"A4 300 dpi ({A4[1]} x {A4[0]}), {what}: {wall:.1f} s wall ({inside} s reading, cleaning and "
-          f"writing), peak memory {peak / 2 ** 30:.2f} GB; {scale}")
+          f"writing), peak memory {peak / 2 ** 30:.2f} GB; {scale}; the cleaned page "
+          f"{cleaned.stat().st_size / 1e3:.0f} kB, as a PDF {pdf.stat().st_size / 1e3:.0f} kB")
 
 
 def main() -> None:
@@ -152,12 +159,13 @@ def main() -> None:
                    help="pages whose text is within this factor of the model's are cleaned as they are")
     p.add_argument("--skip-scale", action="store_true")
     p.add_argument("--skip-a4", action="store_true")
+    p.add_argument("--bilevel", action="store_true", help="the A4 pages as `denoise --bilevel` cleans them")
     args = p.parse_args()
     if not args.skip_a4:
         with tempfile.TemporaryDirectory() as tmp:
-            a4_row(args.checkpoint, "large", "text 2.4x the competition's", Path(tmp))
+            a4_row(args.checkpoint, "large", "text 2.4x the competition's", Path(tmp), args.bilevel)
             a4_row(args.checkpoint, "small", "text of the competition's size (nothing to shrink: the "
-                   "slowest)", Path(tmp))
+                   "slowest)", Path(tmp), args.bilevel)
     if not args.skip_scale:
         model, target, zoom, pages = held_out(args.checkpoint, args.data_dir)
         scale_rows(model, target, zoom, pages, args.factors, args.keep_within)

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_unseen_noise.py [--competition models/quick_best.pt]
         [--general models/general_best.pt] [--data-dir DIR] [--per-family 8] [--rendered 9] [--no-ocr]
-        [--as-denoise [--keep-solid]]
+        [--as-denoise [--keep-solid] [--bilevel]]
 
 Held-out clean pages: the clean pages of the competition checkpoint's held-out split (one per text),
 and `--rendered` text pages of src/data/degraded.py's HELD_OUT stream, a stream training never draws.
@@ -46,6 +46,7 @@ from src.data.competition import load_pairs, prepare_data  # noqa: E402
 from src.data.degraded import HELD_OUT, PAGE_SHAPES, apply_augmentations, as_uint8  # noqa: E402
 from src.data.degraded import need_augraphy, render_text_page  # noqa: E402
 from src.data.splits import text_groups  # noqa: E402
+from src.inference.finish import black_and_white  # noqa: E402
 from src.inference.metrics import pooled_rmse  # noqa: E402
 from src.inference.scale import clean_scan, learnt_zoom, target_text_size  # noqa: E402
 from src.inference.tiles import predict_page  # noqa: E402
@@ -309,13 +310,18 @@ def load_models(args) -> tuple[dict, dict, DenoiserConfig]:
     """{"competition": model, "general": model}, how each cleans a degraded page (`predict_page`, or with
     --as-denoise `clean_scan`), and the competition checkpoint's config (its split)."""
     models, cleaners, configs = {}, {}, {}
+
+    def finish(cleaned: np.ndarray) -> np.ndarray:   # as `denoise` writes it: black and white with --bilevel
+        return black_and_white(cleaned).astype(np.float32) if args.bilevel else cleaned
+
     for name, path in (("competition", args.competition), ("general", args.general)):
         models[name], ckpt = load_model(path, "denoiser")
         configs[name] = config_from_dict(DenoiserConfig, ckpt["config"])
         if args.as_denoise:
             scale = dict(target=target_text_size([ckpt])[0], zoom=learnt_zoom([ckpt]),
                          keep_solid=args.keep_solid)
-            cleaners[name] = lambda page, m=models[name], k=scale: clean_scan(m, page, **k, tta=True)[0]
+            cleaners[name] = lambda page, m=models[name], k=scale: finish(
+                clean_scan(m, page, **k, tta=True)[0])
         else:
             cleaners[name] = lambda page, m=models[name]: predict_page(m, page, tta=True)
     same = [(c.val_fraction, c.folds, c.fold, c.split_seed, c.split_by) for c in configs.values()]
@@ -341,6 +347,8 @@ def main(argv=None) -> None:
     p.add_argument("--as-denoise", action="store_true",
                    help="clean the degraded pages as `python -m src.denoise` does (text size, then scale)")
     p.add_argument("--keep-solid", action="store_true", help="with --as-denoise: as `denoise --keep-solid`")
+    p.add_argument("--bilevel", action="store_true", help="with --as-denoise: as `denoise --bilevel` (black "
+                   "and white)")
     args = p.parse_args(argv)
     if args.per_family < 1 or args.rendered < 0:
         p.error("--per-family must be at least 1 and --rendered at least 0")

@@ -1,13 +1,13 @@
 """Clean scans of your own: python -m src.denoise scan.jpg letters/ --out cleaned
 
-Reads PNG, JPEG, TIFF (every page), BMP, WebP and PDF (a scanned page at its own resolution, --dpi
-overrides), files or folders of them. Writes one cleaned 8-bit grayscale PNG per page into --out, named
-after its source (scan.jpg -> scan.png; page k of letter.pdf or of a multi-page TIFF -> letter-k.png) at
-the resolution the scan records, and letter.pdf for a PDF. Each page's letters are measured (--scale
-overrides): a page whose letters have a size the model learnt is cleaned as it is, others at such a size,
-then brought back to theirs. A file that cannot be read is named and skipped, the others are cleaned, and
-the exit code is then 3 (2 is a bad flag's). Run again, it keeps the pages --out holds from the same
-source, model and settings (its denoise.jsonl), so a stopped run goes on.
+Reads PNG, JPEG, TIFF (every page), BMP, WebP, HEIC, AVIF and PDF (a scanned page at its own resolution,
+--dpi overrides), files or folders of them. Writes one cleaned 8-bit grayscale PNG per page (1-bit with
+--bilevel) into --out, named after its source (scan.jpg -> scan.png; page k of letter.pdf or of a
+multi-page TIFF -> letter-k.png) at the resolution the scan records, and letter.pdf for a PDF. Each page's
+letters are measured (--scale overrides) and the page is cleaned at a size the model learnt, then brought
+back to its own. A file that cannot be read is named and skipped, the others are cleaned, and the exit
+code is then 3 (2 is a bad flag's). Run again, it keeps the pages --out holds from the same source, model
+and settings (its denoise.jsonl), so a stopped run goes on.
 """
 from __future__ import annotations
 
@@ -17,20 +17,19 @@ from pathlib import Path
 import sys
 import time
 
-import numpy as np
 from tqdm import tqdm
 
 from src.common.config import config_problems
-from src.common.errors import CheckpointError, DataError
+from src.common.errors import DataError
 from src.common.files import ensure_writable_dir
 from src.common.runner import run_command
 from src.common.runtime import setup_runtime
 from src.common.wording import counted
 from src.data.ledger import Ledger
 from src.data.scans import DEFAULT_DPI, MAX_DPI, MIN_DPI, check_outputs, find_scans, open_scan
-from src.inference.folder import clean_file
-from src.inference.scale import DEFAULT_CHECKPOINTS, clean_scan, describe_scale, load_denoisers, solid_hint
-from src.inference.tiles import SHIFTS, TILE, WHOLE, non_finite
+from src.inference.folder import clean_file, page_cleaner
+from src.inference.scale import DEFAULT_CHECKPOINTS, load_denoisers
+from src.inference.tiles import SHIFTS, TILE, WHOLE
 from src.models.checkpoints import weights_digest
 from src.training.config import DenoiserConfig
 
@@ -50,6 +49,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "by this factor to be cleaned (1: as it is); default: measured on each page")
     p.add_argument("--dpi", type=int, help=f"resolution PDF pages are rendered at, and of the cleaned PDF "
                    f"(default: a scanned page's own, up to {MAX_DPI}; {DEFAULT_DPI} for others)")
+    p.add_argument("--bilevel", action="store_true", help="black and white pages: 1-bit PNGs, and CCITT G4 "
+                   "images in a PDF, several times smaller than gray ones (docs/denoise.md)")
+    p.add_argument("--deskew", action="store_true", help="turn each page upright by its lines of text (up to "
+                   "10 degrees either way), on a sheet of its size")
     p.add_argument("--keep-solid", action="store_true", help="keep all ink wider than the model's strokes "
                    "as the page shows it, grey or over the text too (by default only type: headings, bars)")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True,
@@ -94,18 +97,11 @@ def clean(args: argparse.Namespace, skipped: list[Path]) -> None:
     models, target, zoom = load_denoisers(args.checkpoint, device, log=tqdm.write)
     shaping = {k: getattr(args, k) for k in ("tta", "shifts", "overlap", "amp", "keep_solid")}   # its result
     predict = dict(shaping, batch_size=args.batch_size, device=device)
-
-    def clean_page(page: np.ndarray, where: str) -> np.ndarray:
-        cleaned, size, factor, lightened = clean_scan(models, page, target, zoom, scale=args.scale,
-                                                      tile=args.tile, **predict)
-        tqdm.write(f"{where}: {describe_scale(size, target, factor, zoom)}" + (f" (--scale {args.scale})"
-                   if args.scale else "") + solid_hint(lightened))
-        problem = non_finite(cleaned)
-        if problem:
-            raise CheckpointError(f"{where}: {problem}; nothing written for this page")
-        return cleaned
-
-    ledger = Ledger(args.out, dict(shaping, models=weights_digest(models), scale=args.scale, tile=args.tile))
+    clean_page = page_cleaner(models, target, zoom, tqdm.write, scale=args.scale, tile=args.tile,
+                              deskew=args.deskew, bilevel=args.bilevel, **predict)
+    finishing = {k: True for k in ("bilevel", "deskew") if getattr(args, k)}   # off: as recorded before
+    ledger = Ledger(args.out, dict(shaping, models=weights_digest(models), scale=args.scale, tile=args.tile,
+                                   **finishing))
     found, missing, notes = find_scans(args.inputs)
     for line in notes:
         tqdm.write(line)

@@ -7,6 +7,7 @@ import zipfile
 from conftest import unreadable_zip
 import cv2
 import numpy as np
+from PIL import Image
 import pytest
 
 from src.common.errors import DataError
@@ -166,6 +167,12 @@ def test_save_page_round_trips_through_load_page(tmp_path):
     ints = np.arange(256, dtype=np.uint8).reshape(16, 16)
     save_page(tmp_path / "p.png", ints)   # replaces the file; uint8 is written as it is
     assert np.array_equal(np.rint(load_page(tmp_path / "p.png") * 255), ints)
+    black_and_white = ints > 100
+    for dpi in (None, (300, 300)):   # OpenCV's writer, and Pillow's where a resolution is recorded
+        save_page(tmp_path / "p.png", black_and_white, dpi)
+        with Image.open(tmp_path / "p.png") as img:
+            assert img.mode == "1"   # one bit a pixel
+        assert np.array_equal(load_page(tmp_path / "p.png"), black_and_white)
     with pytest.raises(DataError, match=r"q\.png: a page is \(height, width\) grayscale, not shape"):
         save_page(tmp_path / "q.png", np.zeros((2, 2, 3), np.uint8))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.png"]

@@ -3,6 +3,7 @@ Augraphy message, and mixing the pages into training. Augraphy itself is needed 
 import functools
 import importlib.util
 from pathlib import Path
+import re
 import subprocess
 import sys
 
@@ -267,13 +268,35 @@ def test_the_benchmark_cleans_as_denoise_does_when_asked(tmp_path, monkeypatch):
     monkeypatch.setattr(b, "clean_scan", lambda models, pg, **kw: calls.append(kw) or real(models, pg, **kw))
     noisy = page(3) / np.float32(255)
     for as_denoise in (False, True):
-        _, cleaners, _ = b.load_models(SimpleNamespace(as_denoise=as_denoise, keep_solid=as_denoise, **paths))
+        _, cleaners, _ = b.load_models(SimpleNamespace(as_denoise=as_denoise, keep_solid=as_denoise,
+                                                       bilevel=False, **paths))
         outs = {name: clean(noisy) for name, clean in cleaners.items()}
         assert all(out.shape == noisy.shape for out in outs.values())
     assert [c["target"] for c in calls] == [12.0, 5.0] and all(c["tta"] and c["keep_solid"] for c in calls)
+    _, cleaners, _ = b.load_models(SimpleNamespace(as_denoise=True, keep_solid=False, bilevel=True, **paths))
+    assert set(np.unique(cleaners["competition"](noisy))) == {0, 1}   # black and white, as denoise --bilevel
     # the general checkpoint's letters are under half the page's: the page is shrunk to be cleaned,
     # so its cleaned copy is no longer the identity's
     assert np.abs(outs["general"] - noisy).mean() > np.abs(outs["competition"] - noisy).mean()
+
+
+def test_the_deskew_benchmark_finds_the_skew_of_turned_pages(tmp_path, synthetic_dir, monkeypatch, capsys):
+    from tests.conftest import identity_checkpoint
+
+    module = bench("bench_deskew")
+    ckpt = identity_checkpoint(tmp_path / "id.pt")
+    monkeypatch.setattr(sys, "argv", ["bench_deskew.py", "--data-dir", str(synthetic_dir), "--checkpoint",
+                                      str(ckpt), "--pages", "2", "--no-ocr"])
+    module.main()
+    out = capsys.readouterr().out
+    found = re.search(r"skew found on (\d) of 2 pages: off by ([\d.]+) degrees on average", out)
+    assert found and int(found.group(1)) >= 1 and float(found.group(2)) < 0.5, out
+    assert "A4 page at 300 dpi: skew found in" in out
+    monkeypatch.setattr(sys, "argv", ["bench_deskew.py", "--data-dir", str(synthetic_dir), "--checkpoint",
+                                      str(tmp_path / "none.pt"), "--no-ocr"])
+    with pytest.raises(SystemExit) as e:
+        module.main()
+    assert e.value.code == 2 and "none.pt: no such checkpoint" in capsys.readouterr().err
 
 
 def test_the_benchmark_splits_the_error_into_text_and_paper_touched_hidden_or_not():

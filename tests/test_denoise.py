@@ -15,9 +15,10 @@ from src.common.errors import DataError
 from src.data.ledger import Ledger
 from src.data.pages import load_page, save_page
 from src.data.scans import (DEFAULT_DPI, MAX_DPI, Page, Scan, check_outputs, find_scans, open_scan,
-                            read_pages, write_pdf)
+                            read_pages, read_written, write_pdf)
 from src.data.synthetic import make_pair
 from src.denoise import main
+from src.inference.finish import black_and_white, finish, skew_angle, upright
 from src.inference.scale import text_size
 from src.inference.tiles import TILE, WHOLE, tile_for
 from src.models.checkpoints import load_checkpoint, make_checkpoint, save_checkpoint
@@ -55,13 +56,18 @@ def random_ckpt(tmp_path):
 # ---------------------------------------------------------------- reading scans
 
 @pytest.mark.parametrize("suffix, options", [(".png", {}), (".bmp", {}), (".webp", {"lossless": True}),
-                                             (".tif", {}), (".jpg", {"quality": 100})])
+                                             (".tif", {}), (".jpg", {"quality": 100}),
+                                             (".avif", {"quality": 100}), (".heic", {"quality": -1})])
 def test_each_format_reads_as_a_float_page(tmp_path, suffix, options):
+    import pillow_heif
+
     img = page()
-    Image.fromarray(img).save(tmp_path / f"scan{suffix}", **options)
+    # HEIC by pillow-heif's own writer: Pillow is not told of it here, which the reading must do itself
+    writer = pillow_heif.from_pillow(Image.fromarray(img)) if suffix == ".heic" else Image.fromarray(img)
+    writer.save(tmp_path / f"scan{suffix}", **options)   # HEIC quality -1: lossless
     (got,) = read(tmp_path / f"scan{suffix}")
     assert got.dtype == np.float32 and got.shape == img.shape
-    tolerance = 2 / 255 if suffix == ".jpg" else 1e-6
+    tolerance = 2 / 255 if suffix in (".jpg", ".avif") else 1e-6
     assert np.abs(got - img / 255).mean() <= tolerance
 
 
@@ -139,6 +145,12 @@ def test_pdf_pages_render_at_the_resolution_asked_and_a_cleaned_pdf_is_lossless(
         np.testing.assert_array_equal(back.reshape(img.shape), img)
     rendered = read(tmp_path / "out.pdf", 100)
     assert [abs(a.shape[0] - b.shape[0]) <= 1 for a, b in zip(rendered, pages)] == [True, True]
+
+
+def test_a_written_pages_resolution_reads_back_whole(tmp_path):
+    for dpi in (72, 96, 150, 200, 300, 600):   # a PNG keeps whole dots a metre: 150 dpi is stored as 150.0124
+        save_page(tmp_path / "p.png", np.zeros((2, 2), np.uint8), (dpi, dpi))
+        assert read_written(tmp_path / "p.png").dpi == (dpi, dpi)
 
 
 def test_a_scanned_pdf_page_is_read_at_its_scans_resolution_and_written_at_its_size(tmp_path, random_ckpt):
@@ -462,6 +474,82 @@ def test_scale_one_with_the_identity_gives_the_page_back(tmp_path, capsys):
     got = load_page(tmp_path / "out" / "scan.png")
     np.testing.assert_allclose(got, np.rot90(img, 1) / 255, atol=1 / 255)
     assert "(--scale 1.0)" in capsys.readouterr().out
+
+
+def test_bilevel_writes_one_bit_pages_and_a_ccitt_pdf_and_gray_is_another_result(tmp_path, capsys):
+    ckpt, out = identity_checkpoint(tmp_path / "id.pt"), tmp_path / "out"
+    pages = [page(0), page(1, 420)]
+    Image.fromarray(pages[0]).save(tmp_path / "doc.pdf", save_all=True, resolution=100,
+                                   append_images=[Image.fromarray(pages[1])])
+    run = [str(tmp_path / "doc.pdf"), "--out", str(out), "--checkpoint", str(ckpt), "--scale", "1",
+           "--no-tta"]
+    assert main(run) == 0
+    gray = [load_page(out / name) for name in ("doc-1.png", "doc-2.png")]
+    assert main(run + ["--bilevel"]) == 0 and "cleaned 2 pages" in capsys.readouterr().out   # not kept
+    for name, cleaned in zip(["doc-1.png", "doc-2.png"], gray):
+        with Image.open(out / name) as got:
+            assert got.mode == "1" and got.info["dpi"] == pytest.approx((100, 100), abs=0.02)
+            # the gray page thresholded (rounded to 8 bits there: a pixel at the threshold may differ)
+            assert (np.asarray(got) != black_and_white(cleaned)).mean() < 1e-3
+    pdf = pdfium.PdfDocument(out / "doc.pdf")
+    try:
+        sizes = [tuple(round(v) for v in sheet.get_size()) for sheet in pdf]
+        filters = [next(sheet.get_objects()).get_filters() for sheet in pdf]
+    finally:
+        pdf.close()
+    assert sizes == [(389, 186), (389, 302)] and filters == [["CCITTFaxDecode"]] * 2   # at the scan's size
+    assert [(a > 0.5).mean() for a in read(out / "doc.pdf", 100)] == pytest.approx(
+        [black_and_white(cleaned).mean() for cleaned in gray], abs=0.01)
+    assert main(run + ["--bilevel"]) == 0 and "; kept 2 cleaned before" in capsys.readouterr().out
+
+
+def test_black_and_white_splits_paper_from_ink_and_keeps_faint_ink_and_blank_paper():
+    rng = np.random.default_rng(0)
+    paper = np.clip(1 - np.abs(rng.normal(0, 0.02, (60, 80))), 0, 1).astype(np.float32)
+    assert black_and_white(paper).all()   # no ink: the paper's slight variations stay white
+    printed, faint = paper.copy(), paper.copy()
+    printed[10:50:8, 5:75] = 0.1
+    faint[10:50:8, 5:75] = 0.62   # ink a model left light grey: still ink
+    for ink in (printed, faint):
+        assert not black_and_white(ink)[10:50:8, 5:75].any() and black_and_white(ink)[11:50:8].all()
+    assert black_and_white(np.full((4, 4), 0.2)).sum() == 0   # one level: split at 0.5
+
+
+def turned(img: np.ndarray, angle: float) -> np.ndarray:
+    """A page turned `angle` degrees anticlockwise about its centre, on white."""
+    h, w = img.shape
+    return cv2.warpAffine(img, cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0), (w, h),
+                          flags=cv2.INTER_CUBIC, borderValue=float(img.max()))
+
+
+def test_skew_is_found_from_the_lines_of_text_and_a_page_without_lines_is_left_alone():
+    rng = np.random.default_rng(0)
+    for seed in range(3):
+        clean = make_pair(seed, 1, 420)[1].astype(np.float32) / 255
+        for angle in rng.uniform(-9, 9, 3):
+            assert skew_angle(turned(clean, angle)) == pytest.approx(angle, abs=0.15)
+            inner = (slice(60, -60), slice(60, -60))   # away from the corners a turn cuts off
+            assert np.abs(upright(turned(clean, angle), angle) - clean)[inner].mean() < 0.03
+    assert skew_angle(np.ones((300, 400), np.float32)) is None   # blank
+    photo = cv2.GaussianBlur(rng.random((300, 400)).astype(np.float32), (0, 0), 8)
+    assert skew_angle((photo - photo.min()) / (photo.max() - photo.min())) is None   # no lines in it
+    page_, said = finish(turned(clean, 3.0), deskew=True, bilevel=True)
+    assert page_.dtype == bool and said.startswith("; turned -3.0")
+
+
+def test_deskew_turns_each_page_upright_and_says_by_how_much(tmp_path, capsys):
+    ckpt, clean = identity_checkpoint(tmp_path / "id.pt"), make_pair(1, 1, 420)[1]
+    scan = np.clip(np.rint(turned(clean.astype(np.float32), 4.0)), 0, 255).astype(np.uint8)
+    Image.fromarray(scan).save(tmp_path / "scan.png")
+    run = [str(tmp_path / "scan.png"), "--checkpoint", str(ckpt), "--scale", "1", "--no-tta"]
+    assert main(run + ["--out", str(tmp_path / "as_is")]) == 0 and "turned" not in capsys.readouterr().out
+    assert main(run + ["--out", str(tmp_path / "upright"), "--deskew"]) == 0
+    said = re.search(r"scan\.png: .*; turned (\S+) degrees upright", capsys.readouterr().out)
+    assert float(said.group(1)) == pytest.approx(-4.0, abs=0.15)
+    inner = (slice(60, -60), slice(60, -60))
+    error = {name: np.abs(load_page(tmp_path / name / "scan.png") - clean / 255)[inner].mean()
+             for name in ("as_is", "upright")}
+    assert error["upright"] < 0.03 < error["as_is"]
 
 
 def test_a_model_predicting_nan_stops_with_a_hint_and_writes_nothing(tmp_path, capsys):

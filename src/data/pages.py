@@ -102,18 +102,21 @@ def load_page(path: Path) -> np.ndarray:
 
 def save_page(path: Path, page: np.ndarray, dpi: tuple[float, float] | None = None) -> None:
     """Write a page as an 8-bit grayscale PNG, atomically: uint8 as it is, floats in [0, 1] rounded
-    (values outside clipped), so that load_page reads it back to within 1/510. `dpi`, (x, y) dots per
-    inch, is recorded in the file (what OCR and printing read the page's size from)."""
+    (values outside clipped), so that load_page reads it back to within 1/510; bool (True: white) as a
+    1-bit PNG, which load_page reads as 0 and 1. `dpi`, (x, y) dots per inch, is recorded in the file
+    (what OCR and printing read the page's size from)."""
     path = Path(path)
     if page.ndim != 2:
         raise DataError(f"{path}: a page is (height, width) grayscale, not shape {page.shape}")
+    bilevel = page.dtype == bool
     img = page if page.dtype == np.uint8 else np.rint(np.clip(page, 0, 1) * 255).astype(np.uint8)
     if dpi:   # OpenCV's PNG writer records no resolution; Pillow's, at OpenCV's fast compression level
         from PIL import Image
 
         data = io.BytesIO()
-        Image.fromarray(img, "L").save(data, "PNG", dpi=dpi, compress_level=1)
+        img = Image.fromarray(img, "L")
+        (img.convert("1") if bilevel else img).save(data, "PNG", dpi=dpi, compress_level=1)
         data = data.getvalue()
     else:
-        data = cv2.imencode(".png", img)[1].tobytes()
+        data = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_BILEVEL, int(bilevel)])[1].tobytes()
     atomic_write(path, lambda tmp: tmp.write_bytes(data))

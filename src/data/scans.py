@@ -1,14 +1,18 @@
 """Scans of any common format as pages, and cleaned pages back as a PDF.
 
-PNG, JPEG, TIFF (every page), BMP and WebP are read with Pillow: EXIF rotation applied, colour made
-grayscale, 16-bit and palette images scaled right, transparency laid on white paper. PDF pages are
-rendered with PDFium at a chosen resolution. Every page comes out as (H, W) float32 in [0, 1].
+PNG, JPEG, TIFF (every page), BMP, WebP, HEIC and AVIF are read with Pillow (HEIC through pillow-heif):
+EXIF rotation applied, colour made grayscale, 16-bit and palette images scaled right, transparency laid on
+white paper. PDF pages are rendered with PDFium at a chosen resolution. Every page comes out as (H, W)
+float32 in [0, 1].
 """
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
+import io
+import os
 from pathlib import Path
 import warnings
 
@@ -20,8 +24,9 @@ from src.common.wording import counted, listed
 from src.data.ledger import LEDGER, recorded_names
 from src.data.pages import page_sort_key
 
-SCAN_SUFFIXES = (".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".tif", ".tiff", ".bmp", ".webp", ".pdf")
-FORMATS = "PNG, JPEG, TIFF, BMP, WebP or PDF"
+SCAN_SUFFIXES = (".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".tif", ".tiff", ".bmp", ".webp", ".heic", ".heif",
+                 ".avif", ".pdf")
+FORMATS = "PNG, JPEG, TIFF, BMP, WebP, HEIC, AVIF or PDF"
 DEFAULT_DPI = 200   # PDF pages are rendered so: A4 is 1654 x 2339 px, body text 20-30 px tall
 # the lowest resolution a page is rendered at or recorded with: below it an image file's "dpi" is a
 # writer's placeholder (Pillow writes TIFFs at 1 dpi by default), not a scan's
@@ -73,12 +78,15 @@ def find_scans(inputs: Iterable[Path]) -> tuple[list[Path], list[tuple[Path, str
     for path in map(Path, inputs):
         if path.is_dir():
             cleaned = recorded_names(path)
-            entries = [p for p in path.iterdir() if not p.name.startswith(".") and p.name != LEDGER]
-            found = sorted((p for p in entries if p.is_file() and p.suffix.lower() in SCAN_SUFFIXES
+            with os.scandir(path) as listing:   # its entries know their kind: no stat per file
+                kinds = {Path(e.path): "file" if e.is_file() else "folder" if e.is_dir() else ""
+                         for e in listing if not e.name.startswith(".") and e.name != LEDGER}
+            files_here = [p for p, kind in kinds.items() if kind == "file"]
+            found = sorted((p for p in files_here if p.suffix.lower() in SCAN_SUFFIXES
                             and p.name not in cleaned), key=page_sort_key)
-            other = sorted(p.name for p in entries if p.is_file() and p.suffix.lower() not in SCAN_SUFFIXES)
-            folders = sorted(p.name for p in entries if p.is_dir())
-            ours = sum(p.name in cleaned for p in entries)
+            other = sorted(p.name for p in files_here if p.suffix.lower() not in SCAN_SUFFIXES)
+            folders = sorted(p.name for p, kind in kinds.items() if kind == "folder")
+            ours = sum(p.name in cleaned for p in kinds)
             left = [f"{counted(len(other), 'file')} of other kinds ({listed(other)})" if other else "",
                     f"{counted(len(folders), 'subfolder')} ({listed(folders)})" if folders else "",
                     f"{counted(ours, 'file')} cleaned into it before ({LEDGER} there)" if ours else ""]
@@ -174,9 +182,10 @@ def read_pages(scan: Scan, dpi: int | None = None) -> Iterator[Page]:
 
 
 def read_written(path: Path) -> Page:
-    """A page `denoise` wrote (an 8-bit PNG), with the resolution it records."""
+    """A page `denoise` wrote (an 8-bit PNG, or a 1-bit one, read as bool), with the resolution it records."""
     with _image(path) as img:
-        return Page(gray(img), _resolution(img))
+        pixels = gray(img)
+        return Page(pixels > 0.5 if img.mode == "1" else pixels, _resolution(img))
 
 
 def _resolution(img) -> tuple[float, float] | None:
@@ -190,8 +199,9 @@ def _resolution(img) -> tuple[float, float] | None:
         return None
     if not (MIN_DPI <= x < 1e5 and MIN_DPI <= y < 1e5):
         return None
-    # a PNG keeps whole dots per metre: 300 dpi comes back as 299.9994, which would make a page a pixel wider
-    x, y = (round(v) if abs(v - round(v)) < 0.01 else v for v in (x, y))
+    # a PNG keeps whole dots per metre, half a dot per metre off being 0.0127 dpi: 300 dpi comes back as
+    # 299.9994 and 150 as 150.0124, which would make a page a pixel wider
+    x, y = (round(v) if abs(v - round(v)) < 0.013 else v for v in (x, y))
     turned = img.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8)   # a quarter turn
     return (y, x) if turned else (x, y)
 
@@ -210,10 +220,11 @@ def gray(img) -> np.ndarray:
 
 
 def write_pdf(path: Path, pages: Iterable[Page]) -> None:
-    """A PDF of the pages, one image each, losslessly (Flate) compressed, atomically.
+    """A PDF of the pages, one image each, losslessly compressed, atomically: 8-bit gray with Flate, black
+    and white (bool pixels, True white) with CCITT G4, as fax and scanners store such pages.
 
-    Args: pages: their pixels, (H, W) uint8 or float in [0, 1], each filling a sheet of W x H px at the
-    page's dpi (DEFAULT_DPI where it has none), so that a page rendered at a dpi keeps its paper size.
+    Args: pages: their pixels, (H, W) uint8, float in [0, 1] or bool, each filling a sheet of W x H px at
+    the page's dpi (DEFAULT_DPI where it has none), so that a page rendered at a dpi keeps its paper size.
     """
     import pypdfium2 as pdfium
     from PIL import Image
@@ -222,6 +233,12 @@ def write_pdf(path: Path, pages: Iterable[Page]) -> None:
     try:
         for page in pages:
             img, (x, y) = page.pixels, page.dpi or (DEFAULT_DPI, DEFAULT_DPI)
+            if img.dtype == bool:   # PDFium writes no CCITT; Pillow does, one sheet, which PDFium copies over
+                sheet = io.BytesIO()
+                Image.fromarray(img).save(sheet, "PDF", dpi=(x, y))
+                with pdfium.PdfDocument(sheet.getvalue()) as one:
+                    pdf.import_pages(one)
+                continue
             img = img if img.dtype == np.uint8 else np.rint(np.clip(img, 0, 1) * 255).astype(np.uint8)
             sheet = pdf.new_page(img.shape[1] * 72 / x, img.shape[0] * 72 / y)
             picture = pdfium.PdfImage.new(pdf)
@@ -280,11 +297,21 @@ def _frames(img) -> int:
     return getattr(img, "n_frames", 1) if img.format == "TIFF" else 1
 
 
+@cache
+def _heif_opener() -> None:
+    """HEIC (a phone camera's photos) through Pillow, which opens AVIF itself but not HEIC; pillow-heif
+    applies the file's own rotation and resets its EXIF orientation, so that `gray` does not turn it twice."""
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+
+
 @contextmanager
 def _image(path: Path):
     """Pillow's Image.open, its failures DataErrors naming the file."""
     from PIL import Image, UnidentifiedImageError
 
+    _heif_opener()
     try:
         with warnings.catch_warnings():   # above Pillow's limit but within twice it: opened, as a scan may be
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

@@ -1,4 +1,4 @@
-"""A scan file's pages cleaned into an output folder, as `python -m src.denoise` does file by file."""
+"""Scans cleaned into an output folder, page by page and file by file, as `python -m src.denoise` does."""
 from __future__ import annotations
 
 from collections import Counter
@@ -8,9 +8,36 @@ from pathlib import Path
 
 import numpy as np
 
+from src.common.errors import CheckpointError
 from src.data.ledger import Ledger
 from src.data.pages import save_page
 from src.data.scans import Scan, read_pages, read_written, write_pdf
+from src.inference.finish import finish
+from src.inference.scale import clean_scan, describe_scale, solid_hint
+from src.inference.tiles import non_finite
+
+
+def page_cleaner(models, target: float, zoom: float, log: Callable[[str], None], *, scale: float | None,
+                 tile: int, deskew: bool = False, bilevel: bool = False,
+                 **predict) -> Callable[[np.ndarray, str], np.ndarray]:
+    """clean(page, where): a scan's page as `denoise` cleans it (`clean_scan`, then `finish`), its line
+    logged (text size, scale, type left to the model, turn); CheckpointError naming `where` where the
+    models predict NaN or inf, before anything is written.
+
+    Args: models, target, zoom: as `load_denoisers` gives them; scale, tile: `clean_scan`'s (None, 0:
+    measured, chosen); predict: the rest of `clean_scan`'s keyword arguments.
+    """
+    def clean(page: np.ndarray, where: str) -> np.ndarray:
+        cleaned, size, factor, lightened = clean_scan(models, page, target, zoom, scale=scale, tile=tile,
+                                                      **predict)
+        problem = non_finite(cleaned)
+        cleaned, turned = (cleaned, "") if problem else finish(cleaned, deskew, bilevel)
+        log(f"{where}: {describe_scale(size, target, factor, zoom)}"
+            + (f" (--scale {scale})" if scale else "") + solid_hint(lightened) + turned)
+        if problem:
+            raise CheckpointError(f"{where}: {problem}; nothing written for this page")
+        return cleaned
+    return clean
 
 
 def clean_file(scan: Scan, out: Path, ledger: Ledger, clean: Callable[[np.ndarray, str], np.ndarray],
