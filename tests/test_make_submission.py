@@ -180,7 +180,7 @@ def test_images_names_skipped_files_and_pages_without_a_number(tmp_path, tiny_pa
     finally:
         torch.set_num_threads(threads)   # the rest of the suite runs on every core
     text = capsys.readouterr().out
-    assert f"{tiny_pages}: skipping 1 files that are not PNG pages: scan.jpg" in text
+    assert f"{tiny_pages}: skipping 1 file other than PNG pages: scan.jpg" in text
     assert "warning: 1 of 2 pages are not named by a page number (my scan.png)" in text
     assert not validate_submission(out).ok   # as the warning says
 

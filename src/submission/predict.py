@@ -15,6 +15,7 @@ from src.common.config import config_problems
 from src.common.errors import DataError
 from src.common.files import archive, ensure_writable_dir
 from src.common.runtime import setup_runtime
+from src.common.wording import counted, listed
 from src.data.competition import DEFAULT_DATA_DIR, PAGE_SIZES
 from src.data.pages import IMAGE_SUFFIXES, list_images, load_page, png_size, save_page
 from src.data.synthetic import prepare_or_synthesize
@@ -145,11 +146,10 @@ def check_names(folder: Path, pages: list[Path], log) -> None:
     skipped = sorted(p.name for p in folder.iterdir()
                      if p.is_file() and p.suffix.lower() not in IMAGE_SUFFIXES and not p.name.startswith("."))
     if skipped:
-        log(f"{folder}: skipping {len(skipped)} files that are not PNG pages: {', '.join(skipped[:5])}"
-            + (", ..." if len(skipped) > 5 else ""))
+        log(f"{folder}: skipping {counted(len(skipped), 'file')} other than PNG pages: {listed(skipped, 5)}")
     named = [p.name for p in pages if not is_page_id(p.stem)]
     if named:   # still cleaned, and kept by --png-dir; but their CSV rows score nowhere
         log(f"warning: {len(named)} of {len(pages)} pages are not named by a page number "
-            f"({', '.join(named[:5])}{', ...' if len(named) > 5 else ''}): their ids in the CSV "
+            f"({listed(named, 5)}): their ids in the CSV "
             f"(<name>_<row>_<col>) are not Kaggle's, and validate_submission reports them as malformed. "
             f"Name pages <number>.png to score them with validate_submission --truth")
