@@ -531,6 +531,7 @@ def test_skew_is_found_from_the_lines_of_text_and_a_page_without_lines_is_left_a
             inner = (slice(60, -60), slice(60, -60))   # away from the corners a turn cuts off
             assert np.abs(upright(turned(clean, angle), angle) - clean)[inner].mean() < 0.03
     assert skew_angle(np.ones((300, 400), np.float32)) is None   # blank
+    assert skew_angle(np.rot90(clean).copy()) is None   # on its side: its lines run down the page
     photo = cv2.GaussianBlur(rng.random((300, 400)).astype(np.float32), (0, 0), 8)
     assert skew_angle((photo - photo.min()) / (photo.max() - photo.min())) is None   # no lines in it
     page_, said = finish(turned(clean, 3.0), deskew=True, bilevel=True)
