@@ -27,18 +27,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from bench_denoiser import data_dir_of  # noqa: E402
-from bench_unseen_noise import (all_families, augraphy_or_fail, degrade, edit_distance, fail,  # noqa: E402
-                                held_out_cleans, ocr_reader)
+from bench_unseen_noise import degrade, edit_distance, one_model, one_model_args  # noqa: E402
 
-from src.common.config import config_from_dict  # noqa: E402
-from src.common.errors import CheckpointError, DataError  # noqa: E402
-from src.data.competition import load_pairs, prepare_data  # noqa: E402
 from src.data.synthetic import make_pair  # noqa: E402
 from src.inference.finish import skew_angle, upright  # noqa: E402
-from src.inference.scale import clean_scan, learnt_zoom, target_text_size  # noqa: E402
-from src.models.checkpoints import load_model  # noqa: E402
-from src.training.config import DenoiserConfig  # noqa: E402
+from src.inference.scale import clean_scan  # noqa: E402
 
 
 def with_margin(page: np.ndarray, max_angle: float) -> np.ndarray:
@@ -58,27 +51,12 @@ def turned(page: np.ndarray, angle: float) -> np.ndarray:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", type=Path, default=Path("models/general_best.pt"),
-                   help="the denoiser (default: %(default)s; python -m src.train_denoiser --preset general)")
-    p.add_argument("--data-dir", type=Path)
+    one_model_args(p)
     p.add_argument("--pages", type=int, default=48, help="turned pages (default: %(default)s)")
     p.add_argument("--max-angle", type=float, default=8.0, help="degrees either way (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-ocr", action="store_true", help="the skew alone: no Tesseract needed")
     args = p.parse_args(argv)
-    data_dir = data_dir_of(p, args)
-    read = None if args.no_ocr else ocr_reader()
-    families = list(all_families(augraphy_or_fail()).items())
-    if not args.checkpoint.exists():
-        p.error(f"--checkpoint {args.checkpoint}: no such checkpoint")
-    try:
-        model, ckpt = load_model(args.checkpoint, "denoiser")
-        pairs = load_pairs(prepare_data(data_dir).train_pairs)
-    except (DataError, CheckpointError) as e:
-        fail(str(e), 1)
-    cfg = config_from_dict(DenoiserConfig, ckpt["config"])
-    scale = dict(target=target_text_size([ckpt])[0], zoom=learnt_zoom([ckpt]))
-    cleans = [with_margin(c, args.max_angle) for c in held_out_cleans(cfg, pairs, 9, args.seed)]
+    read, families, model, scale, cleans = one_model(p, args)
+    cleans = [with_margin(c, args.max_angle) for c in cleans]
     rng = np.random.default_rng([args.seed, 7])
     errors, missed, seconds = [], [], []
     edits = {"noisy": 0, "cleaned": 0, "cleaned, turned upright": 0, "never turned, cleaned": 0}

@@ -301,6 +301,34 @@ def score_competition_pages(models: dict, cfg: DenoiserConfig, pairs) -> None:
           + f"; general {100 * (scores['general'] / scores['competition'] - 1):+.1f} % (target: within +3 %)")
 
 
+def one_model_args(p: argparse.ArgumentParser) -> None:
+    """The flags of a benchmark of one model on these pages (bench_deskew.py, bench_photo.py)."""
+    p.add_argument("--checkpoint", type=Path, default=Path("models/general_best.pt"),
+                   help="the denoiser (default: %(default)s; python -m src.train_denoiser --preset general)")
+    p.add_argument("--data-dir", type=Path)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-ocr", action="store_true", help="no Tesseract needed, nor its figures")
+
+
+def one_model(p: argparse.ArgumentParser, args) -> tuple:
+    """What a benchmark of one model needs, or its one-line error: (Tesseract's reader or None, the families
+    as (name, (family, whether Augraphy's)), the model, `clean_scan`'s target and zoom for it, the clean
+    pages of its held-out split and 9 rendered ones)."""
+    data_dir = data_dir_of(p, args)
+    read = None if args.no_ocr else ocr_reader()
+    families = list(all_families(augraphy_or_fail()).items())
+    if not args.checkpoint.exists():
+        p.error(f"--checkpoint {args.checkpoint}: no such checkpoint")
+    try:
+        model, ckpt = load_model(args.checkpoint, "denoiser")
+        pairs = load_pairs(prepare_data(data_dir).train_pairs)
+    except (DataError, CheckpointError) as e:
+        fail(str(e), 1)
+    cfg = config_from_dict(DenoiserConfig, ckpt["config"])
+    scale = dict(target=target_text_size([ckpt])[0], zoom=learnt_zoom([ckpt]))
+    return read, families, model, scale, held_out_cleans(cfg, pairs, 9, args.seed)
+
+
 # how the default checkpoints are made: the competition one is `quick` under a name of its own
 MAKE_MODELS = {"competition": "python -m src.train_denoiser --preset quick --name quick makes it",
                "general": "python -m src.train_denoiser --preset general makes it"}

@@ -5,9 +5,10 @@ Reads PNG, JPEG, TIFF (every page), BMP, WebP, HEIC, AVIF and PDF (a scanned pag
 --bilevel) into --out, named after its source (scan.jpg -> scan.png; page k of letter.pdf or of a
 multi-page TIFF -> letter-k.png) at the resolution the scan records, and letter.pdf for a PDF. Each page's
 letters are measured (--scale overrides) and the page is cleaned at a size the model learnt, then brought
-back to its own. A file that cannot be read is named and skipped, the others are cleaned, and the exit
-code is then 3 (2 is a bad flag's). Run again, it keeps the pages --out holds from the same source, model
-and settings (its denoise.jsonl), so a stopped run goes on.
+back to its own (--crop cuts a page out of a photo of it first, --deskew turns it upright after). A file
+that cannot be read is named and skipped, the others are cleaned, and the exit code is then 3 (2 is a
+bad flag's). Run again, it keeps the pages --out holds from the same source, model and settings (its
+denoise.jsonl), so a stopped run goes on.
 """
 from __future__ import annotations
 
@@ -51,6 +52,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    f"(default: a scanned page's own, up to {MAX_DPI}; {DEFAULT_DPI} for others)")
     p.add_argument("--bilevel", action="store_true", help="black and white pages: 1-bit PNGs, and CCITT G4 "
                    "images in a PDF, several times smaller than gray ones (docs/denoise.md)")
+    p.add_argument("--crop", action="store_true", help="photos of pages: cut each page out of its photo by "
+                   "its outline and square it up before cleaning (a scan, whose paper fills it, stays whole)")
     p.add_argument("--deskew", action="store_true", help="turn each page upright by its lines of text (up to "
                    "10 degrees either way), on a sheet of its size")
     p.add_argument("--keep-solid", action="store_true", help="keep all ink wider than the model's strokes "
@@ -98,8 +101,8 @@ def clean(args: argparse.Namespace, skipped: list[Path]) -> None:
     shaping = {k: getattr(args, k) for k in ("tta", "shifts", "overlap", "amp", "keep_solid")}   # its result
     predict = dict(shaping, batch_size=args.batch_size, device=device)
     clean_page = page_cleaner(models, target, zoom, tqdm.write, scale=args.scale, tile=args.tile,
-                              deskew=args.deskew, bilevel=args.bilevel, **predict)
-    finishing = {k: True for k in ("bilevel", "deskew") if getattr(args, k)}   # off: as recorded before
+                              crop=args.crop, deskew=args.deskew, bilevel=args.bilevel, **predict)
+    finishing = {k: True for k in ("crop", "bilevel", "deskew") if getattr(args, k)}   # off: as before
     ledger = Ledger(args.out, dict(shaping, models=weights_digest(models), scale=args.scale, tile=args.tile,
                                    **finishing))
     found, missing, notes = find_scans(args.inputs)

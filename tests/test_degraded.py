@@ -280,23 +280,35 @@ def test_the_benchmark_cleans_as_denoise_does_when_asked(tmp_path, monkeypatch):
     assert np.abs(outs["general"] - noisy).mean() > np.abs(outs["competition"] - noisy).mean()
 
 
+def one_model_bench(name: str, checkpoint, data_dir, monkeypatch, capsys, *flags: str) -> str:
+    """What a benchmark of one model (bench_deskew.py, bench_photo.py) prints on 2 pages, without OCR."""
+    monkeypatch.setattr(sys, "argv", [f"{name}.py", "--data-dir", str(data_dir), "--checkpoint",
+                                      str(checkpoint), "--no-ocr", *flags])
+    bench(name).main()
+    return capsys.readouterr().out
+
+
 def test_the_deskew_benchmark_finds_the_skew_of_turned_pages(tmp_path, synthetic_dir, monkeypatch, capsys):
     from tests.conftest import identity_checkpoint
 
-    module = bench("bench_deskew")
     ckpt = identity_checkpoint(tmp_path / "id.pt")
-    monkeypatch.setattr(sys, "argv", ["bench_deskew.py", "--data-dir", str(synthetic_dir), "--checkpoint",
-                                      str(ckpt), "--pages", "2", "--no-ocr"])
-    module.main()
-    out = capsys.readouterr().out
+    out = one_model_bench("bench_deskew", ckpt, synthetic_dir, monkeypatch, capsys, "--pages", "2")
     found = re.search(r"skew found on (\d) of 2 pages: off by ([\d.]+) degrees on average", out)
     assert found and int(found.group(1)) >= 1 and float(found.group(2)) < 0.5, out
     assert "A4 page at 300 dpi: skew found in" in out
-    monkeypatch.setattr(sys, "argv", ["bench_deskew.py", "--data-dir", str(synthetic_dir), "--checkpoint",
-                                      str(tmp_path / "none.pt"), "--no-ocr"])
     with pytest.raises(SystemExit) as e:
-        module.main()
+        one_model_bench("bench_deskew", tmp_path / "none.pt", synthetic_dir, monkeypatch, capsys)
     assert e.value.code == 2 and "none.pt: no such checkpoint" in capsys.readouterr().err
+
+
+def test_the_photo_benchmark_finds_the_pages_in_their_photos(tmp_path, synthetic_dir, monkeypatch, capsys):
+    from tests.conftest import identity_checkpoint
+
+    ckpt = identity_checkpoint(tmp_path / "id.pt")
+    out = one_model_bench("bench_photo", ckpt, synthetic_dir, monkeypatch, capsys, "--pages", "2")
+    found = re.search(r"clean: outline found on 2 of 2 photos, its corners off by ([\d.]+) px", out)
+    assert found and float(found.group(1)) < 12, out   # drawn in by 1 % of the page: about 5 px
+    assert re.search(r"dirty: outline found on \d of 2 photos", out)
 
 
 def test_the_benchmark_splits_the_error_into_text_and_paper_touched_hidden_or_not():

@@ -10,6 +10,7 @@ import numpy as np
 
 from src.common.errors import CheckpointError
 from src.data.ledger import Ledger
+from src.data.outline import cut_out, page_outline
 from src.data.pages import save_page
 from src.data.scans import Scan, read_pages, read_written, write_pdf
 from src.inference.finish import finish
@@ -18,21 +19,27 @@ from src.inference.tiles import non_finite
 
 
 def page_cleaner(models, target: float, zoom: float, log: Callable[[str], None], *, scale: float | None,
-                 tile: int, deskew: bool = False, bilevel: bool = False,
+                 tile: int, crop: bool = False, deskew: bool = False, bilevel: bool = False,
                  **predict) -> Callable[[np.ndarray, str], np.ndarray]:
-    """clean(page, where): a scan's page as `denoise` cleans it (`clean_scan`, then `finish`), its line
-    logged (text size, scale, type left to the model, turn); CheckpointError naming `where` where the
-    models predict NaN or inf, before anything is written.
+    """clean(page, where): a scan's page as `denoise` cleans it (cut out of a photo with `crop`,
+    `clean_scan`, then `finish`), its line logged (the cut, text size, scale, type left to the model,
+    turn); CheckpointError naming `where` where the models predict NaN or inf, before anything is written.
 
     Args: models, target, zoom: as `load_denoisers` gives them; scale, tile: `clean_scan`'s (None, 0:
     measured, chosen); predict: the rest of `clean_scan`'s keyword arguments.
     """
     def clean(page: np.ndarray, where: str) -> np.ndarray:
+        cut = ""
+        if crop:
+            corners = page_outline(page)
+            page = page if corners is None else cut_out(page, corners)
+            cut = ("no page's outline found, cleaned whole; " if corners is None else
+                   f"page cut out of the photo, {page.shape[1]} x {page.shape[0]} px; ")
         cleaned, size, factor, lightened = clean_scan(models, page, target, zoom, scale=scale, tile=tile,
                                                       **predict)
         problem = non_finite(cleaned)
         cleaned, turned = (cleaned, "") if problem else finish(cleaned, deskew, bilevel)
-        log(f"{where}: {describe_scale(size, target, factor, zoom)}"
+        log(f"{where}: {cut}{describe_scale(size, target, factor, zoom)}"
             + (f" (--scale {scale})" if scale else "") + solid_hint(lightened) + turned)
         if problem:
             raise CheckpointError(f"{where}: {problem}; nothing written for this page")
