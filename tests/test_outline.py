@@ -66,3 +66,14 @@ def test_crop_cleans_the_page_cut_out_of_a_photo_and_a_scan_whole(tmp_path, caps
     assert cut.shape[0] < 600 and cut.shape[1] < 800 and cut.mean() > photo.mean() + 0.1   # the desk is gone
     assert "scan.png -> scan.png: no page's outline found, cleaned whole" in log
     assert load_page(tmp_path / "out" / "scan.png").shape == (420, 540)
+
+
+def test_a_page_turned_a_half_right_angle_on_the_desk_keeps_its_four_corners_in_order():
+    desk = np.full((800, 800), 0.3, np.float32)
+    cv2.fillPoly(desk, [cv2.boxPoints(((400, 400), (420, 300), 45)).astype(np.int32)], 0.95)   # a diamond
+    corners = page_outline(desk)
+    assert corners is not None and len({tuple(c) for c in corners.round()}) == 4
+    for a, b, c in zip(corners, np.roll(corners, -1, 0), np.roll(corners, -2, 0)):
+        (x1, y1), (x2, y2) = b - a, c - b
+        assert x1 * y2 - y1 * x2 > 0   # clockwise on the screen (y runs down), every corner once
+    assert sorted(cut_out(desk, corners).shape) == pytest.approx([300, 420], abs=6)

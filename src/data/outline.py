@@ -64,9 +64,11 @@ def page_outline(photo: np.ndarray) -> np.ndarray | None:
     corners = _fitted(corners.astype(np.float32), page.reshape(-1, 2).astype(np.float32)) / shrink
     centre = corners.mean(axis=0)
     corners = centre + (corners - centre) * (1 - INSET)
-    # top left has the smallest x + y, bottom right the largest; top right the smallest y - x
-    total, diff = corners.sum(axis=1), corners[:, 1] - corners[:, 0]
-    return corners[[total.argmin(), diff.argmin(), total.argmax(), diff.argmax()]]
+    # clockwise on the screen (y runs down) from the top left, the corner with the smallest x + y: by angle
+    # about the centre, which orders a page turned by any angle, where x + y and y - x alone may name one
+    # corner twice
+    around = corners[np.argsort(np.arctan2(*(corners - centre).T[::-1]))]
+    return np.roll(around, -int(around.sum(axis=1).argmin()), axis=0)
 
 
 def _fitted(corners: np.ndarray, outline: np.ndarray) -> np.ndarray:
