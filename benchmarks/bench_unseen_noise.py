@@ -46,7 +46,7 @@ from src.data.competition import load_pairs, prepare_data  # noqa: E402
 from src.data.degraded import HELD_OUT, PAGE_SHAPES, apply_augmentations, as_uint8  # noqa: E402
 from src.data.degraded import need_augraphy, render_text_page  # noqa: E402
 from src.data.splits import text_groups  # noqa: E402
-from src.inference.finish import black_and_white  # noqa: E402
+from src.inference.finish import finish  # noqa: E402
 from src.inference.metrics import pooled_rmse  # noqa: E402
 from src.inference.scale import clean_scan, learnt_zoom, target_text_size  # noqa: E402
 from src.inference.tiles import predict_page  # noqa: E402
@@ -325,8 +325,12 @@ def one_model(p: argparse.ArgumentParser, args) -> tuple:
     except (DataError, CheckpointError) as e:
         fail(str(e), 1)
     cfg = config_from_dict(DenoiserConfig, ckpt["config"])
-    scale = dict(target=target_text_size([ckpt])[0], zoom=learnt_zoom([ckpt]))
-    return read, families, model, scale, held_out_cleans(cfg, pairs, 9, args.seed)
+    return read, families, model, denoise_scale(ckpt), held_out_cleans(cfg, pairs, 9, args.seed)
+
+
+def denoise_scale(ckpt: dict) -> dict:
+    """`clean_scan`'s target and zoom for a checkpoint's model, as `denoise` takes them (`load_denoisers`)."""
+    return dict(target=target_text_size([ckpt])[0], zoom=learnt_zoom([ckpt]))
 
 
 # how the default checkpoints are made: the competition one is `quick` under a name of its own
@@ -338,18 +342,14 @@ def load_models(args) -> tuple[dict, dict, DenoiserConfig]:
     """{"competition": model, "general": model}, how each cleans a degraded page (`predict_page`, or with
     --as-denoise `clean_scan`), and the competition checkpoint's config (its split)."""
     models, cleaners, configs = {}, {}, {}
-
-    def finish(cleaned: np.ndarray) -> np.ndarray:   # as `denoise` writes it: black and white with --bilevel
-        return black_and_white(cleaned).astype(np.float32) if args.bilevel else cleaned
-
     for name, path in (("competition", args.competition), ("general", args.general)):
         models[name], ckpt = load_model(path, "denoiser")
         configs[name] = config_from_dict(DenoiserConfig, ckpt["config"])
         if args.as_denoise:
-            scale = dict(target=target_text_size([ckpt])[0], zoom=learnt_zoom([ckpt]),
-                         keep_solid=args.keep_solid)
-            cleaners[name] = lambda page, m=models[name], k=scale: finish(
-                clean_scan(m, page, **k, tta=True)[0])
+            scale = dict(denoise_scale(ckpt), keep_solid=args.keep_solid)
+            # as `denoise` writes the page: black and white with --bilevel (as 0. and 1. here)
+            cleaners[name] = lambda page, m=models[name], k=scale: np.asarray(
+                finish(clean_scan(m, page, **k, tta=True)[0], bilevel=args.bilevel)[0], np.float32)
         else:
             cleaners[name] = lambda page, m=models[name]: predict_page(m, page, tta=True)
     same = [(c.val_fraction, c.folds, c.fold, c.split_seed, c.split_by) for c in configs.values()]

@@ -79,8 +79,8 @@ def _fitted(corners: np.ndarray, outline: np.ndarray) -> np.ndarray:
     for a, b in zip(corners, np.roll(corners, -1, axis=0)):
         along = b - a
         length = float(np.linalg.norm(along))
-        t = (outline - a) @ along / length ** 2   # where along the side, 0 to 1
         rel = outline - a
+        t = rel @ along / length ** 2   # where along the side, 0 to 1
         off = np.abs(along[0] * rel[:, 1] - along[1] * rel[:, 0]) / length   # distance from the side
         points = outline[(t > 0.1) & (t < 0.9) & (off < 0.02 * length + 2)]
         if len(points) < 2:   # too few to fit: the simplified side as it is
